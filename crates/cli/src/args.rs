@@ -1,0 +1,124 @@
+//! The command line, as clap sees it. Flag names here are the public interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "flotilla", version, about = "A container orchestrator: Raft-replicated desired state, leader scheduling, an executor on every node")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Nodes to talk to, comma-separated, tried in turn.
+    #[arg(long, global = true, env = "FLOTILLA_ADDR", default_value = "127.0.0.1:7001", value_delimiter = ',')]
+    pub addr: Vec<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Deadline for each call to the cluster.
+    #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e}; write it like 5s or 250ms"))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Verb {
+    /// Run a node of the cluster.
+    Agent(AgentArgs),
+    /// Create or update services from a spec file (YAML or JSON; `-` reads stdin).
+    Apply {
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+    /// Show objects.
+    Get {
+        #[command(subcommand)]
+        what: GetWhat,
+    },
+    /// Delete objects.
+    Delete {
+        #[command(subcommand)]
+        what: DeleteWhat,
+    },
+    /// Cluster-wide operations.
+    Cluster {
+        #[command(subcommand)]
+        what: ClusterWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GetWhat {
+    /// List services.
+    Services {
+        /// Read the replica of the node asked instead of going through the leader.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Show one service.
+    Service {
+        name: String,
+        #[arg(long)]
+        stale: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeleteWhat {
+    /// Delete a service.
+    Service { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterWhat {
+    /// Members, roles, leader, term, log and applied index per node.
+    Status,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// This node's id (a positive integer, never reused).
+    #[arg(long)]
+    pub id: u64,
+    /// Address the gRPC server binds.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Where the Raft log, snapshots and node state live.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Initial members: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT` (this node included).
+    #[arg(long)]
+    pub peers: String,
+    /// Raft heartbeat interval.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub heartbeat_interval: std::time::Duration,
+    /// Lower bound of the randomized election timeout.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub election_timeout_min: std::time::Duration,
+    /// Upper bound of the randomized election timeout.
+    #[arg(long, default_value = "1000ms", value_parser = parse_duration)]
+    pub election_timeout_max: std::time::Duration,
+    /// Build a snapshot every this many log entries.
+    #[arg(long, default_value_t = 5000)]
+    pub snapshot_interval: u64,
+    /// Log entries kept behind a snapshot for slightly lagging followers.
+    #[arg(long, default_value_t = 1000)]
+    pub snapshot_keep: u64,
+}

@@ -1,0 +1,50 @@
+//! CLI errors and their exit codes: 0 success, 1 operation failed, 2 usage error,
+//! 3 cluster unreachable, 4 not found.
+
+use std::fmt;
+
+#[derive(Debug)]
+pub enum CliError {
+    /// The operation was refused or failed.
+    Failed(String),
+    /// The command line or an input file is unusable.
+    Usage(String),
+    /// No node could be reached, or the cluster has no leader.
+    Unreachable(String),
+    NotFound(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Failed(_) => 1,
+            CliError::Usage(_) => 2,
+            CliError::Unreachable(_) => 3,
+            CliError::NotFound(_) => 4,
+        }
+    }
+
+    /// Maps a status returned by a node that was reached.
+    pub fn from_status(s: &tonic::Status) -> Self {
+        let msg = s.message().to_string();
+        match s.code() {
+            tonic::Code::NotFound => CliError::NotFound(msg),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => CliError::Unreachable(msg),
+            tonic::Code::InvalidArgument => CliError::Failed(msg),
+            tonic::Code::ResourceExhausted => CliError::Failed(format!("request too large: {msg}")),
+            _ => CliError::Failed(msg),
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Failed(m) | CliError::Usage(m) | CliError::Unreachable(m) | CliError::NotFound(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+impl std::error::Error for CliError {}

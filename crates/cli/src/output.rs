@@ -1,0 +1,78 @@
+//! Rendering: aligned tables for people, JSON and YAML for scripts.
+
+use serde::Serialize;
+
+use crate::args::Format;
+use crate::error::CliError;
+
+/// Prints `value` as JSON or YAML, or calls `table` for the human format.
+pub fn print<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> String) -> Result<(), CliError> {
+    let text = match format {
+        Format::Table => table(),
+        Format::Json => serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))? + "\n",
+        Format::Yaml => serde_yaml::to_string(value).map_err(|e| CliError::Failed(e.to_string()))?,
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// Left-aligned columns separated by three spaces, with a header row.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                l.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// `12s`, `3m`, `5h`, `2d`: how long ago `ms` (Unix milliseconds) was.
+pub fn age(ms: u64, now_ms: u64) -> String {
+    let s = now_ms.saturating_sub(ms) / 1000;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_ages_read_well() {
+        let t = table(&["NAME", "VERSION"], &[vec!["web".into(), "12".into()], vec!["database".into(), "1".into()]]);
+        assert_eq!(t, "NAME       VERSION\nweb        12\ndatabase   1\n");
+        assert_eq!(age(0, 12_000), "12s");
+        assert_eq!(age(0, 180_000), "3m");
+        assert_eq!(age(0, 5 * 3_600_000), "5h");
+        assert_eq!(age(0, 3 * 86_400_000), "3d");
+    }
+}

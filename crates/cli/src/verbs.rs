@@ -1,0 +1,284 @@
+//! The client verbs.
+
+use std::io::Read;
+use std::path::Path;
+
+use flotilla_proto::v1::{
+    ApplyOutcome, ApplyRequest, ClusterStatusRequest, DeleteServiceRequest, GetServiceRequest,
+    ListServicesRequest, MemberStatus, ServiceInfo,
+};
+use flotilla_types::ServiceSpec;
+use serde::Serialize;
+
+use crate::args::{ClusterWhat, DeleteWhat, Format, GetWhat, Global, Verb};
+use crate::client::Client;
+use crate::error::CliError;
+use crate::output::{age, now_ms, print, table};
+
+pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
+    let client = Client::new(&global.addr, global.timeout)?;
+    let out = global.output;
+    match verb {
+        Verb::Agent(_) => unreachable!("handled by main"),
+        Verb::Apply { file } => apply(&client, out, &file).await,
+        Verb::Get {
+            what: GetWhat::Services { stale },
+        } => get_services(&client, out, stale).await,
+        Verb::Get {
+            what: GetWhat::Service { name, stale },
+        } => get_service(&client, out, &name, stale).await,
+        Verb::Delete {
+            what: DeleteWhat::Service { name },
+        } => delete_service(&client, out, &name).await,
+        Verb::Cluster {
+            what: ClusterWhat::Status,
+        } => cluster_status(&client, out).await,
+    }
+}
+
+fn read_input(file: &Path) -> Result<String, CliError> {
+    if file == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| CliError::Usage(format!("cannot read stdin: {e}")))?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(file).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))
+}
+
+#[derive(Serialize)]
+struct ApplyResult {
+    name: String,
+    version: u64,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_version: Option<u64>,
+}
+
+async fn apply(client: &Client, out: Format, file: &Path) -> Result<(), CliError> {
+    let text = read_input(file)?;
+    // Validate everything before writing anything: a bad document in a file applies nothing.
+    let specs = ServiceSpec::parse_many(&text)
+        .map_err(|e| CliError::Failed(format!("{}: invalid spec: {e}", file.display())))?;
+    let mut results = Vec::new();
+    for spec in specs {
+        let req = ApplyRequest { spec: spec.to_json() };
+        let r = client.call(|mut c| {
+            let req = req.clone();
+            async move { c.apply(req).await }
+        })
+        .await?;
+        let outcome = r.outcome();
+        if out == Format::Table {
+            println!("service/{} {} (version {})", r.name, outcome.describe(r.previous_version), r.version);
+        }
+        results.push(ApplyResult {
+            name: r.name,
+            version: r.version,
+            outcome: match outcome {
+                ApplyOutcome::Created => "created",
+                ApplyOutcome::Updated => "updated",
+                ApplyOutcome::Unchanged => "unchanged",
+                ApplyOutcome::Unspecified => "unknown",
+            },
+            previous_version: (outcome == ApplyOutcome::Updated).then_some(r.previous_version),
+        });
+    }
+    if out != Format::Table {
+        print(out, &results, String::new)?;
+    }
+    Ok(())
+}
+
+/// A service as `get` prints it in JSON and YAML.
+#[derive(Serialize)]
+struct ServiceView {
+    name: String,
+    version: u64,
+    created_at: String,
+    updated_at: String,
+    spec: serde_json::Value,
+}
+
+fn rfc3339(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn view(s: &ServiceInfo) -> Result<ServiceView, CliError> {
+    Ok(ServiceView {
+        name: s.name.clone(),
+        version: s.version,
+        created_at: rfc3339(s.created_at_ms),
+        updated_at: rfc3339(s.updated_at_ms),
+        spec: serde_json::from_str(&s.spec_json)
+            .map_err(|e| CliError::Failed(format!("the cluster sent an unreadable spec: {e}")))?,
+    })
+}
+
+async fn get_services(client: &Client, out: Format, stale: bool) -> Result<(), CliError> {
+    let r = client
+        .call(|mut c| async move { c.list_services(ListServicesRequest { stale }).await })
+        .await?;
+    let views = r.services.iter().map(view).collect::<Result<Vec<_>, _>>()?;
+    print(out, &views, || {
+        let now = now_ms();
+        let rows: Vec<Vec<String>> = r
+            .services
+            .iter()
+            .map(|s| {
+                vec![
+                    s.name.clone(),
+                    s.version.to_string(),
+                    s.replicas.to_string(),
+                    s.image.clone(),
+                    age(s.updated_at_ms, now),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            return "No services.\n".into();
+        }
+        table(&["NAME", "VERSION", "REPLICAS", "IMAGE", "UPDATED"], &rows)
+    })
+}
+
+async fn get_service(client: &Client, out: Format, name: &str, stale: bool) -> Result<(), CliError> {
+    let req = GetServiceRequest {
+        name: name.to_string(),
+        stale,
+    };
+    let s = client
+        .call(|mut c| {
+            let req = req.clone();
+            async move { c.get_service(req).await }
+        })
+        .await?;
+    let v = view(&s)?;
+    print(out, &v, || {
+        let now = now_ms();
+        let spec = serde_yaml::to_string(&v.spec).unwrap_or_default();
+        let mut text = format!(
+            "Name:      {}\nVersion:   {}\nImage:     {}\nReplicas:  {}\nCreated:   {} ({} ago)\nUpdated:   {} ({} ago)\nSpec:\n",
+            s.name,
+            s.version,
+            s.image,
+            s.replicas,
+            v.created_at,
+            age(s.created_at_ms, now),
+            v.updated_at,
+            age(s.updated_at_ms, now),
+        );
+        for line in spec.lines() {
+            text.push_str("  ");
+            text.push_str(line);
+            text.push('\n');
+        }
+        text
+    })
+}
+
+#[derive(Serialize)]
+struct DeleteResult {
+    name: String,
+    version: u64,
+    deleted: bool,
+}
+
+async fn delete_service(client: &Client, out: Format, name: &str) -> Result<(), CliError> {
+    let req = DeleteServiceRequest { name: name.to_string() };
+    let r = client
+        .call(|mut c| {
+            let req = req.clone();
+            async move { c.delete_service(req).await }
+        })
+        .await?;
+    let result = DeleteResult {
+        name: r.name,
+        version: r.version,
+        deleted: true,
+    };
+    print(out, &result, || format!("service/{} deleted (was version {})\n", result.name, result.version))
+}
+
+#[derive(Serialize)]
+struct StatusView {
+    leader: Option<u64>,
+    term: u64,
+    answered_by: u64,
+    members: Vec<MemberView>,
+}
+
+#[derive(Serialize)]
+struct MemberView {
+    id: u64,
+    address: String,
+    role: String,
+    voter: bool,
+    reachable: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    error: String,
+    term: u64,
+    last_log_index: u64,
+    applied_index: u64,
+    snapshot_index: u64,
+    snapshots_installed: u64,
+}
+
+impl From<&MemberStatus> for MemberView {
+    fn from(m: &MemberStatus) -> Self {
+        MemberView {
+            id: m.id,
+            address: m.address.clone(),
+            role: if m.reachable { m.role.clone() } else { "unreachable".into() },
+            voter: m.voter,
+            reachable: m.reachable,
+            error: m.error.clone(),
+            term: m.term,
+            last_log_index: m.last_log_index,
+            applied_index: m.applied_index,
+            snapshot_index: m.snapshot_index,
+            snapshots_installed: m.snapshots_installed,
+        }
+    }
+}
+
+async fn cluster_status(client: &Client, out: Format) -> Result<(), CliError> {
+    let r = client
+        .call(|mut c| async move { c.cluster_status(ClusterStatusRequest {}).await })
+        .await?;
+    let view = StatusView {
+        leader: (r.leader_id != 0).then_some(r.leader_id),
+        term: r.term,
+        answered_by: r.answered_by,
+        members: r.members.iter().map(MemberView::from).collect(),
+    };
+    print(out, &view, || {
+        let leader = view.leader.map_or("none".to_string(), |l| l.to_string());
+        let mut text = format!("Leader: {leader}   Term: {}\n\n", view.term);
+        let rows: Vec<Vec<String>> = view
+            .members
+            .iter()
+            .map(|m| {
+                let dash = |v: u64| if m.reachable { v.to_string() } else { "-".into() };
+                vec![
+                    m.id.to_string(),
+                    m.address.clone(),
+                    m.role.clone(),
+                    if m.voter { "yes" } else { "no" }.into(),
+                    dash(m.term),
+                    dash(m.last_log_index),
+                    dash(m.applied_index),
+                    dash(m.snapshot_index),
+                    m.error.clone(),
+                ]
+            })
+            .collect();
+        text.push_str(&table(
+            &["ID", "ADDRESS", "ROLE", "VOTER", "TERM", "LAST LOG", "APPLIED", "SNAPSHOT", "ERROR"],
+            &rows,
+        ));
+        text
+    })
+}

@@ -1,0 +1,291 @@
+//! `ClusterService`: the operator API. Writes and linearizable reads run on the leader
+//! (forwarded there from followers); `stale` reads and `NodeStatus` answer locally.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_proto::v1::cluster_service_server::ClusterService;
+use flotilla_proto::v1::{
+    ApplyOutcome, ApplyRequest, ApplyResponse, ClusterStatusRequest, ClusterStatusResponse,
+    DeleteServiceRequest, DeleteServiceResponse, GetServiceRequest, ListServicesRequest,
+    ListServicesResponse, MemberStatus, NodeStatusRequest, ServiceInfo,
+};
+use flotilla_proto::FORWARDED_HEADER;
+use flotilla_types::{Command, CommandError, PutOutcome, Response as CmdResponse, ServiceSpec};
+use tonic::{Request, Response, Status};
+
+use crate::node::{now_ms, LocalError, Node};
+
+/// How long the status fan-out waits for each member.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
+
+pub struct ClusterApi {
+    node: Arc<Node>,
+}
+
+impl ClusterApi {
+    pub fn new(node: Arc<Node>) -> Self {
+        ClusterApi { node }
+    }
+}
+
+fn forwarded<T>(req: &Request<T>) -> bool {
+    req.metadata().contains_key(FORWARDED_HEADER)
+}
+
+fn forward<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
+    r
+}
+
+fn command_error(e: CommandError) -> Status {
+    match e {
+        CommandError::ServiceNotFound { .. } => Status::not_found(e.to_string()),
+        CommandError::InvalidSpec(_) => Status::invalid_argument(e.to_string()),
+    }
+}
+
+fn unexpected(r: CmdResponse) -> Status {
+    Status::internal(format!("unexpected state machine response {r:?}"))
+}
+
+impl ClusterApi {
+    async fn apply_local(&self, spec: &ServiceSpec) -> Result<ApplyResponse, LocalError> {
+        let node = &self.node;
+        // An identical spec writes nothing. The local replica may be stale until the read
+        // barrier, so "unchanged" is only trusted after it.
+        let preview = node.state.read().state.preview_put(spec);
+        if preview == Some(PutOutcome::Unchanged) {
+            node.read_barrier().await?;
+            let sm = node.state.read();
+            if let Some(svc) = sm.state.services.get(&spec.name).filter(|s| s.spec == *spec) {
+                return Ok(ApplyResponse {
+                    name: svc.spec.name.clone(),
+                    version: svc.version,
+                    outcome: ApplyOutcome::Unchanged.into(),
+                    previous_version: 0,
+                    log_index: 0,
+                });
+            }
+        }
+        let cmd = Command::PutService {
+            spec: spec.clone(),
+            at: now_ms(),
+        };
+        match node.write(cmd).await? {
+            (
+                CmdResponse::Service {
+                    name,
+                    version,
+                    outcome,
+                },
+                index,
+            ) => Ok(ApplyResponse {
+                name,
+                version,
+                outcome: ApplyOutcome::from(outcome).into(),
+                previous_version: match outcome {
+                    PutOutcome::Updated { from } => from,
+                    _ => 0,
+                },
+                log_index: index,
+            }),
+            (CmdResponse::Error(e), _) => Err(LocalError::Status(command_error(e))),
+            (other, _) => Err(LocalError::Status(unexpected(other))),
+        }
+    }
+
+    async fn delete_local(&self, name: &str) -> Result<DeleteServiceResponse, LocalError> {
+        let cmd = Command::DeleteService {
+            name: name.to_string(),
+            at: now_ms(),
+        };
+        match self.node.write(cmd).await? {
+            (CmdResponse::Deleted { name, version }, index) => Ok(DeleteServiceResponse {
+                name,
+                version,
+                log_index: index,
+            }),
+            (CmdResponse::Error(e), _) => Err(LocalError::Status(command_error(e))),
+            (other, _) => Err(LocalError::Status(unexpected(other))),
+        }
+    }
+
+    fn get_local(&self, name: &str) -> Result<ServiceInfo, Status> {
+        let sm = self.node.state.read();
+        sm.state
+            .services
+            .get(name)
+            .map(ServiceInfo::from)
+            .ok_or_else(|| Status::not_found(format!("service {name:?} not found")))
+    }
+
+    fn list_local(&self) -> ListServicesResponse {
+        let sm = self.node.state.read();
+        ListServicesResponse {
+            services: sm.state.services.values().map(ServiceInfo::from).collect(),
+            node_id: self.node.id,
+            applied_index: sm.last_applied.map_or(0, |l| l.index),
+        }
+    }
+
+    async fn member_status(&self, id: u64, addr: String) -> MemberStatus {
+        let unreachable = |error: String| MemberStatus {
+            id,
+            address: addr.clone(),
+            reachable: false,
+            error,
+            ..Default::default()
+        };
+        let mut client = match self.node.cluster_client(&addr) {
+            Ok(c) => c,
+            Err(e) => return unreachable(e.message().to_string()),
+        };
+        match tokio::time::timeout(STATUS_TIMEOUT, client.node_status(NodeStatusRequest {})).await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(s)) => unreachable(s.message().to_string()),
+            Err(_) => unreachable(format!("no answer within {STATUS_TIMEOUT:?}")),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ClusterService for ClusterApi {
+    #[tracing::instrument(skip_all, fields(node = self.node.id))]
+    async fn apply(&self, req: Request<ApplyRequest>) -> Result<Response<ApplyResponse>, Status> {
+        let fwd = forwarded(&req);
+        let msg = req.into_inner();
+        let spec = ServiceSpec::parse(&msg.spec)
+            .map_err(|e| Status::invalid_argument(format!("invalid spec: {e}")))?;
+        tracing::info!(service = %spec.name, "apply");
+        let spec = &spec;
+        let msg = &msg;
+        self.node
+            .on_leader(
+                fwd,
+                true,
+                || self.apply_local(spec),
+                |mut c| async move { c.apply(forward(msg.clone())).await },
+            )
+            .await
+            .map(Response::new)
+    }
+
+    #[tracing::instrument(skip_all, fields(node = self.node.id))]
+    async fn delete_service(
+        &self,
+        req: Request<DeleteServiceRequest>,
+    ) -> Result<Response<DeleteServiceResponse>, Status> {
+        let fwd = forwarded(&req);
+        let msg = req.into_inner();
+        let msg = &msg;
+        self.node
+            .on_leader(
+                fwd,
+                false,
+                || self.delete_local(&msg.name),
+                |mut c| async move { c.delete_service(forward(msg.clone())).await },
+            )
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<ServiceInfo>, Status> {
+        let fwd = forwarded(&req);
+        let msg = req.into_inner();
+        if msg.stale {
+            return self.get_local(&msg.name).map(Response::new);
+        }
+        let msg = &msg;
+        self.node
+            .on_leader(
+                fwd,
+                true,
+                || async move {
+                    self.node.read_barrier().await?;
+                    self.get_local(&msg.name).map_err(LocalError::Status)
+                },
+                |mut c| async move { c.get_service(forward(msg.clone())).await },
+            )
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_services(
+        &self,
+        req: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
+        let fwd = forwarded(&req);
+        let msg = req.into_inner();
+        if msg.stale {
+            return Ok(Response::new(self.list_local()));
+        }
+        let msg = &msg;
+        self.node
+            .on_leader(
+                fwd,
+                true,
+                || async move {
+                    self.node.read_barrier().await?;
+                    Ok(self.list_local())
+                },
+                |mut c| async move { c.list_services(forward(msg.clone())).await },
+            )
+            .await
+            .map(Response::new)
+    }
+
+    async fn cluster_status(
+        &self,
+        _req: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        let me = self.node.local_status();
+        let membership = self.node.raft.metrics().borrow().membership_config.clone();
+        let mut members: Vec<(u64, String)> = membership
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        // Before the cluster is initialised, show the configured peers.
+        if members.is_empty() {
+            members = self.node.config.peers.clone().into_iter().collect();
+        }
+        let voters: Vec<u64> = membership.membership().voter_ids().collect();
+        let fetches = members.into_iter().map(|(id, addr)| {
+            let me = me.clone();
+            async move {
+                if id == self.node.id {
+                    me
+                } else {
+                    self.member_status(id, addr).await
+                }
+            }
+        });
+        let mut statuses = futures::future::join_all(fetches).await;
+        for s in &mut statuses {
+            // An unreachable member's voting right comes from the membership we hold.
+            if !s.reachable {
+                s.voter = voters.contains(&s.id);
+            }
+        }
+        // The freshest view of leader and term among the members that answered.
+        let best = statuses
+            .iter()
+            .filter(|s| s.reachable)
+            .max_by_key(|s| (s.term, s.leader_id != 0))
+            .cloned()
+            .unwrap_or(me);
+        Ok(Response::new(ClusterStatusResponse {
+            leader_id: best.leader_id,
+            term: best.term,
+            members: statuses,
+            answered_by: self.node.id,
+        }))
+    }
+
+    async fn node_status(&self, _req: Request<NodeStatusRequest>) -> Result<Response<MemberStatus>, Status> {
+        Ok(Response::new(self.node.local_status()))
+    }
+}

@@ -1,0 +1,111 @@
+//! Agent configuration, as given on the command line.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flotilla_store::NodeId;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Where the gRPC server binds.
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Every initial member's id and address, this node included.
+    pub peers: BTreeMap<NodeId, String>,
+    pub raft: RaftTuning,
+}
+
+#[derive(Debug, Clone)]
+pub struct RaftTuning {
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+    /// Build a snapshot every this many applied entries.
+    pub snapshot_interval: u64,
+    /// Entries kept in the log behind a snapshot, for followers that lag a little.
+    pub snapshot_keep: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat: Duration::from_millis(100),
+            election_min: Duration::from_millis(500),
+            election_max: Duration::from_millis(1000),
+            snapshot_interval: 5000,
+            snapshot_keep: 1000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The address other nodes and clients use for this node: its entry in `--peers`,
+    /// else the listen address.
+    pub fn advertised(&self) -> String {
+        self.peers
+            .get(&self.id)
+            .cloned()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+
+    pub fn raft_config(&self) -> Result<openraft::Config, String> {
+        let t = &self.raft;
+        let config = openraft::Config {
+            cluster_name: "flotilla".into(),
+            heartbeat_interval: t.heartbeat.as_millis() as u64,
+            election_timeout_min: t.election_min.as_millis() as u64,
+            election_timeout_max: t.election_max.as_millis() as u64,
+            // Many-megabyte snapshots on a busy two-core machine need seconds, not 200 ms.
+            install_snapshot_timeout: 30_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_interval),
+            max_in_snapshot_log_to_keep: t.snapshot_keep,
+            // Bounds an append RPC: entries are at most one spec (1 MiB) each.
+            max_payload_entries: 64,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| e.to_string())
+    }
+}
+
+/// Parses `1=host:port,2=host:port`.
+pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, String>, String> {
+    let mut peers = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("peer {part:?} must look like ID=HOST:PORT"))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("peer id {id:?} is not a number"))?;
+        if id == 0 {
+            return Err("peer ids start at 1".into());
+        }
+        let addr = addr.trim();
+        if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+            return Err(format!("peer {id} address {addr:?} must be HOST:PORT"));
+        }
+        if peers.insert(id, addr.to_string()).is_some() {
+            return Err(format!("peer {id} is listed twice"));
+        }
+    }
+    Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects_peer_lists() {
+        let p = parse_peers("1=127.0.0.1:7001, 2=127.0.0.1:7002").unwrap();
+        assert_eq!(p[&2], "127.0.0.1:7002");
+        assert!(parse_peers("1=a:1,1=b:2").unwrap_err().contains("twice"));
+        assert!(parse_peers("x=a:1").unwrap_err().contains("not a number"));
+        assert!(parse_peers("1=nohost").unwrap_err().contains("HOST:PORT"));
+        assert!(parse_peers("1").unwrap_err().contains("ID=HOST:PORT"));
+    }
+}

@@ -1,0 +1,97 @@
+//! flotilla-node is the agent: it opens the store, runs Raft, serves the gRPC APIs (Raft
+//! transport, cluster API) and bootstraps the cluster. It wires the lower crates together
+//! and holds no domain logic of its own.
+
+mod bootstrap;
+mod cluster_service;
+pub mod config;
+mod network;
+mod node;
+mod raft_service;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use flotilla_proto::v1::cluster_service_server::ClusterServiceServer;
+use flotilla_proto::v1::raft_service_server::RaftServiceServer;
+use flotilla_store::{DataDir, Raft};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use config::{parse_peers, NodeConfig, RaftTuning};
+pub use network::connect_lazy;
+
+/// Largest API message (a spec is at most 1 MiB; a list of many services is larger).
+pub const MAX_API_MESSAGE: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot open data dir {dir}: {source}")]
+    Store {
+        dir: String,
+        #[source]
+        source: flotilla_store::StoreError,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("raft failed: {0}")]
+    Raft(String),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Runs an agent until `shutdown` completes.
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
+    if !config.peers.is_empty() && !config.peers.contains_key(&config.id) {
+        return Err(NodeError::Config(format!(
+            "--peers must include this node's own id {}",
+            config.id
+        )));
+    }
+    let raft_config = Arc::new(config.raft_config().map_err(NodeError::Config)?);
+    let dir = DataDir::new(&config.data_dir);
+    let (log, sm) = flotilla_store::open(&dir, config.id)
+        .await
+        .map_err(|source| NodeError::Store {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?;
+    let state = sm.shared();
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| NodeError::Listen {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+    let raft = Raft::new(config.id, raft_config, network::Network, log, sm)
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let node = Arc::new(node::Node::new(config.clone(), raft.clone(), state));
+    tracing::info!(id = config.id, listen = %config.listen, data_dir = %config.data_dir.display(), "agent started");
+    tokio::spawn(bootstrap::run(node.clone()));
+
+    let result = tonic::transport::Server::builder()
+        .add_service(
+            RaftServiceServer::new(raft_service::RaftServer::new(raft.clone()))
+                .max_decoding_message_size(network::MAX_RAFT_MESSAGE)
+                .max_encoding_message_size(network::MAX_RAFT_MESSAGE),
+        )
+        .add_service(
+            ClusterServiceServer::new(cluster_service::ClusterApi::new(node))
+                .max_decoding_message_size(MAX_API_MESSAGE)
+                .max_encoding_message_size(MAX_API_MESSAGE),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    tracing::info!("shutting down raft");
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+    result.map_err(NodeError::from)
+}

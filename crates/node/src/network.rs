@@ -1,0 +1,213 @@
+//! The client half of the Raft transport: openraft's `RaftNetwork` over tonic.
+
+use std::future::Future;
+use std::time::Duration;
+
+use flotilla_proto::v1::raft_service_client::RaftServiceClient;
+use flotilla_proto::v1::{snapshot_chunk, RaftMessage, SnapshotChunk, SnapshotHeader};
+use flotilla_store::{NodeId, TypeConfig};
+use openraft::error::{
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Snapshot, Vote};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+/// Snapshot data is streamed in chunks of this size.
+pub const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+/// Largest message the Raft service accepts (append batches are bounded by
+/// `max_payload_entries` times the largest spec).
+pub const MAX_RAFT_MESSAGE: usize = 256 << 20;
+
+type RpcResult<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, BasicNode, E>>;
+
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            target,
+            client: connect_lazy(&node.addr).map(|c| {
+                RaftServiceClient::new(c)
+                    .max_decoding_message_size(MAX_RAFT_MESSAGE)
+                    .max_encoding_message_size(MAX_RAFT_MESSAGE)
+            }),
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+/// A channel that connects on first use and reconnects after failures.
+pub fn connect_lazy(addr: &str) -> Result<Channel, String> {
+    let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    Endpoint::from_shared(uri)
+        .map(|e| {
+            e.connect_timeout(Duration::from_millis(500))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(5))
+                .connect_lazy()
+        })
+        .map_err(|e| format!("invalid peer address {addr:?}: {e}"))
+}
+
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    client: Result<RaftServiceClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("raft messages serialize")
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, NetworkError> {
+    serde_json::from_slice(bytes).map_err(|e| NetworkError::new(&e))
+}
+
+impl PeerClient {
+    fn client(&self) -> Result<RaftServiceClient<Channel>, Unreachable> {
+        self.client
+            .clone()
+            .map_err(|e| Unreachable::new(&TransportError(e)))
+    }
+
+    /// Maps a failed call: connection trouble makes openraft back off, anything else is
+    /// retried at once.
+    fn status_error(&self, status: tonic::Status) -> StatusKind {
+        let err = TransportError(format!("node {} at {}: {}", self.target, self.addr, status.message()));
+        match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                StatusKind::Unreachable(Unreachable::new(&err))
+            }
+            _ => StatusKind::Network(NetworkError::new(&err)),
+        }
+    }
+
+    async fn call<Req, Resp, E, F, Fut>(&mut self, req: &Req, ttl: Duration, f: F) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+        F: FnOnce(RaftServiceClient<Channel>, RaftMessage) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
+    {
+        let client = self.client().map_err(RPCError::Unreachable)?;
+        let msg = RaftMessage { data: encode(req) };
+        let reply = match tokio::time::timeout(ttl, f(client, msg)).await {
+            Err(_) => {
+                let err = TransportError(format!("node {} at {}: timed out after {ttl:?}", self.target, self.addr));
+                return Err(RPCError::Unreachable(Unreachable::new(&err)));
+            }
+            Ok(Err(status)) => {
+                return Err(match self.status_error(status) {
+                    StatusKind::Unreachable(u) => RPCError::Unreachable(u),
+                    StatusKind::Network(n) => RPCError::Network(n),
+                })
+            }
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        let result: Result<Resp, E> = decode(&reply.data).map_err(RPCError::Network)?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+enum StatusKind {
+    Unreachable(Unreachable),
+    Network(NetworkError),
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        self.call(&rpc, option.hard_ttl(), |mut c, m| async move { c.append_entries(m).await })
+            .await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+        self.call(&rpc, option.hard_ttl(), |mut c, m| async move { c.vote(m).await })
+            .await
+    }
+
+    /// Chunked snapshots are not used: `full_snapshot` streams the whole snapshot.
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        let err = TransportError("flotilla sends snapshots with full_snapshot only".into());
+        Err(RPCError::Network(NetworkError::new(&err)))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<NodeId>,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let mut client = self.client()?;
+        let data = snapshot.snapshot.into_inner();
+        let mut chunks = Vec::with_capacity(1 + data.len() / SNAPSHOT_CHUNK);
+        chunks.push(SnapshotChunk {
+            kind: Some(snapshot_chunk::Kind::Header(SnapshotHeader {
+                vote: encode(&vote),
+                meta: encode(&snapshot.meta),
+                total_bytes: data.len() as u64,
+            })),
+        });
+        chunks.extend(data.chunks(SNAPSHOT_CHUNK).map(|c| SnapshotChunk {
+            kind: Some(snapshot_chunk::Kind::Data(c.to_vec())),
+        }));
+        tracing::info!(target_node = self.target, bytes = data.len(), chunks = chunks.len(), "sending snapshot");
+        // The request stream is complete before the call is awaited: awaiting the call
+        // before feeding a channel-backed stream hangs with tonic 0.14.
+        let call = client.install_snapshot(tokio_stream::iter(chunks));
+        let ttl = option.hard_ttl().max(Duration::from_secs(30));
+        let reply = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = tokio::time::timeout(ttl, call) => r,
+        };
+        let reply = match reply {
+            Err(_) => {
+                let err = TransportError(format!("snapshot to node {} timed out after {ttl:?}", self.target));
+                return Err(StreamingError::Unreachable(Unreachable::new(&err)));
+            }
+            Ok(Err(status)) => {
+                return Err(match self.status_error(status) {
+                    StatusKind::Unreachable(u) => StreamingError::Unreachable(u),
+                    StatusKind::Network(n) => StreamingError::Network(n),
+                })
+            }
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        let result: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> = decode(&reply.data)?;
+        result.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    fn backoff(&self) -> Backoff {
+        // A restarted peer is retried quickly; a dead one costs little to poll.
+        Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}

@@ -1,0 +1,78 @@
+//! The server half of the Raft transport.
+
+use std::io::Cursor;
+
+use flotilla_proto::v1::raft_service_server::RaftService;
+use flotilla_proto::v1::{snapshot_chunk, RaftMessage, SnapshotChunk};
+use flotilla_store::{Raft, SnapshotMeta};
+use openraft::{Snapshot, Vote};
+use serde::de::DeserializeOwned;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct RaftServer {
+    raft: Raft,
+}
+
+impl RaftServer {
+    pub fn new(raft: Raft) -> Self {
+        RaftServer { raft }
+    }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Status> {
+    serde_json::from_slice(bytes).map_err(|e| Status::invalid_argument(format!("bad {what}: {e}")))
+}
+
+fn reply<T: serde::Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
+    Ok(Response::new(RaftMessage {
+        data: serde_json::to_vec(v).expect("raft messages serialize"),
+    }))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftServer {
+    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc = decode(&req.into_inner().data, "append entries request")?;
+        reply(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc = decode(&req.into_inner().data, "vote request")?;
+        reply(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let mut stream = req.into_inner();
+        let header = match stream.message().await? {
+            Some(SnapshotChunk {
+                kind: Some(snapshot_chunk::Kind::Header(h)),
+            }) => h,
+            _ => return Err(Status::invalid_argument("snapshot stream must start with a header")),
+        };
+        let vote: Vote<u64> = decode(&header.vote, "snapshot vote")?;
+        let meta: SnapshotMeta = decode(&header.meta, "snapshot meta")?;
+        let mut data = Vec::with_capacity(header.total_bytes.min(1 << 30) as usize);
+        while let Some(chunk) = stream.message().await? {
+            match chunk.kind {
+                Some(snapshot_chunk::Kind::Data(d)) => data.extend_from_slice(&d),
+                _ => return Err(Status::invalid_argument("a snapshot has exactly one header")),
+            }
+        }
+        if data.len() as u64 != header.total_bytes {
+            return Err(Status::data_loss(format!(
+                "snapshot stream ended after {} of {} bytes",
+                data.len(),
+                header.total_bytes
+            )));
+        }
+        tracing::info!(bytes = data.len(), snapshot = %meta.snapshot_id, "received snapshot");
+        let snapshot = Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        };
+        reply(&self.raft.install_full_snapshot(vote, snapshot).await)
+    }
+}

@@ -1,0 +1,4 @@
+//! proto <-> flotilla-types conversions, one file per type.
+
+mod apply_outcome;
+mod service;

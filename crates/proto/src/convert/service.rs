@@ -1,0 +1,24 @@
+use flotilla_types::Service;
+
+use crate::v1::ServiceInfo;
+
+impl From<&Service> for ServiceInfo {
+    fn from(s: &Service) -> Self {
+        ServiceInfo {
+            name: s.spec.name.clone(),
+            version: s.version,
+            spec_json: s.spec.to_json(),
+            created_at_ms: s.created_at,
+            updated_at_ms: s.updated_at,
+            image: s.spec.image.clone(),
+            replicas: s.spec.replicas,
+        }
+    }
+}
+
+impl ServiceInfo {
+    /// The full spec, decoded from `spec_json`.
+    pub fn spec(&self) -> Result<flotilla_types::ServiceSpec, flotilla_types::SpecError> {
+        flotilla_types::ServiceSpec::parse(&self.spec_json)
+    }
+}

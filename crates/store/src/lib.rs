@@ -1,0 +1,136 @@
+//! flotilla-store owns durability: openraft's type configuration, the Raft log, vote and
+//! committed index in RocksDB, and the in-memory state machine persisted through
+//! checksummed snapshot files. It must not know about gRPC or containers.
+
+mod error;
+mod log_store;
+pub mod snapshot_file;
+mod state_machine;
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+pub use error::StoreError;
+pub use log_store::LogStore;
+pub use state_machine::{SharedState, StateMachineData, StateMachineStore};
+
+use flotilla_types::{Command, Response};
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for flotilla.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type NodeId = u64;
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+
+/// The on-disk layout of one node's data dir.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// RocksDB: Raft log, vote, committed index.
+    pub fn raft_db(&self) -> PathBuf {
+        self.root.join("raft")
+    }
+
+    /// The latest state machine snapshot.
+    pub fn snapshot_file(&self) -> PathBuf {
+        self.root.join("snapshot").join("current.snap")
+    }
+
+    /// Which node owns this dir; written once when the dir is first used.
+    pub fn identity_file(&self) -> PathBuf {
+        self.root.join("flotilla-node.json")
+    }
+}
+
+/// Opens (or creates) both halves of the store in `dir` for node `id`.
+///
+/// Refuses, rather than serving wrong data, when the dir belongs to another node, when
+/// RocksDB or the snapshot is corrupt, or when the log was compacted past what the snapshot
+/// holds (a deleted or truncated snapshot).
+pub async fn open(dir: &DataDir, id: NodeId) -> Result<(LogStore, StateMachineStore), StoreError> {
+    let fresh = check_identity(dir, id)?;
+    let log = LogStore::open(&dir.raft_db(), fresh)?;
+    let sm = StateMachineStore::open(dir.snapshot_file())?;
+    let purged = log.last_purged()?;
+    let covered = sm.snapshot_last_log_id();
+    if let Some(purged) = purged {
+        if covered.map(|c| c.index) < Some(purged.index) {
+            return Err(StoreError::Inconsistent(format!(
+                "the log was compacted up to index {} but the snapshot {} covers only up to {}; \
+                 the snapshot file is missing or from another node",
+                purged.index,
+                dir.snapshot_file().display(),
+                covered.map_or("nothing".to_string(), |c| c.index.to_string()),
+            )));
+        }
+    }
+    Ok((log, sm))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Identity {
+    node_id: NodeId,
+}
+
+/// Returns true when the dir is new (and claims it for `id`).
+fn check_identity(dir: &DataDir, id: NodeId) -> Result<bool, StoreError> {
+    let path = dir.identity_file();
+    let io = |e: std::io::Error| StoreError::Io {
+        path: path.clone(),
+        source: e,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let ident: Identity = serde_json::from_slice(&bytes).map_err(|e| {
+                StoreError::Corrupt(format!("{} is not a node identity file: {e}", path.display()))
+            })?;
+            if ident.node_id != id {
+                return Err(StoreError::WrongNode {
+                    dir: dir.root().to_path_buf(),
+                    found: ident.node_id,
+                    expected: id,
+                });
+            }
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dir.raft_db().exists() {
+                return Err(StoreError::Inconsistent(format!(
+                    "{} holds a Raft log but no identity file {}",
+                    dir.root().display(),
+                    path.display()
+                )));
+            }
+            std::fs::create_dir_all(dir.root()).map_err(io)?;
+            let body = serde_json::to_vec(&Identity { node_id: id }).expect("serializable");
+            snapshot_file::write_atomically(&path, &body).map_err(io)?;
+            Ok(true)
+        }
+        Err(e) => Err(io(e)),
+    }
+}

@@ -1,0 +1,39 @@
+use serde::{Deserialize, Serialize};
+
+/// A spec that cannot be accepted. `field` is a dotted path into the document
+/// (`resources.memory_mb`, `ports[1].host`) so the operator knows what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum SpecError {
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// The document does not parse (syntax, unknown field, wrong type); serde's message
+    /// names the field and, for YAML, the line.
+    #[error("{0}")]
+    Parse(String),
+}
+
+impl SpecError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        SpecError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The offending field, when one is known.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            SpecError::Invalid { field, .. } => Some(field),
+            SpecError::Parse(_) => None,
+        }
+    }
+}
+
+/// Why the state machine refused a command. Refusal changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum CommandError {
+    #[error("service {name:?} not found")]
+    ServiceNotFound { name: String },
+    #[error("invalid spec: {0}")]
+    InvalidSpec(SpecError),
+}

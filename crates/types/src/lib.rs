@@ -1,0 +1,25 @@
+//! flotilla-types owns the domain model: the service spec and its validation, the Raft
+//! `Command` enum and the replicated `State` with its deterministic `apply`.
+//! It must stay free of I/O, clocks and async runtimes: serde only.
+
+pub mod command;
+pub mod duration;
+pub mod error;
+pub mod spec;
+pub mod state;
+mod validate;
+
+pub use command::{Command, PutOutcome, Response};
+pub use duration::Duration;
+pub use error::{CommandError, SpecError};
+pub use spec::{
+    HealthCheck, HealthCheckKind, Placement, Port, Protocol, Resources, RestartCondition,
+    RestartPolicy, ServiceSpec,
+};
+pub use state::{Service, State};
+
+/// Node ids are chosen by the operator (`--id N`) and never reused.
+pub type NodeId = u64;
+
+/// Milliseconds since the Unix epoch, always supplied by the proposer of a command.
+pub type Millis = u64;

@@ -1,0 +1,105 @@
+//! The replicated desired state and its deterministic transition function.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, PutOutcome, Response};
+use crate::error::CommandError;
+use crate::spec::ServiceSpec;
+use crate::Millis;
+
+/// A service as stored: the operator's spec plus what the cluster assigned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub spec: ServiceSpec,
+    /// Starts at 1 and grows by one on every change, also across delete and re-create,
+    /// so a (name, version) pair names exactly one spec for the life of the cluster.
+    pub version: u64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub services: BTreeMap<String, Service>,
+    /// Last version of each deleted service, so a re-created one continues from it.
+    #[serde(default)]
+    pub tombstones: BTreeMap<String, u64>,
+}
+
+impl State {
+    /// Applies one command. Pure: the same state and command always give the same result;
+    /// a refused command returns `Response::Error` and leaves the state untouched.
+    pub fn apply(&mut self, cmd: &Command) -> Response {
+        match cmd {
+            Command::PutService { spec, at } => self.put_service(spec, *at),
+            Command::DeleteService { name, .. } => self.delete_service(name),
+        }
+    }
+
+    fn put_service(&mut self, spec: &ServiceSpec, at: Millis) -> Response {
+        if let Err(e) = spec.validate() {
+            return Response::Error(CommandError::InvalidSpec(e));
+        }
+        let name = spec.name.clone();
+        if let Some(existing) = self.services.get_mut(&name) {
+            if existing.spec == *spec {
+                return Response::Service {
+                    name,
+                    version: existing.version,
+                    outcome: PutOutcome::Unchanged,
+                };
+            }
+            let from = existing.version;
+            existing.spec = spec.clone();
+            existing.version += 1;
+            existing.updated_at = at;
+            return Response::Service {
+                name,
+                version: existing.version,
+                outcome: PutOutcome::Updated { from },
+            };
+        }
+        let version = self.tombstones.remove(&name).unwrap_or(0) + 1;
+        self.services.insert(
+            name.clone(),
+            Service {
+                spec: spec.clone(),
+                version,
+                created_at: at,
+                updated_at: at,
+            },
+        );
+        Response::Service {
+            name,
+            version,
+            outcome: PutOutcome::Created,
+        }
+    }
+
+    fn delete_service(&mut self, name: &str) -> Response {
+        match self.services.remove(name) {
+            Some(svc) => {
+                self.tombstones.insert(name.to_string(), svc.version);
+                Response::Deleted {
+                    name: name.to_string(),
+                    version: svc.version,
+                }
+            }
+            None => Response::Error(CommandError::ServiceNotFound { name: name.into() }),
+        }
+    }
+
+    /// What a `PutService` of `spec` would do, without doing it: lets the API answer
+    /// `unchanged` without writing to the log.
+    pub fn preview_put(&self, spec: &ServiceSpec) -> Option<PutOutcome> {
+        self.services.get(&spec.name).map(|s| {
+            if s.spec == *spec {
+                PutOutcome::Unchanged
+            } else {
+                PutOutcome::Updated { from: s.version }
+            }
+        })
+    }
+}

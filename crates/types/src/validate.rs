@@ -1,0 +1,158 @@
+//! Value checks on a parsed spec. Each error names the field as a dotted path.
+
+use std::collections::BTreeSet;
+
+use crate::error::SpecError;
+use crate::spec::{HealthCheck, Placement, ServiceSpec, MAX_REPLICAS};
+
+/// Longest spec (as JSON) the cluster accepts; larger documents are refused before they
+/// reach the Raft log.
+pub const MAX_SPEC_BYTES: usize = 1 << 20;
+
+impl ServiceSpec {
+    pub fn validate(&self) -> Result<(), SpecError> {
+        validate_dns_label("name", &self.name)?;
+        if self.image.trim().is_empty() {
+            return Err(SpecError::invalid("image", "is required"));
+        }
+        if self.image.chars().any(char::is_whitespace) {
+            return Err(SpecError::invalid("image", "must not contain whitespace"));
+        }
+        if self.replicas > MAX_REPLICAS {
+            return Err(SpecError::invalid(
+                "replicas",
+                format!("must be between 0 and {MAX_REPLICAS}, got {}", self.replicas),
+            ));
+        }
+        if self.resources.cpu_millis == 0 {
+            return Err(SpecError::invalid("resources.cpu_millis", "must be positive"));
+        }
+        if self.resources.memory_mb == 0 {
+            return Err(SpecError::invalid("resources.memory_mb", "must be positive"));
+        }
+        for key in self.env.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(SpecError::invalid(
+                    format!("env.{key}"),
+                    "variable names must be non-empty and contain neither '=' nor NUL",
+                ));
+            }
+        }
+        self.validate_ports()?;
+        if let Some(hc) = &self.health_check {
+            validate_health_check(hc)?;
+        }
+        if self.restart.max_delay < self.restart.delay {
+            return Err(SpecError::invalid(
+                "restart.max_delay",
+                "must not be shorter than restart.delay",
+            ));
+        }
+        validate_placement(&self.placement)?;
+        let size = self.to_json().len();
+        if size > MAX_SPEC_BYTES {
+            return Err(SpecError::invalid(
+                "spec",
+                format!("is {size} bytes; the limit is {MAX_SPEC_BYTES}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_ports(&self) -> Result<(), SpecError> {
+        let mut container = BTreeSet::new();
+        let mut host = BTreeSet::new();
+        for (i, port) in self.ports.iter().enumerate() {
+            check_port(&format!("ports[{i}].container"), port.container)?;
+            if !container.insert((port.container, port.protocol)) {
+                return Err(SpecError::invalid(
+                    format!("ports[{i}].container"),
+                    format!("duplicate port {}", port.container),
+                ));
+            }
+            if let Some(h) = port.host {
+                check_port(&format!("ports[{i}].host"), h)?;
+                if !host.insert((h, port.protocol)) {
+                    return Err(SpecError::invalid(
+                        format!("ports[{i}].host"),
+                        format!("duplicate port {h}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_port(field: &str, port: u32) -> Result<(), SpecError> {
+    if (1..=65535).contains(&port) {
+        Ok(())
+    } else {
+        Err(SpecError::invalid(field, format!("must be between 1 and 65535, got {port}")))
+    }
+}
+
+fn validate_health_check(hc: &HealthCheck) -> Result<(), SpecError> {
+    let kinds = [hc.exec.is_some(), hc.http.is_some(), hc.tcp.is_some()];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err(SpecError::invalid(
+            "health_check",
+            "set exactly one of exec, http or tcp",
+        ));
+    }
+    if let Some(cmd) = &hc.exec {
+        if cmd.is_empty() {
+            return Err(SpecError::invalid("health_check.exec", "must not be empty"));
+        }
+    }
+    if let Some(http) = &hc.http {
+        check_port("health_check.http.port", http.port)?;
+        if !http.path.starts_with('/') {
+            return Err(SpecError::invalid("health_check.http.path", "must start with '/'"));
+        }
+    }
+    if let Some(tcp) = &hc.tcp {
+        check_port("health_check.tcp.port", tcp.port)?;
+    }
+    if hc.interval.is_zero() {
+        return Err(SpecError::invalid("health_check.interval", "must be positive"));
+    }
+    if hc.timeout.is_zero() {
+        return Err(SpecError::invalid("health_check.timeout", "must be positive"));
+    }
+    if hc.retries == 0 {
+        return Err(SpecError::invalid("health_check.retries", "must be positive"));
+    }
+    Ok(())
+}
+
+fn validate_placement(p: &Placement) -> Result<(), SpecError> {
+    for (i, c) in p.constraints.iter().enumerate() {
+        crate::spec::Constraint::parse(c)
+            .map_err(|reason| SpecError::invalid(format!("placement.constraints[{i}]"), reason))?;
+    }
+    if p.max_per_node == Some(0) {
+        return Err(SpecError::invalid("placement.max_per_node", "must be positive"));
+    }
+    Ok(())
+}
+
+/// RFC 1123 label: 1–63 of `a-z`, `0-9`, `-`, starting and ending alphanumeric.
+pub fn validate_dns_label(field: &str, s: &str) -> Result<(), SpecError> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::invalid(
+            field,
+            format!(
+                "{s:?} is not a valid name: use 1-63 lowercase letters, digits or '-', \
+                 starting and ending with a letter or digit"
+            ),
+        ))
+    }
+}

@@ -1,0 +1,157 @@
+use flotilla_types::{Command, CommandError, PutOutcome, Response, ServiceSpec, SpecError, State};
+
+const WEB: &str = r#"
+name: web
+image: flotilla/busybox:latest
+command: ["httpd", "-f", "-p", "8080"]
+replicas: 3
+resources:
+  cpu_millis: 250
+  memory_mb: 128
+ports:
+  - container: 8080
+    host: 18080
+health_check:
+  http:
+    port: 8080
+  interval: 2s
+restart:
+  condition: on-failure
+  max_attempts: 5
+  delay: 1s
+"#;
+
+fn field_of(text: &str) -> String {
+    match ServiceSpec::parse(text).unwrap_err() {
+        SpecError::Invalid { field, .. } => field,
+        SpecError::Parse(msg) => msg,
+    }
+}
+
+#[test]
+fn parses_a_full_yaml_spec() {
+    let spec = ServiceSpec::parse(WEB).unwrap();
+    assert_eq!(spec.name, "web");
+    assert_eq!(spec.replicas, 3);
+    assert_eq!(spec.resources.memory_mb, 128);
+    assert_eq!(spec.ports[0].host, Some(18080));
+    assert_eq!(spec.restart.delay.as_millis(), 1000);
+    assert_eq!(spec.stop_grace.as_millis(), 10_000);
+}
+
+#[test]
+fn json_and_yaml_give_the_same_spec() {
+    let yaml = ServiceSpec::parse(WEB).unwrap();
+    let json = ServiceSpec::parse(&yaml.to_json()).unwrap();
+    assert_eq!(yaml, json);
+}
+
+#[test]
+fn several_documents_in_one_stream() {
+    let text = format!("{WEB}\n---\nname: db\nimage: busybox\n---\n");
+    let specs = ServiceSpec::parse_many(&text).unwrap();
+    assert_eq!(specs.len(), 2);
+    assert_eq!(specs[1].name, "db");
+    assert_eq!(specs[1].replicas, 1);
+}
+
+#[test]
+fn unknown_fields_are_named() {
+    let msg = field_of("name: web\nimage: x\nreplica: 3\n");
+    assert!(msg.contains("unknown field `replica`"), "{msg}");
+    assert!(msg.contains("line 3"), "{msg}");
+    let msg = field_of("name: web\nimage: x\nresources:\n  cpus: 1\n");
+    assert!(msg.contains("unknown field `cpus`"), "{msg}");
+}
+
+#[test]
+fn invalid_values_name_their_field() {
+    assert_eq!(field_of("name: Web_1\nimage: x\n"), "name");
+    assert!(field_of("name: web\n").contains("missing field `image`"));
+    assert_eq!(field_of("name: web\nimage: ' '\n"), "image");
+    assert_eq!(field_of("name: web\nimage: x\nreplicas: 10001\n"), "replicas");
+    assert!(field_of("name: web\nimage: x\nreplicas: -1\n").contains("replicas"));
+    assert_eq!(
+        field_of("name: web\nimage: x\nresources: {cpu_millis: 0}\n"),
+        "resources.cpu_millis"
+    );
+    assert_eq!(
+        field_of("name: web\nimage: x\nports: [{container: 70000}]\n"),
+        "ports[0].container"
+    );
+    assert_eq!(
+        field_of("name: web\nimage: x\nports: [{container: 80, host: 8080}, {container: 81, host: 8080}]\n"),
+        "ports[1].host"
+    );
+    assert!(field_of("name: web\nimage: x\nstop_grace: soon\n").contains("invalid duration"));
+    assert_eq!(
+        field_of("name: web\nimage: x\nhealth_check: {interval: 1s}\n"),
+        "health_check"
+    );
+    assert_eq!(
+        field_of("name: web\nimage: x\nplacement: {constraints: [\"zone ~ a\"]}\n"),
+        "placement.constraints[0]"
+    );
+}
+
+#[test]
+fn replicas_bounds_are_inclusive() {
+    assert!(ServiceSpec::parse("name: a\nimage: x\nreplicas: 0\n").is_ok());
+    assert!(ServiceSpec::parse("name: a\nimage: x\nreplicas: 10000\n").is_ok());
+}
+
+fn put(state: &mut State, spec: &ServiceSpec, at: u64) -> Response {
+    state.apply(&Command::PutService {
+        spec: spec.clone(),
+        at,
+    })
+}
+
+#[test]
+fn apply_creates_updates_and_recognises_no_change() {
+    let mut state = State::default();
+    let mut spec = ServiceSpec::parse(WEB).unwrap();
+    let r = put(&mut state, &spec, 10);
+    assert!(matches!(r, Response::Service { version: 1, outcome: PutOutcome::Created, .. }));
+    let r = put(&mut state, &spec, 11);
+    assert!(matches!(r, Response::Service { version: 1, outcome: PutOutcome::Unchanged, .. }));
+    spec.replicas = 5;
+    let r = put(&mut state, &spec, 12);
+    assert!(matches!(
+        r,
+        Response::Service { version: 2, outcome: PutOutcome::Updated { from: 1 }, .. }
+    ));
+    let svc = &state.services["web"];
+    assert_eq!((svc.created_at, svc.updated_at), (10, 12));
+}
+
+#[test]
+fn apply_is_deterministic() {
+    let spec = ServiceSpec::parse(WEB).unwrap();
+    let cmds = vec![
+        Command::PutService { spec: spec.clone(), at: 1 },
+        Command::DeleteService { name: "web".into(), at: 2 },
+        Command::PutService { spec, at: 3 },
+    ];
+    let run = || {
+        let mut s = State::default();
+        let rs: Vec<Response> = cmds.iter().map(|c| s.apply(c)).collect();
+        (s, rs)
+    };
+    assert_eq!(run(), run());
+    // Versions continue across delete and re-create.
+    let (state, _) = run();
+    assert_eq!(state.services["web"].version, 2);
+}
+
+#[test]
+fn refused_commands_change_nothing() {
+    let mut state = State::default();
+    let r = state.apply(&Command::DeleteService { name: "ghost".into(), at: 1 });
+    assert_eq!(r, Response::Error(CommandError::ServiceNotFound { name: "ghost".into() }));
+    let mut bad = ServiceSpec::parse(WEB).unwrap();
+    bad.replicas = 20_000;
+    let r = put(&mut state, &bad, 1);
+    assert!(matches!(r, Response::Error(CommandError::InvalidSpec(_))));
+    assert_eq!(state, State::default());
+}
