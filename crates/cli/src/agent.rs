@@ -1,5 +1,7 @@
 //! `flotilla agent`: runs a node until SIGINT or SIGTERM.
 
+use std::io::IsTerminal;
+
 use flotilla_node::{parse_peers, NodeConfig, RaftTuning};
 
 use crate::args::AgentArgs;
@@ -11,6 +13,7 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     if args.id == 0 {
         return Err(CliError::Usage("--id must be a positive integer".into()));

@@ -1,0 +1,354 @@
+//! A cluster of real agent processes.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
+use flotilla_proto::v1::{MemberStatus, NodeStatusRequest};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::wait::wait_until_async;
+
+/// The `flotilla` binary under test: `FLOTILLA_BIN`, else next to the test executable's
+/// `deps/` directory (`target/<profile>/flotilla`).
+pub fn flotilla_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("FLOTILLA_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("exe dir");
+    let dir = if dir.ends_with("deps") { dir.parent().expect("profile dir") } else { dir };
+    let bin = dir.join("flotilla");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (`cargo build -p flotilla`, as `make test` does) or set FLOTILLA_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub struct Agent {
+    pub id: u64,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Agent {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+pub struct ClusterBuilder {
+    size: u64,
+    args: Vec<String>,
+}
+
+impl ClusterBuilder {
+    /// Extra flags for every agent, e.g. `["--snapshot-interval", "20"]`.
+    pub fn agent_args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn start(self) -> Cluster {
+        let root = tempfile::Builder::new()
+            .prefix("flotilla-cluster-")
+            .tempdir()
+            .expect("temp dir");
+        let mut agents = BTreeMap::new();
+        for id in 1..=self.size {
+            let dir = root.path().join(format!("node{id}"));
+            agents.insert(
+                id,
+                Agent {
+                    id,
+                    addr: format!("127.0.0.1:{}", free_port()),
+                    data_dir: dir.join("data"),
+                    log: dir.join("agent.log"),
+                    child: None,
+                    paused: false,
+                },
+            );
+            std::fs::create_dir_all(&dir).expect("node dir");
+        }
+        let mut cluster = Cluster {
+            root: Some(root),
+            agents,
+            args: self.args,
+        };
+        for id in 1..=self.size {
+            cluster.start_agent(id);
+        }
+        cluster
+    }
+}
+
+pub struct Cluster {
+    root: Option<tempfile::TempDir>,
+    agents: BTreeMap<u64, Agent>,
+    args: Vec<String>,
+}
+
+impl Cluster {
+    pub fn builder(size: u64) -> ClusterBuilder {
+        ClusterBuilder { size, args: Vec::new() }
+    }
+
+    /// A cluster of `size` agents with default flags.
+    pub fn start(size: u64) -> Cluster {
+        Self::builder(size).start()
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.as_ref().expect("root").path()
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.agents.keys().copied().collect()
+    }
+
+    pub fn agent(&self, id: u64) -> &Agent {
+        &self.agents[&id]
+    }
+
+    pub fn addr(&self, id: u64) -> String {
+        self.agents[&id].addr.clone()
+    }
+
+    /// All addresses, comma-separated, as `--addr` takes them.
+    pub fn addrs(&self) -> String {
+        self.agents.values().map(|a| a.addr.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Addresses of running agents only.
+    pub fn live_addrs(&self) -> String {
+        self.agents
+            .values()
+            .filter(|a| a.is_running())
+            .map(|a| a.addr.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn peers(&self) -> String {
+        self.agents
+            .values()
+            .map(|a| format!("{}={}", a.id, a.addr))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The command line that starts agent `id`, for tests that run it themselves.
+    pub fn agent_command(&self, id: u64) -> Command {
+        let a = &self.agents[&id];
+        let mut cmd = Command::new(flotilla_bin());
+        cmd.arg("agent")
+            .arg("--id")
+            .arg(id.to_string())
+            .arg("--listen")
+            .arg(&a.addr)
+            .arg("--data-dir")
+            .arg(&a.data_dir)
+            .arg("--peers")
+            .arg(self.peers())
+            .args(&self.args)
+            .env("RUST_LOG", std::env::var("FLOTILLA_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts (or restarts) agent `id` with the same flags as before.
+    pub fn start_agent(&mut self, id: u64) {
+        assert!(!self.agents[&id].is_running(), "agent {id} is already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.agents[&id].log)
+            .expect("agent log");
+        let child = self
+            .agent_command(id)
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn flotilla agent");
+        let a = self.agents.get_mut(&id).expect("agent");
+        a.child = Some(child);
+        a.paused = false;
+    }
+
+    /// SIGKILL: no shutdown, no flush beyond what was already synced.
+    pub fn kill(&mut self, id: u64) {
+        let a = self.agents.get_mut(&id).expect("agent");
+        if let Some(mut child) = a.child.take() {
+            if a.paused {
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        a.paused = false;
+    }
+
+    pub fn restart(&mut self, id: u64) {
+        self.kill(id);
+        self.start_agent(id);
+    }
+
+    /// SIGSTOP / SIGCONT.
+    pub fn pause(&mut self, id: u64) {
+        let a = self.agents.get_mut(&id).expect("agent");
+        if let Some(pid) = a.pid() {
+            kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).expect("SIGSTOP");
+            a.paused = true;
+        }
+    }
+
+    pub fn resume(&mut self, id: u64) {
+        let a = self.agents.get_mut(&id).expect("agent");
+        if let Some(pid) = a.pid() {
+            kill(Pid::from_raw(pid as i32), Signal::SIGCONT).expect("SIGCONT");
+            a.paused = false;
+        }
+    }
+
+    /// Waits for agent `id`'s process to exit on its own (e.g. refusing to start).
+    pub fn wait_exit(&mut self, id: u64, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let a = self.agents.get_mut(&id).expect("agent");
+        let child = a.child.as_mut()?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                a.child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.agents[&id].log).unwrap_or_default()
+    }
+
+    pub async fn client(&self, id: u64) -> Option<ClusterServiceClient<Channel>> {
+        let channel = Endpoint::from_shared(format!("http://{}", self.addr(id)))
+            .ok()?
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .ok()?;
+        Some(ClusterServiceClient::new(channel).max_decoding_message_size(64 << 20))
+    }
+
+    /// Agent `id`'s own view, or `None` when it does not answer.
+    pub async fn status(&self, id: u64) -> Option<MemberStatus> {
+        if !self.agents[&id].is_running() || self.agents[&id].paused {
+            return None;
+        }
+        let mut c = self.client(id).await?;
+        let r = tokio::time::timeout(Duration::from_secs(1), c.node_status(NodeStatusRequest {}))
+            .await
+            .ok()?
+            .ok()?;
+        Some(r.into_inner())
+    }
+
+    /// Waits until every running agent agrees on one leader in one term; returns its id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> u64 {
+        let running: Vec<u64> = self
+            .agents
+            .values()
+            .filter(|a| a.is_running() && !a.paused)
+            .map(|a| a.id)
+            .collect();
+        wait_until_async("one leader agreed by every running agent", timeout, || async {
+            let mut seen = Vec::new();
+            for id in &running {
+                seen.push(self.status(*id).await?);
+            }
+            let first = &seen[0];
+            let agreed = first.leader_id != 0
+                && seen.iter().all(|s| s.leader_id == first.leader_id && s.term == first.term);
+            let leader_is_running = running.contains(&first.leader_id);
+            let leader_says_so = seen.iter().any(|s| s.id == first.leader_id && s.role == "leader");
+            (agreed && leader_is_running && leader_says_so).then_some(first.leader_id)
+        })
+        .await
+    }
+
+    /// Waits until agent `id` has applied at least `index`.
+    pub async fn wait_applied(&self, id: u64, index: u64, timeout: Duration) -> MemberStatus {
+        wait_until_async(&format!("node {id} to apply index {index}"), timeout, || async {
+            self.status(id).await.filter(|s| s.applied_index >= index)
+        })
+        .await
+    }
+
+    /// Runs the CLI with `--addr` set to `addrs`.
+    pub fn cli_at(&self, addrs: &str, args: &[&str]) -> Output {
+        Command::new(flotilla_bin())
+            .arg("--addr")
+            .arg(addrs)
+            .args(args)
+            .env_remove("FLOTILLA_ADDR")
+            .output()
+            .expect("run flotilla")
+    }
+
+    /// Runs the CLI against every running agent.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_at(&self.live_addrs(), args)
+    }
+
+    /// Writes `text` to a file under the cluster's temp dir and returns its path.
+    pub fn write_file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.root().join(name);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let ids: Vec<u64> = self.agents.keys().copied().collect();
+        for id in ids {
+            self.kill(id);
+        }
+        // Keep the data dirs and logs of a failed test for inspection.
+        if std::thread::panicking() {
+            if let Some(root) = self.root.take() {
+                let path = root.keep();
+                eprintln!("cluster data and agent logs kept in {}", path.display());
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! flotilla-testkit (dev only): real multi-process clusters of `flotilla agent` on
+//! 127.0.0.1 with free ports and private data dirs, fault injection on them (kill, pause,
+//! restart), the CLI runner, and condition waits with deadlines. Tests talk to agents
+//! only over gRPC or the CLI.
+
+mod cluster;
+mod wait;
+
+pub use cluster::{flotilla_bin, Agent, Cluster, ClusterBuilder};
+pub use wait::{wait_until, wait_until_async};

@@ -1,0 +1,35 @@
+//! Shared helpers for flotilla's cluster, chaos and end-to-end tests. The tests live in
+//! `tests/`; they start real agents (through flotilla-testkit) and use only gRPC and the CLI.
+
+use std::process::Output;
+
+/// A minimal valid spec.
+pub fn spec(name: &str, replicas: u32) -> String {
+    format!("name: {name}\nimage: flotilla/busybox:latest\nreplicas: {replicas}\n")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the command succeeded and returns its stdout.
+pub fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed ({:?})\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Parses the stdout of a `-o json` command.
+pub fn json(o: Output) -> serde_json::Value {
+    let out = ok(o);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
