@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `make demo`: a local 3-node cluster on 127.0.0.1:7001-7003 with the example service.
+# `make demo-stop` stops it. Data and logs live in .demo/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="${FLOTILLA_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}/debug/flotilla}"
+DIR=.demo
+PEERS="1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
+export FLOTILLA_ADDR="127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+
+stop() {
+  for pidfile in "$DIR"/node*.pid; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+  done
+}
+
+case "${1:-start}" in
+  stop)
+    stop
+    echo "demo cluster stopped (data kept in $DIR; rm -rf $DIR to start afresh)"
+    ;;
+  start)
+    stop
+    mkdir -p "$DIR"
+    for i in 1 2 3; do
+      "$BIN" agent --id "$i" --listen "127.0.0.1:700$i" --data-dir "$DIR/node$i" --peers "$PEERS" \
+        >"$DIR/node$i.log" 2>&1 &
+      echo $! >"$DIR/node$i.pid"
+    done
+    echo "started 3 agents (logs in $DIR/node*.log); waiting for a leader..."
+    for _ in $(seq 100); do
+      if "$BIN" cluster status 2>/dev/null | grep -q '^Leader: [0-9]'; then break; fi
+      sleep 0.2
+    done
+    "$BIN" apply -f examples/web.yaml
+    echo
+    "$BIN" cluster status
+    echo
+    "$BIN" get service web
+    echo
+    echo "try: export FLOTILLA_ADDR=$FLOTILLA_ADDR; $BIN get services"
+    echo "stop with: make demo-stop"
+    ;;
+  *)
+    echo "usage: $0 start|stop" >&2
+    exit 2
+    ;;
+esac
