@@ -2,7 +2,9 @@
 
 use std::io::IsTerminal;
 
-use flotilla_node::{parse_peers, NodeConfig, RaftTuning};
+use flotilla_node::{
+    machine_capacity, parse_labels, parse_peers, ControlConfig, NodeConfig, RaftTuning,
+};
 
 use crate::args::AgentArgs;
 use crate::error::CliError;
@@ -19,6 +21,28 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
         return Err(CliError::Usage("--id must be a positive integer".into()));
     }
     let peers = parse_peers(&args.peers).map_err(|e| CliError::Usage(format!("--peers: {e}")))?;
+    let labels =
+        parse_labels(&args.labels).map_err(|e| CliError::Usage(format!("--label: {e}")))?;
+    let mut capacity = machine_capacity();
+    if let Some(cores) = args.cpu {
+        if !(cores > 0.0 && cores.is_finite()) {
+            return Err(CliError::Usage(format!(
+                "--cpu must be a positive number of cores, got {cores}"
+            )));
+        }
+        capacity.cpu_millis = (cores * 1000.0).round() as u64;
+    }
+    if let Some(mb) = args.memory {
+        if mb == 0 {
+            return Err(CliError::Usage(
+                "--memory must be a positive number of MiB".into(),
+            ));
+        }
+        capacity.memory_mb = mb;
+    }
+    if args.node_timeout.is_zero() {
+        return Err(CliError::Usage("--node-timeout must be positive".into()));
+    }
     let config = NodeConfig {
         id: args.id,
         listen: args.listen,
@@ -31,6 +55,13 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
             snapshot_interval: args.snapshot_interval,
             snapshot_keep: args.snapshot_keep,
         },
+        labels,
+        capacity,
+        control: ControlConfig {
+            node_timeout: args.node_timeout,
+            ..ControlConfig::default()
+        },
+        heartbeat: std::time::Duration::from_secs(1),
     };
     flotilla_node::run(config, shutdown_signal())
         .await

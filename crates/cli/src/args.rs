@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "flotilla", version, about = "A container orchestrator: Raft-replicated desired state, leader scheduling, an executor on every node")]
+#[command(
+    name = "flotilla",
+    version,
+    about = "A container orchestrator: Raft-replicated desired state, leader scheduling, an executor on every node"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -17,7 +21,13 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Nodes to talk to, comma-separated, tried in turn.
-    #[arg(long, global = true, env = "FLOTILLA_ADDR", default_value = "127.0.0.1:7001", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "FLOTILLA_ADDR",
+        default_value = "127.0.0.1:7001",
+        value_delimiter = ','
+    )]
     pub addr: Vec<String>,
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
@@ -62,6 +72,38 @@ pub enum Verb {
         #[command(subcommand)]
         what: ClusterWhat,
     },
+    /// Show one object in detail, with its tasks.
+    Describe {
+        #[command(subcommand)]
+        what: DescribeWhat,
+    },
+    /// Set a service's replica count.
+    Scale { name: String, replicas: u32 },
+    /// Node availability: drain moves its tasks away, pause stops new placements.
+    Node {
+        #[command(subcommand)]
+        what: NodeWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DescribeWhat {
+    /// A service, its tasks, their nodes and states, and why pending tasks wait.
+    Service {
+        name: String,
+        #[arg(long)]
+        stale: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeWhat {
+    /// Move every task off the node and place nothing new on it.
+    Drain { id: u64 },
+    /// Place nothing new on the node; its tasks keep running.
+    Pause { id: u64 },
+    /// Make the node eligible for placement again.
+    Activate { id: u64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -75,6 +117,19 @@ pub enum GetWhat {
     /// Show one service.
     Service {
         name: String,
+        #[arg(long)]
+        stale: bool,
+    },
+    /// List tasks.
+    Tasks {
+        /// Only this service's tasks.
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        stale: bool,
+    },
+    /// List nodes with their capacity, allocation, availability and status.
+    Nodes {
         #[arg(long)]
         stale: bool,
     },
@@ -121,4 +176,16 @@ pub struct AgentArgs {
     /// Log entries kept behind a snapshot for slightly lagging followers.
     #[arg(long, default_value_t = 1000)]
     pub snapshot_keep: u64,
+    /// A node label for placement constraints (repeatable): `--label zone=a`.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// CPU offered to tasks, in cores (default: the machine's).
+    #[arg(long)]
+    pub cpu: Option<f64>,
+    /// Memory offered to tasks, in MiB (default: the machine's).
+    #[arg(long)]
+    pub memory: Option<u64>,
+    /// A node silent this long is marked down and its tasks replaced (leader setting).
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
+    pub node_timeout: std::time::Duration,
 }

@@ -6,11 +6,19 @@ use crate::args::Format;
 use crate::error::CliError;
 
 /// Prints `value` as JSON or YAML, or calls `table` for the human format.
-pub fn print<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> String) -> Result<(), CliError> {
+pub fn print<T: Serialize>(
+    format: Format,
+    value: &T,
+    table: impl FnOnce() -> String,
+) -> Result<(), CliError> {
     let text = match format {
         Format::Table => table(),
-        Format::Json => serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))? + "\n",
-        Format::Yaml => serde_yaml::to_string(value).map_err(|e| CliError::Failed(e.to_string()))?,
+        Format::Json => {
+            serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))? + "\n"
+        }
+        Format::Yaml => {
+            serde_yaml::to_string(value).map_err(|e| CliError::Failed(e.to_string()))?
+        }
     };
     print!("{text}");
     Ok(())
@@ -68,7 +76,13 @@ mod tests {
 
     #[test]
     fn tables_align_and_ages_read_well() {
-        let t = table(&["NAME", "VERSION"], &[vec!["web".into(), "12".into()], vec!["database".into(), "1".into()]]);
+        let t = table(
+            &["NAME", "VERSION"],
+            &[
+                vec!["web".into(), "12".into()],
+                vec!["database".into(), "1".into()],
+            ],
+        );
         assert_eq!(t, "NAME       VERSION\nweb        12\ndatabase   1\n");
         assert_eq!(age(0, 12_000), "12s");
         assert_eq!(age(0, 180_000), "3m");

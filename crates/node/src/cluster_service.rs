@@ -7,11 +7,15 @@ use std::time::Duration;
 use flotilla_proto::v1::cluster_service_server::ClusterService;
 use flotilla_proto::v1::{
     ApplyOutcome, ApplyRequest, ApplyResponse, ClusterStatusRequest, ClusterStatusResponse,
-    DeleteServiceRequest, DeleteServiceResponse, GetServiceRequest, ListServicesRequest,
-    ListServicesResponse, MemberStatus, NodeStatusRequest, ServiceInfo,
+    DeleteServiceRequest, DeleteServiceResponse, GetServiceRequest, ListNodesRequest,
+    ListNodesResponse, ListServicesRequest, ListServicesResponse, ListTasksRequest,
+    ListTasksResponse, MemberStatus, NodeInfo, NodeStatusRequest, ScaleServiceRequest,
+    ScaleServiceResponse, ServiceInfo, SetNodeAvailabilityRequest, TaskInfo,
 };
 use flotilla_proto::FORWARDED_HEADER;
-use flotilla_types::{Command, CommandError, PutOutcome, Response as CmdResponse, ServiceSpec};
+use flotilla_types::{
+    Availability, Command, CommandError, PutOutcome, Response as CmdResponse, ServiceSpec,
+};
 use tonic::{Request, Response, Status};
 
 use crate::node::{now_ms, LocalError, Node};
@@ -42,7 +46,9 @@ fn forward<T>(msg: T) -> Request<T> {
 
 fn command_error(e: CommandError) -> Status {
     match e {
-        CommandError::ServiceNotFound { .. } => Status::not_found(e.to_string()),
+        CommandError::ServiceNotFound { .. } | CommandError::NodeNotFound { .. } => {
+            Status::not_found(e.to_string())
+        }
         CommandError::InvalidSpec(_) => Status::invalid_argument(e.to_string()),
     }
 }
@@ -60,7 +66,12 @@ impl ClusterApi {
         if preview == Some(PutOutcome::Unchanged) {
             node.read_barrier().await?;
             let sm = node.state.read();
-            if let Some(svc) = sm.state.services.get(&spec.name).filter(|s| s.spec == *spec) {
+            if let Some(svc) = sm
+                .state
+                .services
+                .get(&spec.name)
+                .filter(|s| s.spec == *spec)
+            {
                 return Ok(ApplyResponse {
                     name: svc.spec.name.clone(),
                     version: svc.version,
@@ -110,6 +121,87 @@ impl ClusterApi {
             }),
             (CmdResponse::Error(e), _) => Err(LocalError::Status(command_error(e))),
             (other, _) => Err(LocalError::Status(unexpected(other))),
+        }
+    }
+
+    async fn scale_local(
+        &self,
+        name: &str,
+        replicas: u32,
+    ) -> Result<ScaleServiceResponse, LocalError> {
+        let cmd = Command::ScaleService {
+            name: name.to_string(),
+            replicas,
+            at: now_ms(),
+        };
+        match self.node.write(cmd).await? {
+            (
+                CmdResponse::Scaled {
+                    name,
+                    version,
+                    replicas,
+                },
+                _,
+            ) => Ok(ScaleServiceResponse {
+                name,
+                version,
+                replicas,
+            }),
+            (CmdResponse::Error(e), _) => Err(LocalError::Status(command_error(e))),
+            (other, _) => Err(LocalError::Status(unexpected(other))),
+        }
+    }
+
+    async fn availability_local(
+        &self,
+        id: u64,
+        availability: Availability,
+    ) -> Result<NodeInfo, LocalError> {
+        let cmd = Command::SetAvailability {
+            id,
+            availability,
+            at: now_ms(),
+        };
+        match self.node.write(cmd).await? {
+            (CmdResponse::Node { id }, _) => {
+                let sm = self.node.state.read();
+                let node = sm.state.nodes.get(&id).ok_or_else(|| {
+                    LocalError::Status(Status::not_found(format!("node {id} not found")))
+                })?;
+                Ok(NodeInfo::from_state(node, &sm.state))
+            }
+            (CmdResponse::Error(e), _) => Err(LocalError::Status(command_error(e))),
+            (other, _) => Err(LocalError::Status(unexpected(other))),
+        }
+    }
+
+    fn tasks_local(&self, service: &str) -> Result<ListTasksResponse, Status> {
+        let sm = self.node.state.read();
+        if !service.is_empty()
+            && !sm.state.services.contains_key(service)
+            && !sm.state.tasks.values().any(|t| t.service == service)
+        {
+            return Err(Status::not_found(format!("service {service:?} not found")));
+        }
+        let tasks = sm
+            .state
+            .tasks
+            .values()
+            .filter(|t| service.is_empty() || t.service == service)
+            .map(TaskInfo::from)
+            .collect();
+        Ok(ListTasksResponse { tasks })
+    }
+
+    fn nodes_local(&self) -> ListNodesResponse {
+        let sm = self.node.state.read();
+        ListNodesResponse {
+            nodes: sm
+                .state
+                .nodes
+                .values()
+                .map(|n| NodeInfo::from_state(n, &sm.state))
+                .collect(),
         }
     }
 
@@ -192,7 +284,10 @@ impl ClusterService for ClusterApi {
             .map(Response::new)
     }
 
-    async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<ServiceInfo>, Status> {
+    async fn get_service(
+        &self,
+        req: Request<GetServiceRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
         let fwd = forwarded(&req);
         let msg = req.into_inner();
         if msg.stale {
@@ -231,7 +326,7 @@ impl ClusterService for ClusterApi {
                     self.node.read_barrier().await?;
                     Ok(self.list_local())
                 },
-                |mut c| async move { c.list_services(forward(msg.clone())).await },
+                |mut c| async move { c.list_services(forward(*msg)).await },
             )
             .await
             .map(Response::new)
@@ -285,7 +380,106 @@ impl ClusterService for ClusterApi {
         }))
     }
 
-    async fn node_status(&self, _req: Request<NodeStatusRequest>) -> Result<Response<MemberStatus>, Status> {
+    async fn node_status(
+        &self,
+        _req: Request<NodeStatusRequest>,
+    ) -> Result<Response<MemberStatus>, Status> {
         Ok(Response::new(self.node.local_status()))
+    }
+
+    #[tracing::instrument(skip_all, fields(node = self.node.id))]
+    async fn scale_service(
+        &self,
+        req: Request<ScaleServiceRequest>,
+    ) -> Result<Response<ScaleServiceResponse>, Status> {
+        let fwd = forwarded(&req);
+        let msg = req.into_inner();
+        let msg = &msg;
+        self.node
+            .on_leader(
+                fwd,
+                true,
+                || self.scale_local(&msg.name, msg.replicas),
+                |mut c| async move { c.scale_service(forward(msg.clone())).await },
+            )
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_tasks(
+        &self,
+        req: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        let fwd = forwarded(&req);
+        let msg = req.into_inner();
+        if msg.stale {
+            return self.tasks_local(&msg.service).map(Response::new);
+        }
+        let msg = &msg;
+        self.node
+            .on_leader(
+                fwd,
+                true,
+                || async move {
+                    self.node.read_barrier().await?;
+                    self.tasks_local(&msg.service).map_err(LocalError::Status)
+                },
+                |mut c| async move { c.list_tasks(forward(msg.clone())).await },
+            )
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_nodes(
+        &self,
+        req: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        let fwd = forwarded(&req);
+        let msg = req.into_inner();
+        if msg.stale {
+            return Ok(Response::new(self.nodes_local()));
+        }
+        let msg = &msg;
+        self.node
+            .on_leader(
+                fwd,
+                true,
+                || async move {
+                    self.node.read_barrier().await?;
+                    Ok(self.nodes_local())
+                },
+                |mut c| async move { c.list_nodes(forward(*msg)).await },
+            )
+            .await
+            .map(Response::new)
+    }
+
+    #[tracing::instrument(skip_all, fields(node = self.node.id))]
+    async fn set_node_availability(
+        &self,
+        req: Request<SetNodeAvailabilityRequest>,
+    ) -> Result<Response<NodeInfo>, Status> {
+        let fwd = forwarded(&req);
+        let msg = req.into_inner();
+        let availability = match msg.availability.as_str() {
+            "active" => Availability::Active,
+            "pause" => Availability::Pause,
+            "drain" => Availability::Drain,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "availability {other:?} is not one of active, pause, drain"
+                )))
+            }
+        };
+        let msg = &msg;
+        self.node
+            .on_leader(
+                fwd,
+                true,
+                || self.availability_local(msg.id, availability),
+                |mut c| async move { c.set_node_availability(forward(msg.clone())).await },
+            )
+            .await
+            .map(Response::new)
     }
 }

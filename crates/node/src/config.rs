@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use flotilla_control::ControlConfig;
 use flotilla_store::NodeId;
+use flotilla_types::Capacity;
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -16,6 +18,13 @@ pub struct NodeConfig {
     /// Every initial member's id and address, this node included.
     pub peers: BTreeMap<NodeId, String>,
     pub raft: RaftTuning,
+    /// Labels placement constraints match against (`--label k=v`).
+    pub labels: BTreeMap<String, String>,
+    /// What this node offers to tasks.
+    pub capacity: Capacity,
+    pub control: ControlConfig,
+    /// How often this node heartbeats the leader.
+    pub heartbeat: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +79,41 @@ impl NodeConfig {
     }
 }
 
+/// This machine's cores (in millis) and memory (MiB), for a node started without
+/// `--cpu`/`--memory`.
+pub fn machine_capacity() -> Capacity {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let memory_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(1024, |kb| kb / 1024);
+    Capacity {
+        cpu_millis: cores * 1000,
+        memory_mb,
+    }
+}
+
+/// Parses `key=value` labels.
+pub fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    for item in items {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("label {item:?} must look like KEY=VALUE"))?;
+        let k = k.trim();
+        if k.is_empty() || k.contains(char::is_whitespace) {
+            return Err(format!("label key {k:?} must be non-empty without spaces"));
+        }
+        labels.insert(k.to_string(), v.trim().to_string());
+    }
+    Ok(labels)
+}
+
 /// Parses `1=host:port,2=host:port`.
 pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, String>, String> {
     let mut peers = BTreeMap::new();
@@ -85,7 +129,11 @@ pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, String>, String> {
             return Err("peer ids start at 1".into());
         }
         let addr = addr.trim();
-        if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+        if addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
             return Err(format!("peer {id} address {addr:?} must be HOST:PORT"));
         }
         if peers.insert(id, addr.to_string()).is_some() {

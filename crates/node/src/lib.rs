@@ -2,6 +2,10 @@
 //! transport, cluster API) and bootstraps the cluster. It wires the lower crates together
 //! and holds no domain logic of its own.
 
+// openraft's StorageError and RaftError are large and fixed by its traits.
+#![allow(clippy::result_large_err)]
+
+mod agent_service;
 mod bootstrap;
 mod cluster_service;
 pub mod config;
@@ -12,13 +16,15 @@ mod raft_service;
 use std::future::Future;
 use std::sync::Arc;
 
+use flotilla_proto::v1::agent_service_server::AgentServiceServer;
 use flotilla_proto::v1::cluster_service_server::ClusterServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
 use flotilla_store::{DataDir, Raft};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-pub use config::{parse_peers, NodeConfig, RaftTuning};
+pub use config::{machine_capacity, parse_labels, parse_peers, NodeConfig, RaftTuning};
+pub use flotilla_control::ControlConfig;
 pub use network::connect_lazy;
 
 /// Largest API message (a spec is at most 1 MiB; a list of many services is larger).
@@ -47,7 +53,10 @@ pub enum NodeError {
 }
 
 /// Runs an agent until `shutdown` completes.
-pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
     if !config.peers.is_empty() && !config.peers.contains_key(&config.id) {
         return Err(NodeError::Config(format!(
             "--peers must include this node's own id {}",
@@ -72,9 +81,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let raft = Raft::new(config.id, raft_config, network::Network, log, sm)
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-    let node = Arc::new(node::Node::new(config.clone(), raft.clone(), state));
+    let node = Arc::new(node::Node::new(config.clone(), raft.clone(), state.clone()));
     tracing::info!(id = config.id, listen = %config.listen, data_dir = %config.data_dir.display(), "agent started");
     tokio::spawn(bootstrap::run(node.clone()));
+    let control = flotilla_control::Control::new(raft.clone(), state, config.control.clone());
+    let supervisor = control.spawn();
+    let heartbeats = tokio::spawn(agent_service::heartbeat_loop(node.clone(), control.clone()));
 
     let result = tonic::transport::Server::builder()
         .add_service(
@@ -82,6 +94,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
                 .max_decoding_message_size(network::MAX_RAFT_MESSAGE)
                 .max_encoding_message_size(network::MAX_RAFT_MESSAGE),
         )
+        .add_service(AgentServiceServer::new(agent_service::AgentApi::new(
+            node.clone(),
+            control,
+        )))
         .add_service(
             ClusterServiceServer::new(cluster_service::ClusterApi::new(node))
                 .max_decoding_message_size(MAX_API_MESSAGE)
@@ -89,6 +105,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
+    heartbeats.abort();
+    supervisor.abort();
     tracing::info!("shutting down raft");
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");

@@ -93,7 +93,12 @@ impl PeerClient {
     /// Maps a failed call: connection trouble makes openraft back off, anything else is
     /// retried at once.
     fn status_error(&self, status: tonic::Status) -> StatusKind {
-        let err = TransportError(format!("node {} at {}: {}", self.target, self.addr, status.message()));
+        let err = TransportError(format!(
+            "node {} at {}: {}",
+            self.target,
+            self.addr,
+            status.message()
+        ));
         match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 StatusKind::Unreachable(Unreachable::new(&err))
@@ -102,7 +107,12 @@ impl PeerClient {
         }
     }
 
-    async fn call<Req, Resp, E, F, Fut>(&mut self, req: &Req, ttl: Duration, f: F) -> RpcResult<Resp, E>
+    async fn call<Req, Resp, E, F, Fut>(
+        &mut self,
+        req: &Req,
+        ttl: Duration,
+        f: F,
+    ) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -114,7 +124,10 @@ impl PeerClient {
         let msg = RaftMessage { data: encode(req) };
         let reply = match tokio::time::timeout(ttl, f(client, msg)).await {
             Err(_) => {
-                let err = TransportError(format!("node {} at {}: timed out after {ttl:?}", self.target, self.addr));
+                let err = TransportError(format!(
+                    "node {} at {}: timed out after {ttl:?}",
+                    self.target, self.addr
+                ));
                 return Err(RPCError::Unreachable(Unreachable::new(&err)));
             }
             Ok(Err(status)) => {
@@ -141,13 +154,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        self.call(&rpc, option.hard_ttl(), |mut c, m| async move { c.append_entries(m).await })
-            .await
+        self.call(&rpc, option.hard_ttl(), |mut c, m| async move {
+            c.append_entries(m).await
+        })
+        .await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
-        self.call(&rpc, option.hard_ttl(), |mut c, m| async move { c.vote(m).await })
-            .await
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        self.call(&rpc, option.hard_ttl(), |mut c, m| async move {
+            c.vote(m).await
+        })
+        .await
     }
 
     /// Chunked snapshots are not used: `full_snapshot` streams the whole snapshot.
@@ -180,7 +201,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         chunks.extend(data.chunks(SNAPSHOT_CHUNK).map(|c| SnapshotChunk {
             kind: Some(snapshot_chunk::Kind::Data(c.to_vec())),
         }));
-        tracing::info!(target_node = self.target, bytes = data.len(), chunks = chunks.len(), "sending snapshot");
+        tracing::info!(
+            target_node = self.target,
+            bytes = data.len(),
+            chunks = chunks.len(),
+            "sending snapshot"
+        );
         // The request stream is complete before the call is awaited: awaiting the call
         // before feeding a channel-backed stream hangs with tonic 0.14.
         let call = client.install_snapshot(tokio_stream::iter(chunks));
@@ -191,7 +217,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         };
         let reply = match reply {
             Err(_) => {
-                let err = TransportError(format!("snapshot to node {} timed out after {ttl:?}", self.target));
+                let err = TransportError(format!(
+                    "snapshot to node {} timed out after {ttl:?}",
+                    self.target
+                ));
                 return Err(StreamingError::Unreachable(Unreachable::new(&err)));
             }
             Ok(Err(status)) => {

@@ -45,16 +45,12 @@ pub enum LocalError {
     Status(Status),
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use flotilla_control::now_ms;
 
 pub fn not_leader_status(msg: impl Into<String>) -> Status {
     let mut s = Status::unavailable(msg);
-    s.metadata_mut().insert(NOT_LEADER, "1".parse().expect("ascii"));
+    s.metadata_mut()
+        .insert(NOT_LEADER, "1".parse().expect("ascii"));
     s
 }
 
@@ -129,7 +125,8 @@ impl Node {
                 )));
             }
             // Wake on the next metrics change, or re-check shortly.
-            let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), metrics.changed()).await;
+            let _ =
+                tokio::time::timeout(left.min(Duration::from_millis(100)), metrics.changed()).await;
         }
     }
 
@@ -156,7 +153,9 @@ impl Node {
                 Route::Local => match local().await {
                     Ok(v) => return Ok(v),
                     Err(LocalError::Status(s)) => return Err(s),
-                    Err(LocalError::NotLeader) => not_leader_status(format!("node {} lost leadership", self.id)),
+                    Err(LocalError::NotLeader) => {
+                        not_leader_status(format!("node {} lost leadership", self.id))
+                    }
                 },
                 Route::Remote { id, .. } if forwarded => {
                     return Err(not_leader_status(format!(
@@ -189,8 +188,12 @@ impl Node {
     pub async fn write(&self, cmd: Command) -> Result<(Response, u64), LocalError> {
         match self.raft.client_write(cmd).await {
             Ok(r) => Ok((r.data, r.log_id.index)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(LocalError::NotLeader),
-            Err(e) => Err(LocalError::Status(Status::internal(format!("raft write failed: {e}")))),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(LocalError::NotLeader)
+            }
+            Err(e) => Err(LocalError::Status(Status::internal(format!(
+                "raft write failed: {e}"
+            )))),
         }
     }
 
@@ -199,11 +202,17 @@ impl Node {
     pub async fn read_barrier(&self) -> Result<(), LocalError> {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(LocalError::NotLeader),
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err(LocalError::Status(
-                Status::unavailable(format!("leader cannot reach a quorum: {e}")),
-            )),
-            Err(e) => Err(LocalError::Status(Status::internal(format!("read barrier failed: {e}")))),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
+                Err(LocalError::NotLeader)
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                Err(LocalError::Status(Status::unavailable(format!(
+                    "leader cannot reach a quorum: {e}"
+                ))))
+            }
+            Err(e) => Err(LocalError::Status(Status::internal(format!(
+                "read barrier failed: {e}"
+            )))),
         }
     }
 

@@ -2,6 +2,9 @@
 //! committed index in RocksDB, and the in-memory state machine persisted through
 //! checksummed snapshot files. It must not know about gRPC or containers.
 
+// openraft's StorageError and RaftError are large and fixed by its traits.
+#![allow(clippy::result_large_err)]
+
 mod error;
 mod log_store;
 pub mod snapshot_file;
@@ -107,7 +110,10 @@ fn check_identity(dir: &DataDir, id: NodeId) -> Result<bool, StoreError> {
     match std::fs::read(&path) {
         Ok(bytes) => {
             let ident: Identity = serde_json::from_slice(&bytes).map_err(|e| {
-                StoreError::Corrupt(format!("{} is not a node identity file: {e}", path.display()))
+                StoreError::Corrupt(format!(
+                    "{} is not a node identity file: {e}",
+                    path.display()
+                ))
             })?;
             if ident.node_id != id {
                 return Err(StoreError::WrongNode {

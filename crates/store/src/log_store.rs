@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogId, StorageError, StorageIOError};
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 
 use crate::{Entry, LogId, NodeId, StoreError, TypeConfig, Vote};
 
@@ -79,9 +81,12 @@ impl LogStore {
     }
 
     fn check_readable(&self) -> Result<(), String> {
-        self.read_meta::<Vote>(KEY_VOTE).map_err(|e| e.to_string())?;
-        self.read_meta::<LogId>(KEY_COMMITTED).map_err(|e| e.to_string())?;
-        self.read_meta::<LogId>(KEY_LAST_PURGED).map_err(|e| e.to_string())?;
+        self.read_meta::<Vote>(KEY_VOTE)
+            .map_err(|e| e.to_string())?;
+        self.read_meta::<LogId>(KEY_COMMITTED)
+            .map_err(|e| e.to_string())?;
+        self.read_meta::<LogId>(KEY_LAST_PURGED)
+            .map_err(|e| e.to_string())?;
         let mut expected = None;
         for item in self.db.iterator_cf(self.cf(CF_LOGS), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| e.to_string())?;
@@ -92,7 +97,10 @@ impl LogStore {
             let entry: Entry = serde_json::from_slice(&v)
                 .map_err(|e| format!("log entry {index} does not decode: {e}"))?;
             if entry.get_log_id().index != index {
-                return Err(format!("log entry stored at {index} claims index {}", entry.get_log_id().index));
+                return Err(format!(
+                    "log entry stored at {index} claims index {}",
+                    entry.get_log_id().index
+                ));
             }
             expected = Some(index + 1);
         }
@@ -104,7 +112,9 @@ impl LogStore {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> StorageResult<Option<T>> {
@@ -117,9 +127,18 @@ impl LogStore {
             .transpose()
     }
 
-    fn write_meta<T: serde::Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), rocksdb::Error> {
+    fn write_meta<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        sync: bool,
+    ) -> Result<(), rocksdb::Error> {
         let bytes = serde_json::to_vec(value).expect("meta serializes");
-        let opts = if sync { synced() } else { WriteOptions::default() };
+        let opts = if sync {
+            synced()
+        } else {
+            WriteOptions::default()
+        };
         self.db.put_cf_opt(self.cf(CF_META), key, bytes, &opts)
     }
 
@@ -134,7 +153,8 @@ impl LogStore {
             None => Ok(None),
             Some(item) => {
                 let (_, v) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-                let entry: Entry = serde_json::from_slice(&v).map_err(|e| StorageIOError::read_logs(&e))?;
+                let entry: Entry =
+                    serde_json::from_slice(&v).map_err(|e| StorageIOError::read_logs(&e))?;
                 Ok(Some(*entry.get_log_id()))
             }
         }
@@ -161,16 +181,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let key = index_key(start);
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_LOGS), IteratorMode::From(&key, Direction::Forward))
-        {
+        for item in self.db.iterator_cf(
+            self.cf(CF_LOGS),
+            IteratorMode::From(&key, Direction::Forward),
+        ) {
             let (k, v) = item.map_err(|e| StorageIOError::read_logs(&e))?;
             let index = key_index(&k);
             if !range.contains(&index) {
                 break;
             }
-            let entry: Entry = serde_json::from_slice(&v).map_err(|e| StorageIOError::read_logs(&e))?;
+            let entry: Entry =
+                serde_json::from_slice(&v).map_err(|e| StorageIOError::read_logs(&e))?;
             out.push(entry);
         }
         Ok(out)
@@ -241,7 +262,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> StorageResult<()> {
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.cf(CF_LOGS), index_key(log_id.index), index_key(u64::MAX));
+        batch.delete_range_cf(
+            self.cf(CF_LOGS),
+            index_key(log_id.index),
+            index_key(u64::MAX),
+        );
         batch.delete_cf(self.cf(CF_LOGS), index_key(u64::MAX));
         self.write_synced(batch)
             .await

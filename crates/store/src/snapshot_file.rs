@@ -92,7 +92,10 @@ mod tests {
 
     fn meta() -> SnapshotMeta {
         SnapshotMeta {
-            last_log_id: Some(openraft::LogId::new(openraft::CommittedLeaderId::new(3, 1), 42)),
+            last_log_id: Some(openraft::LogId::new(
+                openraft::CommittedLeaderId::new(3, 1),
+                42,
+            )),
             last_membership: Default::default(),
             snapshot_id: "3-42-1".into(),
         }

@@ -14,7 +14,9 @@ use tokio::sync::watch;
 
 use flotilla_types::{Response, State};
 
-use crate::{snapshot_file, Entry, LogId, NodeId, SnapshotMeta, StoreError, StoredMembership, TypeConfig};
+use crate::{
+    snapshot_file, Entry, LogId, NodeId, SnapshotMeta, StoreError, StoredMembership, TypeConfig,
+};
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
@@ -64,7 +66,10 @@ impl StateMachineStore {
         let mut written = None;
         if let Some((meta, bytes)) = snapshot_file::read(&snapshot_path)? {
             data.state = serde_json::from_slice(&bytes).map_err(|e| {
-                StoreError::Corrupt(format!("{}: state does not decode: {e}", snapshot_path.display()))
+                StoreError::Corrupt(format!(
+                    "{}: state does not decode: {e}",
+                    snapshot_path.display()
+                ))
             })?;
             data.last_applied = meta.last_log_id;
             data.last_membership = meta.last_membership.clone();
@@ -122,7 +127,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let (meta, data) = {
             let sm = self.shared.read();
-            let data = serde_json::to_vec(&sm.state).map_err(|e| StorageIOError::read_state_machine(&e))?;
+            let data = serde_json::to_vec(&sm.state)
+                .map_err(|e| StorageIOError::read_state_machine(&e))?;
             let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
             let snapshot_id = match sm.last_applied {
                 Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
@@ -159,7 +165,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut responses = Vec::new();
         let last = {
-            let mut sm = self.shared.data.write().expect("state machine lock poisoned");
+            let mut sm = self
+                .shared
+                .data
+                .write()
+                .expect("state machine lock poisoned");
             for entry in entries {
                 sm.last_applied = Some(entry.log_id);
                 let response = match entry.payload {
@@ -186,19 +196,29 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> StorageResult<()> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
         let data = snapshot.into_inner();
         let state: State = serde_json::from_slice(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         // Persist first: if we crash now, restart loads this snapshot, not an older one.
         self.persist(meta, &data).await?;
         {
-            let mut sm = self.shared.data.write().expect("state machine lock poisoned");
+            let mut sm = self
+                .shared
+                .data
+                .write()
+                .expect("state machine lock poisoned");
             sm.state = state;
             sm.last_applied = meta.last_log_id;
             sm.last_membership = meta.last_membership.clone();
         }
-        self.shared.snapshots_installed.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .snapshots_installed
+            .fetch_add(1, Ordering::Relaxed);
         self.shared
             .applied
             .send_replace(meta.last_log_id.map_or(0, |l| l.index));

@@ -46,7 +46,17 @@ async fn refuses_a_dir_of_another_node() {
     let dir = DataDir::new(tmp.path());
     drop(open(&dir, 1).await.unwrap());
     let err = open(&dir, 2).await.err().unwrap();
-    assert!(matches!(err, StoreError::WrongNode { found: 1, expected: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::WrongNode {
+                found: 1,
+                expected: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -56,7 +66,11 @@ async fn refuses_a_corrupt_snapshot() {
     {
         let (_log, mut sm) = open(&dir, 1).await.unwrap();
         sm.apply(vec![put("a", 1)]).await.unwrap();
-        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
     }
     let path = dir.snapshot_file();
     let mut bytes = std::fs::read(&path).unwrap();

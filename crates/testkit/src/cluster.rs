@@ -23,7 +23,11 @@ pub fn flotilla_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().expect("exe dir");
-    let dir = if dir.ends_with("deps") { dir.parent().expect("profile dir") } else { dir };
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("profile dir")
+    } else {
+        dir
+    };
     let bin = dir.join("flotilla");
     assert!(
         bin.exists(),
@@ -117,7 +121,10 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn builder(size: u64) -> ClusterBuilder {
-        ClusterBuilder { size, args: Vec::new() }
+        ClusterBuilder {
+            size,
+            args: Vec::new(),
+        }
     }
 
     /// A cluster of `size` agents with default flags.
@@ -143,7 +150,11 @@ impl Cluster {
 
     /// All addresses, comma-separated, as `--addr` takes them.
     pub fn addrs(&self) -> String {
-        self.agents.values().map(|a| a.addr.clone()).collect::<Vec<_>>().join(",")
+        self.agents
+            .values()
+            .map(|a| a.addr.clone())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Addresses of running agents only.
@@ -178,14 +189,20 @@ impl Cluster {
             .arg("--peers")
             .arg(self.peers())
             .args(&self.args)
-            .env("RUST_LOG", std::env::var("FLOTILLA_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("FLOTILLA_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            )
             .stdin(Stdio::null());
         cmd
     }
 
     /// Starts (or restarts) agent `id` with the same flags as before.
     pub fn start_agent(&mut self, id: u64) {
-        assert!(!self.agents[&id].is_running(), "agent {id} is already running");
+        assert!(
+            !self.agents[&id].is_running(),
+            "agent {id} is already running"
+        );
         let log = File::options()
             .create(true)
             .append(true)
@@ -290,26 +307,36 @@ impl Cluster {
             .filter(|a| a.is_running() && !a.paused)
             .map(|a| a.id)
             .collect();
-        wait_until_async("one leader agreed by every running agent", timeout, || async {
-            let mut seen = Vec::new();
-            for id in &running {
-                seen.push(self.status(*id).await?);
-            }
-            let first = &seen[0];
-            let agreed = first.leader_id != 0
-                && seen.iter().all(|s| s.leader_id == first.leader_id && s.term == first.term);
-            let leader_is_running = running.contains(&first.leader_id);
-            let leader_says_so = seen.iter().any(|s| s.id == first.leader_id && s.role == "leader");
-            (agreed && leader_is_running && leader_says_so).then_some(first.leader_id)
-        })
+        wait_until_async(
+            "one leader agreed by every running agent",
+            timeout,
+            || async {
+                let mut seen = Vec::new();
+                for id in &running {
+                    seen.push(self.status(*id).await?);
+                }
+                let first = &seen[0];
+                let agreed = first.leader_id != 0
+                    && seen
+                        .iter()
+                        .all(|s| s.leader_id == first.leader_id && s.term == first.term);
+                let leader_is_running = running.contains(&first.leader_id);
+                let leader_says_so = seen
+                    .iter()
+                    .any(|s| s.id == first.leader_id && s.role == "leader");
+                (agreed && leader_is_running && leader_says_so).then_some(first.leader_id)
+            },
+        )
         .await
     }
 
     /// Waits until agent `id` has applied at least `index`.
     pub async fn wait_applied(&self, id: u64, index: u64, timeout: Duration) -> MemberStatus {
-        wait_until_async(&format!("node {id} to apply index {index}"), timeout, || async {
-            self.status(id).await.filter(|s| s.applied_index >= index)
-        })
+        wait_until_async(
+            &format!("node {id} to apply index {index}"),
+            timeout,
+            || async { self.status(id).await.filter(|s| s.applied_index >= index) },
+        )
         .await
     }
 

@@ -5,14 +5,55 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::CommandError;
+use crate::model::{Availability, NodeRegistration, NodeStatus, PlanUpdate, TaskId, TaskReport};
 use crate::spec::ServiceSpec;
-use crate::Millis;
+use crate::{Millis, NodeId};
 
+// Commands are built once per write and moved, never stored in bulk: their size is moot.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Create or update a service. An identical spec changes nothing.
-    PutService { spec: ServiceSpec, at: Millis },
-    DeleteService { name: String, at: Millis },
+    PutService {
+        spec: ServiceSpec,
+        at: Millis,
+    },
+    DeleteService {
+        name: String,
+        at: Millis,
+    },
+    /// Change only the replica count (no new template version: running tasks stay).
+    ScaleService {
+        name: String,
+        replicas: u32,
+        at: Millis,
+    },
+    /// An agent (re)registers: ready again, labels and capacity refreshed.
+    RegisterNode {
+        node: NodeRegistration,
+        at: Millis,
+    },
+    SetNodeStatus {
+        id: NodeId,
+        status: NodeStatus,
+        at: Millis,
+    },
+    SetAvailability {
+        id: NodeId,
+        availability: Availability,
+        at: Millis,
+    },
+    /// One scheduling pass of the leader.
+    ApplyPlan {
+        plan: PlanUpdate,
+        at: Millis,
+    },
+    /// Status changes from one node's executor.
+    ReportStatus {
+        node: NodeId,
+        reports: Vec<TaskReport>,
+        at: Millis,
+    },
 }
 
 impl Command {
@@ -21,6 +62,12 @@ impl Command {
         match self {
             Command::PutService { .. } => "put_service",
             Command::DeleteService { .. } => "delete_service",
+            Command::ScaleService { .. } => "scale_service",
+            Command::RegisterNode { .. } => "register_node",
+            Command::SetNodeStatus { .. } => "set_node_status",
+            Command::SetAvailability { .. } => "set_availability",
+            Command::ApplyPlan { .. } => "apply_plan",
+            Command::ReportStatus { .. } => "report_status",
         }
     }
 }
@@ -45,6 +92,24 @@ pub enum Response {
     Deleted {
         name: String,
         version: u64,
+    },
+    Scaled {
+        name: String,
+        version: u64,
+        replicas: u32,
+    },
+    Node {
+        id: NodeId,
+    },
+    /// How many plan items took effect; the rest were stale and skipped.
+    Planned {
+        applied: usize,
+        skipped: usize,
+    },
+    /// Reports about tasks the state no longer has, or that are not on the reporting node:
+    /// the executor should stop those.
+    Reported {
+        unknown: Vec<TaskId>,
     },
     Error(CommandError),
 }

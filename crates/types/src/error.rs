@@ -36,4 +36,6 @@ pub enum CommandError {
     ServiceNotFound { name: String },
     #[error("invalid spec: {0}")]
     InvalidSpec(SpecError),
+    #[error("node {id} not found")]
+    NodeNotFound { id: u64 },
 }

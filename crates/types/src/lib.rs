@@ -5,13 +5,20 @@
 pub mod command;
 pub mod duration;
 pub mod error;
+pub mod model;
 pub mod spec;
 pub mod state;
+mod state_tasks;
 mod validate;
 
 pub use command::{Command, PutOutcome, Response};
 pub use duration::Duration;
 pub use error::{CommandError, SpecError};
+pub use model::{
+    Availability, Capacity, DesiredState, NewTask, Node, NodeRegistration, NodeStatus, PlanUpdate,
+    StopReason, Task, TaskId, TaskReport, TaskState,
+};
+pub use spec::{Constraint, ConstraintOp};
 pub use spec::{
     HealthCheck, HealthCheckKind, Placement, Port, Protocol, Resources, RestartCondition,
     RestartPolicy, ServiceSpec,

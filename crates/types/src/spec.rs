@@ -234,7 +234,9 @@ impl ServiceSpec {
             parse_yaml(text)?
         };
         if specs.is_empty() {
-            return Err(SpecError::Parse("no service spec found in the input".into()));
+            return Err(SpecError::Parse(
+                "no service spec found in the input".into(),
+            ));
         }
         for spec in &specs {
             spec.validate()?;
@@ -300,7 +302,9 @@ pub enum ConstraintOp {
 impl Constraint {
     /// `key == value`, `key != value` or `key in (a, b, c)`.
     pub fn parse(s: &str) -> Result<Constraint, String> {
-        let bad = || format!("{s:?} is not a constraint; write `key == value`, `key != value` or `key in (a, b)`");
+        let bad = || {
+            format!("{s:?} is not a constraint; write `key == value`, `key != value` or `key in (a, b)`")
+        };
         let (key, op, rest) = if let Some((k, v)) = s.split_once("==") {
             (k, ConstraintOp::Eq, v)
         } else if let Some((k, v)) = s.split_once("!=") {

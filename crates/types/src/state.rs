@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, PutOutcome, Response};
-use crate::error::CommandError;
-use crate::spec::ServiceSpec;
-use crate::Millis;
+use crate::error::{CommandError, SpecError};
+use crate::model::{Node, Task, TaskId};
+use crate::spec::{ServiceSpec, MAX_REPLICAS};
+use crate::{Millis, NodeId};
 
 /// A service as stored: the operator's spec plus what the cluster assigned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +17,9 @@ pub struct Service {
     /// Starts at 1 and grows by one on every change, also across delete and re-create,
     /// so a (name, version) pair names exactly one spec for the life of the cluster.
     pub version: u64,
+    /// The version at which the task template (everything but `replicas`) last changed;
+    /// tasks built from an older template are replaced.
+    pub template_version: u64,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -26,6 +30,13 @@ pub struct State {
     /// Last version of each deleted service, so a re-created one continues from it.
     #[serde(default)]
     pub tombstones: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub tasks: BTreeMap<TaskId, Task>,
+    #[serde(default)]
+    pub nodes: BTreeMap<NodeId, Node>,
+    /// Source of task sequence numbers (and so of unique task ids).
+    #[serde(default)]
+    pub next_task_seq: u64,
 }
 
 impl State {
@@ -35,6 +46,18 @@ impl State {
         match cmd {
             Command::PutService { spec, at } => self.put_service(spec, *at),
             Command::DeleteService { name, .. } => self.delete_service(name),
+            Command::ScaleService { name, replicas, at } => {
+                self.scale_service(name, *replicas, *at)
+            }
+            Command::RegisterNode { node, at } => self.register_node(node, *at),
+            Command::SetNodeStatus { id, status, at } => self.set_node_status(*id, *status, *at),
+            Command::SetAvailability {
+                id,
+                availability,
+                at,
+            } => self.set_availability(*id, *availability, *at),
+            Command::ApplyPlan { plan, at } => self.apply_plan(plan, *at),
+            Command::ReportStatus { node, reports, at } => self.report_status(*node, reports, *at),
         }
     }
 
@@ -52,8 +75,13 @@ impl State {
                 };
             }
             let from = existing.version;
-            existing.spec = spec.clone();
+            let mut template_changed = existing.spec.clone();
+            template_changed.replicas = spec.replicas;
             existing.version += 1;
+            if template_changed != *spec {
+                existing.template_version = existing.version;
+            }
+            existing.spec = spec.clone();
             existing.updated_at = at;
             return Response::Service {
                 name,
@@ -67,6 +95,7 @@ impl State {
             Service {
                 spec: spec.clone(),
                 version,
+                template_version: version,
                 created_at: at,
                 updated_at: at,
             },
@@ -88,6 +117,28 @@ impl State {
                 }
             }
             None => Response::Error(CommandError::ServiceNotFound { name: name.into() }),
+        }
+    }
+
+    fn scale_service(&mut self, name: &str, replicas: u32, at: Millis) -> Response {
+        if replicas > MAX_REPLICAS {
+            return Response::Error(CommandError::InvalidSpec(SpecError::invalid(
+                "replicas",
+                format!("must be between 0 and {MAX_REPLICAS}, got {replicas}"),
+            )));
+        }
+        let Some(svc) = self.services.get_mut(name) else {
+            return Response::Error(CommandError::ServiceNotFound { name: name.into() });
+        };
+        if svc.spec.replicas != replicas {
+            svc.spec.replicas = replicas;
+            svc.version += 1;
+            svc.updated_at = at;
+        }
+        Response::Scaled {
+            name: name.into(),
+            version: svc.version,
+            replicas,
         }
     }
 

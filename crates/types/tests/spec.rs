@@ -69,7 +69,10 @@ fn invalid_values_name_their_field() {
     assert_eq!(field_of("name: Web_1\nimage: x\n"), "name");
     assert!(field_of("name: web\n").contains("missing field `image`"));
     assert_eq!(field_of("name: web\nimage: ' '\n"), "image");
-    assert_eq!(field_of("name: web\nimage: x\nreplicas: 10001\n"), "replicas");
+    assert_eq!(
+        field_of("name: web\nimage: x\nreplicas: 10001\n"),
+        "replicas"
+    );
     assert!(field_of("name: web\nimage: x\nreplicas: -1\n").contains("replicas"));
     assert_eq!(
         field_of("name: web\nimage: x\nresources: {cpu_millis: 0}\n"),
@@ -112,14 +115,32 @@ fn apply_creates_updates_and_recognises_no_change() {
     let mut state = State::default();
     let mut spec = ServiceSpec::parse(WEB).unwrap();
     let r = put(&mut state, &spec, 10);
-    assert!(matches!(r, Response::Service { version: 1, outcome: PutOutcome::Created, .. }));
+    assert!(matches!(
+        r,
+        Response::Service {
+            version: 1,
+            outcome: PutOutcome::Created,
+            ..
+        }
+    ));
     let r = put(&mut state, &spec, 11);
-    assert!(matches!(r, Response::Service { version: 1, outcome: PutOutcome::Unchanged, .. }));
+    assert!(matches!(
+        r,
+        Response::Service {
+            version: 1,
+            outcome: PutOutcome::Unchanged,
+            ..
+        }
+    ));
     spec.replicas = 5;
     let r = put(&mut state, &spec, 12);
     assert!(matches!(
         r,
-        Response::Service { version: 2, outcome: PutOutcome::Updated { from: 1 }, .. }
+        Response::Service {
+            version: 2,
+            outcome: PutOutcome::Updated { from: 1 },
+            ..
+        }
     ));
     let svc = &state.services["web"];
     assert_eq!((svc.created_at, svc.updated_at), (10, 12));
@@ -128,9 +149,15 @@ fn apply_creates_updates_and_recognises_no_change() {
 #[test]
 fn apply_is_deterministic() {
     let spec = ServiceSpec::parse(WEB).unwrap();
-    let cmds = vec![
-        Command::PutService { spec: spec.clone(), at: 1 },
-        Command::DeleteService { name: "web".into(), at: 2 },
+    let cmds = [
+        Command::PutService {
+            spec: spec.clone(),
+            at: 1,
+        },
+        Command::DeleteService {
+            name: "web".into(),
+            at: 2,
+        },
         Command::PutService { spec, at: 3 },
     ];
     let run = || {
@@ -147,8 +174,16 @@ fn apply_is_deterministic() {
 #[test]
 fn refused_commands_change_nothing() {
     let mut state = State::default();
-    let r = state.apply(&Command::DeleteService { name: "ghost".into(), at: 1 });
-    assert_eq!(r, Response::Error(CommandError::ServiceNotFound { name: "ghost".into() }));
+    let r = state.apply(&Command::DeleteService {
+        name: "ghost".into(),
+        at: 1,
+    });
+    assert_eq!(
+        r,
+        Response::Error(CommandError::ServiceNotFound {
+            name: "ghost".into()
+        })
+    );
     let mut bad = ServiceSpec::parse(WEB).unwrap();
     bad.replicas = 20_000;
     let r = put(&mut state, &bad, 1);

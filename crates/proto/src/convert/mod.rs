@@ -1,4 +1,6 @@
 //! proto <-> flotilla-types conversions, one file per type.
 
 mod apply_outcome;
+mod node;
 mod service;
+mod task;

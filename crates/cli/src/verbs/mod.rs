@@ -1,5 +1,8 @@
 //! The client verbs.
 
+mod nodes;
+mod tasks;
+
 use std::io::Read;
 use std::path::Path;
 
@@ -10,7 +13,7 @@ use flotilla_proto::v1::{
 use flotilla_types::ServiceSpec;
 use serde::Serialize;
 
-use crate::args::{ClusterWhat, DeleteWhat, Format, GetWhat, Global, Verb};
+use crate::args::{ClusterWhat, DeleteWhat, DescribeWhat, Format, GetWhat, Global, Verb};
 use crate::client::Client;
 use crate::error::CliError;
 use crate::output::{age, now_ms, print, table};
@@ -33,6 +36,17 @@ pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
         Verb::Cluster {
             what: ClusterWhat::Status,
         } => cluster_status(&client, out).await,
+        Verb::Get {
+            what: GetWhat::Tasks { service, stale },
+        } => tasks::get_tasks(&client, out, service, stale).await,
+        Verb::Get {
+            what: GetWhat::Nodes { stale },
+        } => nodes::get_nodes(&client, out, stale).await,
+        Verb::Describe {
+            what: DescribeWhat::Service { name, stale },
+        } => tasks::describe_service(&client, out, &name, stale).await,
+        Verb::Scale { name, replicas } => tasks::scale(&client, out, &name, replicas).await,
+        Verb::Node { what } => nodes::set_availability(&client, out, what).await,
     }
 }
 
@@ -44,7 +58,8 @@ fn read_input(file: &Path) -> Result<String, CliError> {
             .map_err(|e| CliError::Usage(format!("cannot read stdin: {e}")))?;
         return Ok(s);
     }
-    std::fs::read_to_string(file).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))
+    std::fs::read_to_string(file)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))
 }
 
 #[derive(Serialize)]
@@ -63,15 +78,23 @@ async fn apply(client: &Client, out: Format, file: &Path) -> Result<(), CliError
         .map_err(|e| CliError::Failed(format!("{}: invalid spec: {e}", file.display())))?;
     let mut results = Vec::new();
     for spec in specs {
-        let req = ApplyRequest { spec: spec.to_json() };
-        let r = client.call(|mut c| {
-            let req = req.clone();
-            async move { c.apply(req).await }
-        })
-        .await?;
+        let req = ApplyRequest {
+            spec: spec.to_json(),
+        };
+        let r = client
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.apply(req).await }
+            })
+            .await?;
         let outcome = r.outcome();
         if out == Format::Table {
-            println!("service/{} {} (version {})", r.name, outcome.describe(r.previous_version), r.version);
+            println!(
+                "service/{} {} (version {})",
+                r.name,
+                outcome.describe(r.previous_version),
+                r.version
+            );
         }
         results.push(ApplyResult {
             name: r.name,
@@ -93,7 +116,7 @@ async fn apply(client: &Client, out: Format, file: &Path) -> Result<(), CliError
 
 /// A service as `get` prints it in JSON and YAML.
 #[derive(Serialize)]
-struct ServiceView {
+pub(crate) struct ServiceView {
     name: String,
     version: u64,
     created_at: String,
@@ -106,7 +129,7 @@ fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn view(s: &ServiceInfo) -> Result<ServiceView, CliError> {
+pub(crate) fn view(s: &ServiceInfo) -> Result<ServiceView, CliError> {
     Ok(ServiceView {
         name: s.name.clone(),
         version: s.version,
@@ -144,7 +167,12 @@ async fn get_services(client: &Client, out: Format, stale: bool) -> Result<(), C
     })
 }
 
-async fn get_service(client: &Client, out: Format, name: &str, stale: bool) -> Result<(), CliError> {
+async fn get_service(
+    client: &Client,
+    out: Format,
+    name: &str,
+    stale: bool,
+) -> Result<(), CliError> {
     let req = GetServiceRequest {
         name: name.to_string(),
         stale,
@@ -187,7 +215,9 @@ struct DeleteResult {
 }
 
 async fn delete_service(client: &Client, out: Format, name: &str) -> Result<(), CliError> {
-    let req = DeleteServiceRequest { name: name.to_string() };
+    let req = DeleteServiceRequest {
+        name: name.to_string(),
+    };
     let r = client
         .call(|mut c| {
             let req = req.clone();
@@ -199,7 +229,12 @@ async fn delete_service(client: &Client, out: Format, name: &str) -> Result<(), 
         version: r.version,
         deleted: true,
     };
-    print(out, &result, || format!("service/{} deleted (was version {})\n", result.name, result.version))
+    print(out, &result, || {
+        format!(
+            "service/{} deleted (was version {})\n",
+            result.name, result.version
+        )
+    })
 }
 
 #[derive(Serialize)]
@@ -231,7 +266,11 @@ impl From<&MemberStatus> for MemberView {
         MemberView {
             id: m.id,
             address: m.address.clone(),
-            role: if m.reachable { m.role.clone() } else { "unreachable".into() },
+            role: if m.reachable {
+                m.role.clone()
+            } else {
+                "unreachable".into()
+            },
             voter: m.voter,
             reachable: m.reachable,
             error: m.error.clone(),
@@ -261,7 +300,13 @@ async fn cluster_status(client: &Client, out: Format) -> Result<(), CliError> {
             .members
             .iter()
             .map(|m| {
-                let dash = |v: u64| if m.reachable { v.to_string() } else { "-".into() };
+                let dash = |v: u64| {
+                    if m.reachable {
+                        v.to_string()
+                    } else {
+                        "-".into()
+                    }
+                };
                 vec![
                     m.id.to_string(),
                     m.address.clone(),
@@ -276,7 +321,10 @@ async fn cluster_status(client: &Client, out: Format) -> Result<(), CliError> {
             })
             .collect();
         text.push_str(&table(
-            &["ID", "ADDRESS", "ROLE", "VOTER", "TERM", "LAST LOG", "APPLIED", "SNAPSHOT", "ERROR"],
+            &[
+                "ID", "ADDRESS", "ROLE", "VOTER", "TERM", "LAST LOG", "APPLIED", "SNAPSHOT",
+                "ERROR",
+            ],
             &rows,
         ));
         text

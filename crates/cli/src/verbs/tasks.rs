@@ -1,0 +1,253 @@
+//! `get tasks`, `describe service`, `scale`.
+
+use flotilla_proto::v1::{GetServiceRequest, ListTasksRequest, ScaleServiceRequest, TaskInfo};
+use serde::Serialize;
+
+use crate::args::Format;
+use crate::client::Client;
+use crate::error::CliError;
+use crate::output::{age, now_ms, print, table};
+
+#[derive(Serialize)]
+pub struct TaskView {
+    id: String,
+    service: String,
+    slot: u32,
+    node: Option<u64>,
+    desired: String,
+    state: String,
+    spec_version: u64,
+    attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    container_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    stop_reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+}
+
+impl From<&TaskInfo> for TaskView {
+    fn from(t: &TaskInfo) -> Self {
+        TaskView {
+            id: t.id.clone(),
+            service: t.service.clone(),
+            slot: t.slot,
+            node: (t.node_id != 0).then_some(t.node_id),
+            desired: t.desired.clone(),
+            state: t.state.clone(),
+            spec_version: t.spec_version,
+            attempt: t.attempt,
+            exit_code: t.exit_code,
+            container_id: t.container_id.clone(),
+            stop_reason: t.stop_reason.clone(),
+            message: t.message.clone(),
+            created_at_ms: t.created_at_ms,
+            updated_at_ms: t.updated_at_ms,
+        }
+    }
+}
+
+/// Current tasks first (by slot), then finished ones, newest first.
+fn ordered(mut tasks: Vec<TaskInfo>) -> Vec<TaskInfo> {
+    tasks.sort_by(|a, b| {
+        let live = |t: &TaskInfo| t.desired != "running";
+        (
+            live(a),
+            &a.service,
+            a.slot,
+            std::cmp::Reverse(a.created_at_ms),
+        )
+            .cmp(&(
+                live(b),
+                &b.service,
+                b.slot,
+                std::cmp::Reverse(b.created_at_ms),
+            ))
+    });
+    tasks
+}
+
+fn task_rows(tasks: &[TaskInfo], with_service: bool) -> String {
+    let now = now_ms();
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            let mut row = vec![t.id.clone()];
+            if with_service {
+                row.push(t.service.clone());
+            }
+            let state = match t.exit_code {
+                Some(code) if t.state == "exited" || t.state == "failed" => {
+                    format!("{} ({code})", t.state)
+                }
+                _ => t.state.clone(),
+            };
+            let why = if !t.message.is_empty() {
+                t.message.clone()
+            } else {
+                t.stop_reason.clone()
+            };
+            row.extend([
+                t.slot.to_string(),
+                if t.node_id == 0 {
+                    "-".into()
+                } else {
+                    t.node_id.to_string()
+                },
+                t.desired.clone(),
+                state,
+                age(t.updated_at_ms, now),
+                why,
+            ]);
+            row
+        })
+        .collect();
+    let mut header = vec!["ID"];
+    if with_service {
+        header.push("SERVICE");
+    }
+    header.extend(["SLOT", "NODE", "DESIRED", "STATE", "SINCE", "MESSAGE"]);
+    table(&header, &rows)
+}
+
+pub async fn get_tasks(
+    client: &Client,
+    out: Format,
+    service: Option<String>,
+    stale: bool,
+) -> Result<(), CliError> {
+    let req = ListTasksRequest {
+        service: service.unwrap_or_default(),
+        stale,
+    };
+    let r = client
+        .call(|mut c| {
+            let req = req.clone();
+            async move { c.list_tasks(req).await }
+        })
+        .await?;
+    let tasks = ordered(r.tasks);
+    let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
+    print(out, &views, || {
+        if tasks.is_empty() {
+            "No tasks.\n".into()
+        } else {
+            task_rows(&tasks, true)
+        }
+    })
+}
+
+#[derive(Serialize)]
+struct Described {
+    service: super::ServiceView,
+    tasks: Vec<TaskView>,
+}
+
+pub async fn describe_service(
+    client: &Client,
+    out: Format,
+    name: &str,
+    stale: bool,
+) -> Result<(), CliError> {
+    let get = GetServiceRequest {
+        name: name.to_string(),
+        stale,
+    };
+    let svc = client
+        .call(|mut c| {
+            let get = get.clone();
+            async move { c.get_service(get).await }
+        })
+        .await?;
+    let list = ListTasksRequest {
+        service: name.to_string(),
+        stale,
+    };
+    let tasks = ordered(
+        client
+            .call(|mut c| {
+                let list = list.clone();
+                async move { c.list_tasks(list).await }
+            })
+            .await?
+            .tasks,
+    );
+    let described = Described {
+        service: super::view(&svc)?,
+        tasks: tasks.iter().map(TaskView::from).collect(),
+    };
+    print(out, &described, || {
+        let current: Vec<&TaskInfo> = tasks.iter().filter(|t| t.desired == "running").collect();
+        let up = current
+            .iter()
+            .filter(|t| t.state == "running" || t.state == "healthy")
+            .count();
+        let pending: Vec<&&TaskInfo> = current.iter().filter(|t| t.state == "pending").collect();
+        let mut text = format!(
+            "Name:      {}\nVersion:   {}\nImage:     {}\nReplicas:  {} desired, {} running, {} pending\n",
+            svc.name,
+            svc.version,
+            svc.image,
+            svc.replicas,
+            up,
+            pending.len()
+        );
+        for t in &pending {
+            text.push_str(&format!(
+                "Pending:   {} (slot {}): {}\n",
+                t.id, t.slot, t.message
+            ));
+        }
+        text.push_str("\nTasks:\n");
+        if tasks.is_empty() {
+            text.push_str("  none yet\n");
+        } else {
+            for line in task_rows(&tasks, false).lines() {
+                text.push_str("  ");
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text
+    })
+}
+
+#[derive(Serialize)]
+struct Scaled {
+    name: String,
+    version: u64,
+    replicas: u32,
+}
+
+pub async fn scale(
+    client: &Client,
+    out: Format,
+    name: &str,
+    replicas: u32,
+) -> Result<(), CliError> {
+    let req = ScaleServiceRequest {
+        name: name.to_string(),
+        replicas,
+    };
+    let r = client
+        .call(|mut c| {
+            let req = req.clone();
+            async move { c.scale_service(req).await }
+        })
+        .await?;
+    let v = Scaled {
+        name: r.name,
+        version: r.version,
+        replicas: r.replicas,
+    };
+    print(out, &v, || {
+        format!(
+            "service/{} scaled to {} (version {})\n",
+            v.name, v.replicas, v.version
+        )
+    })
+}

@@ -1,0 +1,34 @@
+//! flotilla-control owns the leader-only loops: the reconcile/placement pass and node
+//! liveness. They run only while this node leads and are cancelled when it steps down;
+//! every decision is a Raft write, so a deposed leader's late write simply fails.
+//! It must not depend on gRPC or on the node crate.
+
+// openraft's StorageError and RaftError are large and fixed by its traits.
+#![allow(clippy::result_large_err)]
+
+mod liveness;
+mod pass;
+mod supervisor;
+
+use std::time::Duration;
+
+pub use liveness::Liveness;
+pub use pass::plan_pass;
+pub use supervisor::{now_ms, Control, ControlError};
+
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// A node silent this long is marked down and its tasks replaced.
+    pub node_timeout: Duration,
+    /// A pass runs at least this often, besides after every apply.
+    pub tick: Duration,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            node_timeout: Duration::from_secs(4),
+            tick: Duration::from_secs(1),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Heartbeat bookkeeping on the leader. Not replicated: a new leader starts every node's
+//! timer from its own election, so a healthy node gets one full `node_timeout` of grace.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use flotilla_types::NodeId;
+
+pub struct Liveness {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// When this node last became leader; the default "last seen" of every node.
+    epoch: Instant,
+    last_seen: HashMap<NodeId, Instant>,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            inner: Mutex::new(Inner {
+                epoch: Instant::now(),
+                last_seen: HashMap::new(),
+            }),
+        }
+    }
+}
+
+impl Liveness {
+    pub fn beat(&self, id: NodeId) {
+        self.lock().last_seen.insert(id, Instant::now());
+    }
+
+    /// Called on election: forget what an earlier term saw, start every timer now.
+    pub fn reset(&self) {
+        let mut inner = self.lock();
+        inner.epoch = Instant::now();
+        inner.last_seen.clear();
+    }
+
+    /// Of `ids`, those not heard from for longer than `timeout`.
+    pub fn silent(&self, ids: impl IntoIterator<Item = NodeId>, timeout: Duration) -> Vec<NodeId> {
+        let inner = self.lock();
+        let now = Instant::now();
+        ids.into_iter()
+            .filter(|id| {
+                let last = inner.last_seen.get(id).copied().unwrap_or(inner.epoch);
+                now.duration_since(last) > timeout
+            })
+            .collect()
+    }
+
+    /// Whether `id` was heard from within `timeout`.
+    pub fn alive(&self, id: NodeId, timeout: Duration) -> bool {
+        self.silent([id], timeout).is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("liveness lock poisoned")
+    }
+}

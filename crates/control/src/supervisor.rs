@@ -1,0 +1,175 @@
+//! Starts the leader loop when this node becomes leader and stops it when it steps down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_store::{Raft, SharedState};
+use flotilla_types::{Command, NodeId, NodeRegistration, NodeStatus};
+use openraft::ServerState;
+use tokio::task::JoinHandle;
+
+use crate::pass::plan_pass;
+use crate::{ControlConfig, Liveness};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The write was refused because this node no longer leads.
+    #[error("not the leader")]
+    NotLeader,
+    #[error("raft write failed: {0}")]
+    Raft(String),
+}
+
+pub struct Control {
+    raft: Raft,
+    state: SharedState,
+    liveness: Liveness,
+    config: ControlConfig,
+}
+
+/// Wall-clock milliseconds: what the proposer puts into commands.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Control {
+    pub fn new(raft: Raft, state: SharedState, config: ControlConfig) -> Arc<Self> {
+        Arc::new(Control {
+            raft,
+            state,
+            liveness: Liveness::default(),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &ControlConfig {
+        &self.config
+    }
+
+    /// Watches leadership for the life of the node.
+    pub fn spawn(self: &Arc<Self>) -> JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut metrics = this.raft.metrics();
+            let mut running: Option<(u64, JoinHandle<()>)> = None;
+            loop {
+                let (leading, term) = {
+                    let m = metrics.borrow_and_update();
+                    (m.state == ServerState::Leader, m.current_term)
+                };
+                let stale = running
+                    .as_ref()
+                    .is_some_and(|(t, _)| !leading || *t != term);
+                if stale {
+                    if let Some((t, h)) = running.take() {
+                        tracing::info!(term = t, "stepping down: leader loops stopped");
+                        h.abort();
+                    }
+                }
+                if leading && running.is_none() {
+                    tracing::info!(term, "became leader: starting leader loops");
+                    this.liveness.reset();
+                    running = Some((term, tokio::spawn(this.clone().lead())));
+                }
+                if metrics.changed().await.is_err() {
+                    if let Some((_, h)) = running.take() {
+                        h.abort();
+                    }
+                    return;
+                }
+            }
+        })
+    }
+
+    async fn lead(self: Arc<Self>) {
+        // The first view must include everything committed in earlier terms.
+        while let Err(e) = self.raft.ensure_linearizable().await {
+            tracing::warn!(error = %e, "leader read barrier failed; retrying");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut applied = self.state.subscribe();
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                changed = applied.changed() => if changed.is_err() { return },
+            }
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "scheduling pass failed");
+            }
+        }
+    }
+
+    /// Runs one pass: reads one view, proposes one `ApplyPlan` when there is work.
+    pub async fn pass(&self) -> Result<(), ControlError> {
+        let now = now_ms();
+        let update = {
+            let sm = self.state.read();
+            let ready: Vec<NodeId> = sm
+                .state
+                .nodes
+                .values()
+                .filter(|n| n.status == NodeStatus::Ready)
+                .map(|n| n.id)
+                .collect();
+            let down = self.liveness.silent(ready, self.config.node_timeout);
+            plan_pass(&sm.state, &down, now)
+        };
+        if update.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            nodes_down = ?update.nodes_down,
+            lost = update.lost.len(),
+            stop = update.stop.len(),
+            create = update.create.len(),
+            assign = update.assign.len(),
+            remove = update.remove.len(),
+            "scheduling pass"
+        );
+        self.write(Command::ApplyPlan {
+            plan: update,
+            at: now,
+        })
+        .await
+    }
+
+    /// A heartbeat reached this leader: the node is alive; (re)register it when the
+    /// state does not know it as it is.
+    pub async fn heartbeat(&self, reg: NodeRegistration) -> Result<(), ControlError> {
+        self.liveness.beat(reg.id);
+        let current = {
+            let sm = self.state.read();
+            sm.state.nodes.get(&reg.id).is_some_and(|n| {
+                n.status == NodeStatus::Ready
+                    && n.address == reg.address
+                    && n.labels == reg.labels
+                    && n.capacity == reg.capacity
+            })
+        };
+        if current {
+            return Ok(());
+        }
+        tracing::info!(node = reg.id, "registering node");
+        self.write(Command::RegisterNode {
+            node: reg,
+            at: now_ms(),
+        })
+        .await
+    }
+
+    async fn write(&self, cmd: Command) -> Result<(), ControlError> {
+        use openraft::error::{ClientWriteError, RaftError};
+        match self.raft.client_write(cmd).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(ControlError::NotLeader)
+            }
+            Err(e) => Err(ControlError::Raft(e.to_string())),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! A `ContainerSpec` as the engine's create request.
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use flotilla_executor::ContainerSpec;
+
+/// Published ports are bound on loopback only: a workload is never exposed on the
+/// machine's public interfaces by accident.
+const PUBLISH_ADDRESS: &str = "127.0.0.1";
+
+pub(crate) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for port in &spec.ports {
+        let key = format!("{}/{}", port.container, port.protocol.as_str());
+        let binding = PortBinding {
+            host_ip: Some(PUBLISH_ADDRESS.to_string()),
+            // Empty lets the engine choose a free port.
+            host_port: Some(port.host.map(|p| p.to_string()).unwrap_or_default()),
+        };
+        bindings
+            .entry(key)
+            .or_default()
+            .get_or_insert_with(Vec::new)
+            .push(binding);
+    }
+    let exposed: Vec<String> = bindings.keys().cloned().collect();
+    let host_config = HostConfig {
+        nano_cpus: (spec.cpu_millis > 0).then(|| i64::from(spec.cpu_millis) * 1_000_000),
+        memory: (spec.memory_mb > 0).then(|| i64::from(spec.memory_mb) * 1024 * 1024),
+        port_bindings: (!bindings.is_empty()).then_some(bindings),
+        ..HostConfig::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        // Docker drops the image's Cmd when the entrypoint is overridden, as `docker run
+        // --entrypoint` does, so command without args runs the command alone.
+        entrypoint: non_empty(&spec.command),
+        cmd: non_empty(&spec.args),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        host_config: Some(host_config),
+        ..ContainerCreateBody::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_executor::{PortMapping, Protocol};
+
+    use super::*;
+
+    #[test]
+    fn limits_ports_and_command_are_translated() {
+        let spec = ContainerSpec {
+            name: "web".into(),
+            image: "flotilla/busybox:latest".into(),
+            command: vec!["httpd".into()],
+            args: vec!["-f".into()],
+            env: [("A".to_string(), "1".to_string())].into(),
+            labels: [("flotilla.task".to_string(), "t1".to_string())].into(),
+            cpu_millis: 250,
+            memory_mb: 64,
+            ports: vec![
+                PortMapping {
+                    container: 80,
+                    host: Some(8080),
+                    protocol: Protocol::Tcp,
+                },
+                PortMapping {
+                    container: 53,
+                    host: None,
+                    protocol: Protocol::Udp,
+                },
+            ],
+        };
+        let body = create_body(&spec);
+        assert_eq!(body.entrypoint, Some(vec!["httpd".to_string()]));
+        assert_eq!(body.cmd, Some(vec!["-f".to_string()]));
+        assert_eq!(body.env, Some(vec!["A=1".to_string()]));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.nano_cpus, Some(250_000_000));
+        assert_eq!(host.memory, Some(64 * 1024 * 1024));
+        let bindings = host.port_bindings.unwrap();
+        let web = bindings["80/tcp"].as_ref().unwrap();
+        assert_eq!(web[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(web[0].host_port.as_deref(), Some("8080"));
+        let dns = bindings["53/udp"].as_ref().unwrap();
+        assert_eq!(dns[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(dns[0].host_port.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn empty_command_and_limits_keep_the_image_defaults() {
+        let body = create_body(&ContainerSpec {
+            image: "img".into(),
+            ..ContainerSpec::default()
+        });
+        assert_eq!((body.entrypoint, body.cmd), (None, None));
+        let host = body.host_config.unwrap();
+        assert_eq!((host.nano_cpus, host.memory), (None, None));
+        assert_eq!(host.port_bindings, None);
+        assert_eq!(body.exposed_ports, None);
+    }
+}

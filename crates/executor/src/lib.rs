@@ -1,0 +1,20 @@
+//! flotilla-executor owns the node side of running workloads: the `Driver` trait and its
+//! data types, the process driver and the driver conformance suite every driver runs.
+//! It must never depend on bollard or any engine client: those live in driver crates.
+
+mod driver;
+mod error;
+pub mod labels;
+pub mod process;
+mod spec;
+mod status;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use driver::{Driver, ExecOutput, LogLine, LogOptions, LogStream, Logs};
+pub use error::DriverError;
+pub use labels::{LABEL_CLUSTER, LABEL_NODE, LABEL_SERVICE, LABEL_SLOT, LABEL_TASK};
+pub use process::ProcessDriver;
+pub use spec::{ContainerId, ContainerSpec, PortMapping, Protocol};
+pub use status::{ContainerState, ContainerStatus};

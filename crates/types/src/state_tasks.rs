@@ -1,0 +1,260 @@
+//! `State::apply` for nodes, plans and status reports. Plans are computed on a view that
+//! may be a little old by the time they commit, so every item is re-checked here and a
+//! stale one is skipped, never half-applied: in particular a slot never gets a second
+//! live task.
+
+use std::collections::HashSet;
+
+use crate::command::Response;
+use crate::error::CommandError;
+use crate::model::{
+    Availability, DesiredState, NewTask, Node, NodeRegistration, NodeStatus, PlanUpdate,
+    StopReason, Task, TaskReport, TaskState,
+};
+use crate::state::State;
+use crate::{Millis, NodeId};
+
+impl State {
+    pub(crate) fn register_node(&mut self, reg: &NodeRegistration, at: Millis) -> Response {
+        let node = self.nodes.entry(reg.id).or_insert_with(|| Node {
+            id: reg.id,
+            address: reg.address.clone(),
+            labels: reg.labels.clone(),
+            capacity: reg.capacity,
+            availability: Availability::Active,
+            status: NodeStatus::Ready,
+            registered_at: at,
+            updated_at: at,
+        });
+        node.address = reg.address.clone();
+        node.labels = reg.labels.clone();
+        node.capacity = reg.capacity;
+        node.status = NodeStatus::Ready;
+        node.updated_at = at;
+        Response::Node { id: reg.id }
+    }
+
+    pub(crate) fn set_node_status(
+        &mut self,
+        id: NodeId,
+        status: NodeStatus,
+        at: Millis,
+    ) -> Response {
+        match self.nodes.get_mut(&id) {
+            Some(n) => {
+                n.status = status;
+                n.updated_at = at;
+                Response::Node { id }
+            }
+            None => Response::Error(CommandError::NodeNotFound { id }),
+        }
+    }
+
+    pub(crate) fn set_availability(
+        &mut self,
+        id: NodeId,
+        availability: Availability,
+        at: Millis,
+    ) -> Response {
+        match self.nodes.get_mut(&id) {
+            Some(n) => {
+                n.availability = availability;
+                n.updated_at = at;
+                Response::Node { id }
+            }
+            None => Response::Error(CommandError::NodeNotFound { id }),
+        }
+    }
+
+    /// Slots that have a live task meant to run: a create into one of them is stale.
+    fn occupied_slots(&self) -> HashSet<(String, u32)> {
+        self.tasks
+            .values()
+            .filter(|t| t.desired == DesiredState::Running && !t.state.is_terminal())
+            .map(|t| (t.service.clone(), t.slot))
+            .collect()
+    }
+
+    pub(crate) fn apply_plan(&mut self, plan: &PlanUpdate, at: Millis) -> Response {
+        let (mut applied, mut skipped) = (0, 0);
+        let mut count = |ok: bool| if ok { applied += 1 } else { skipped += 1 };
+        for id in &plan.nodes_down {
+            count(matches!(
+                self.set_node_status(*id, NodeStatus::Down, at),
+                Response::Node { .. }
+            ));
+        }
+        for id in &plan.lost {
+            count(self.mark_lost(id, at));
+        }
+        for (id, reason) in &plan.stop {
+            count(self.stop_task(id, *reason, at));
+        }
+        let mut occupied = self.occupied_slots();
+        for new in &plan.create {
+            let fresh = occupied.insert((new.service.clone(), new.slot));
+            count(fresh && self.create_task(new, at));
+        }
+        for (id, node) in &plan.assign {
+            count(self.assign_task(id, *node, at));
+        }
+        for (id, reason) in &plan.unplaced {
+            let ok = match self.tasks.get_mut(id) {
+                Some(t) if t.state == TaskState::Pending => {
+                    t.message = reason.clone();
+                    true
+                }
+                _ => false,
+            };
+            count(ok);
+        }
+        for id in &plan.remove {
+            let removable = self.tasks.get(id).is_some_and(|t| {
+                t.state.is_terminal()
+                    || (t.state == TaskState::Pending && t.desired == DesiredState::Shutdown)
+            });
+            if removable {
+                self.tasks.remove(id);
+            }
+            count(removable);
+        }
+        Response::Planned { applied, skipped }
+    }
+
+    fn mark_lost(&mut self, id: &str, at: Millis) -> bool {
+        let Some(t) = self.tasks.get_mut(id) else {
+            return false;
+        };
+        if t.state.is_terminal() {
+            return false;
+        }
+        t.state = TaskState::Lost;
+        t.desired = DesiredState::Shutdown;
+        t.stop_reason = Some(StopReason::NodeDown);
+        t.message = match t.node {
+            Some(n) => format!("node {n} went down"),
+            None => "node went down".into(),
+        };
+        t.updated_at = at;
+        true
+    }
+
+    fn stop_task(&mut self, id: &str, reason: StopReason, at: Millis) -> bool {
+        let Some(t) = self.tasks.get_mut(id) else {
+            return false;
+        };
+        if t.desired == DesiredState::Shutdown {
+            return false;
+        }
+        t.desired = DesiredState::Shutdown;
+        t.stop_reason = Some(reason);
+        t.updated_at = at;
+        // Nothing runs for a task that was never placed.
+        if t.state == TaskState::Pending {
+            t.state = TaskState::Stopped;
+        }
+        true
+    }
+
+    fn create_task(&mut self, new: &NewTask, at: Millis) -> bool {
+        let Some(svc) = self.services.get(&new.service) else {
+            return false;
+        };
+        let (cpu_millis, memory_mb) = (svc.spec.resources.cpu_millis, svc.spec.resources.memory_mb);
+        let node = new.node.filter(|n| {
+            self.nodes
+                .get(n)
+                .is_some_and(|n| n.status == NodeStatus::Ready)
+        });
+        let seq = self.next_task_seq;
+        self.next_task_seq += 1;
+        let id = format!("{}.{}.{}", new.service, new.slot, seq);
+        let task = Task {
+            id: id.clone(),
+            service: new.service.clone(),
+            slot: new.slot,
+            seq,
+            spec_version: new.spec_version,
+            node,
+            desired: DesiredState::Running,
+            state: if node.is_some() {
+                TaskState::Assigned
+            } else {
+                TaskState::Pending
+            },
+            cpu_millis,
+            memory_mb,
+            attempt: new.attempt,
+            stop_reason: None,
+            container_id: None,
+            exit_code: None,
+            message: if node.is_some() {
+                String::new()
+            } else {
+                new.message.clone()
+            },
+            created_at: at,
+            updated_at: at,
+        };
+        self.tasks.insert(id, task);
+        true
+    }
+
+    fn assign_task(&mut self, id: &str, node: NodeId, at: Millis) -> bool {
+        let ready = self
+            .nodes
+            .get(&node)
+            .is_some_and(|n| n.status == NodeStatus::Ready);
+        match self.tasks.get_mut(id) {
+            Some(t)
+                if ready && t.state == TaskState::Pending && t.desired == DesiredState::Running =>
+            {
+                t.node = Some(node);
+                t.state = TaskState::Assigned;
+                t.message.clear();
+                t.updated_at = at;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn report_status(
+        &mut self,
+        node: NodeId,
+        reports: &[TaskReport],
+        at: Millis,
+    ) -> Response {
+        let mut unknown = Vec::new();
+        for r in reports {
+            let Some(t) = self.tasks.get_mut(&r.task).filter(|t| t.node == Some(node)) else {
+                unknown.push(r.task.clone());
+                continue;
+            };
+            if r.container_id.is_some() {
+                t.container_id = r.container_id.clone();
+            }
+            if t.state.is_terminal() {
+                // A lost task whose node came back and stopped it is now really stopped;
+                // nothing else revives a finished task.
+                if t.state == TaskState::Lost && r.state == TaskState::Stopped {
+                    t.state = TaskState::Stopped;
+                    t.updated_at = at;
+                }
+                continue;
+            }
+            if r.state == TaskState::Pending || r.state == TaskState::Lost {
+                continue; // not states an executor reports
+            }
+            t.state = r.state;
+            if r.exit_code.is_some() {
+                t.exit_code = r.exit_code;
+            }
+            if !r.message.is_empty() || r.state.is_terminal() {
+                t.message = r.message.clone();
+            }
+            t.updated_at = at;
+        }
+        Response::Reported { unknown }
+    }
+}
