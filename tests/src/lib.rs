@@ -3,9 +3,11 @@
 
 use std::process::Output;
 
-/// A minimal valid spec.
+/// A minimal valid spec whose tasks run until stopped (with any driver).
 pub fn spec(name: &str, replicas: u32) -> String {
-    format!("name: {name}\nimage: flotilla/busybox:latest\nreplicas: {replicas}\n")
+    format!(
+        "name: {name}\nimage: flotilla/busybox:latest\ncommand: [\"sleep\", \"3600\"]\nreplicas: {replicas}\nstop_grace: 1s\n"
+    )
 }
 
 pub fn stdout(o: &Output) -> String {

@@ -153,7 +153,7 @@ async fn a_node_that_missed_a_snapshot_interval_catches_up_through_a_multi_megab
     // 30 services of ~256 KiB each: the state, and so the snapshot, is ~7.5 MiB.
     let filler = "x".repeat(256 * 1024);
     for i in 0..30 {
-        let text = format!("{}env:\n  FILLER: {filler}\n", spec(&format!("big-{i}"), 1));
+        let text = format!("{}env:\n  FILLER: {filler}\n", spec(&format!("big-{i}"), 0));
         apply(&cluster, &cluster.live_addrs(), &format!("big-{i}"), &text);
     }
     let leader_status = wait_until_async("the leader to snapshot and compact", T, || async {

@@ -6,7 +6,11 @@ use flotilla_node::{
     machine_capacity, parse_labels, parse_peers, ControlConfig, NodeConfig, RaftTuning,
 };
 
-use crate::args::AgentArgs;
+use std::sync::Arc;
+
+use flotilla_executor::{Driver, ProcessDriver};
+
+use crate::args::{AgentArgs, DriverKind};
 use crate::error::CliError;
 
 pub async fn run(args: AgentArgs) -> Result<(), CliError> {
@@ -62,10 +66,36 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
             ..ControlConfig::default()
         },
         heartbeat: std::time::Duration::from_secs(1),
+        cluster: args.cluster_name.clone(),
     };
-    flotilla_node::run(config, shutdown_signal())
+    let driver = driver(args.driver, &config.data_dir).await?;
+    flotilla_node::run(config, driver, shutdown_signal())
         .await
         .map_err(|e| CliError::Failed(e.to_string()))
+}
+
+/// The task driver: with `docker` and no engine the agent stops here, at once.
+async fn driver(kind: DriverKind, data_dir: &std::path::Path) -> Result<Arc<dyn Driver>, CliError> {
+    let process = || -> Result<Arc<dyn Driver>, CliError> {
+        Ok(Arc::new(ProcessDriver::new(data_dir.join("process"))))
+    };
+    match kind {
+        DriverKind::Process => process(),
+        DriverKind::Docker => flotilla_docker::DockerDriver::connect()
+            .await
+            .map(|d| Arc::new(d) as Arc<dyn Driver>)
+            .map_err(|e| CliError::Failed(format!("--driver docker: {e}"))),
+        DriverKind::Auto => match flotilla_docker::DockerDriver::connect().await {
+            Ok(d) => {
+                tracing::info!("driver auto: the Docker engine answers; using docker");
+                Ok(Arc::new(d))
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "driver auto: no Docker engine; using plain processes");
+                process()
+            }
+        },
+    }
 }
 
 async fn shutdown_signal() {

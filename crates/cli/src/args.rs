@@ -188,4 +188,18 @@ pub struct AgentArgs {
     /// A node silent this long is marked down and its tasks replaced (leader setting).
     #[arg(long, default_value = "4s", value_parser = parse_duration)]
     pub node_timeout: std::time::Duration,
+    /// How tasks run: `docker` (the Docker Engine; DOCKER_HOST or the default socket),
+    /// `process` (plain child processes), `auto` (docker when the engine answers).
+    #[arg(long, value_enum, default_value_t = DriverKind::Auto)]
+    pub driver: DriverKind,
+    /// The `flotilla.cluster` label on this cluster's containers (same on every node).
+    #[arg(long, default_value = "flotilla")]
+    pub cluster_name: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverKind {
+    Docker,
+    Process,
+    Auto,
 }

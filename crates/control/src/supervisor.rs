@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_store::{Raft, SharedState};
-use flotilla_types::{Command, NodeId, NodeRegistration, NodeStatus};
+use flotilla_types::{Command, NodeId, NodeRegistration, NodeStatus, Response, TaskId, TaskReport};
 use openraft::ServerState;
 use tokio::task::JoinHandle;
 
@@ -162,10 +162,35 @@ impl Control {
         .await
     }
 
+    /// Records an executor's status reports; returns the tasks the state does not place
+    /// on that node.
+    pub async fn report(
+        &self,
+        node: NodeId,
+        reports: Vec<TaskReport>,
+    ) -> Result<Vec<TaskId>, ControlError> {
+        self.liveness.beat(node);
+        match self
+            .propose(Command::ReportStatus {
+                node,
+                reports,
+                at: now_ms(),
+            })
+            .await?
+        {
+            Response::Reported { unknown } => Ok(unknown),
+            other => Err(ControlError::Raft(format!("unexpected response {other:?}"))),
+        }
+    }
+
     async fn write(&self, cmd: Command) -> Result<(), ControlError> {
+        self.propose(cmd).await.map(drop)
+    }
+
+    async fn propose(&self, cmd: Command) -> Result<Response, ControlError> {
         use openraft::error::{ClientWriteError, RaftError};
         match self.raft.client_write(cmd).await {
-            Ok(_) => Ok(()),
+            Ok(r) => Ok(r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 Err(ControlError::NotLeader)
             }

@@ -39,6 +39,14 @@ pub(crate) fn from_inspect(info: ContainerInspectResponse) -> Result<ContainerSt
     } else {
         None
     };
+    let started_at_ms = engine_state.started_at.as_deref().and_then(unix_ms);
+    // The engine stamps start and exit from different events; a container that exits at
+    // once can read as finished a millisecond before it started. Keep the order sane.
+    let finished_at_ms = engine_state
+        .finished_at
+        .as_deref()
+        .and_then(unix_ms)
+        .map(|finished| finished.max(started_at_ms.unwrap_or(0)));
     Ok(ContainerStatus {
         id: ContainerId(id),
         // The engine reports names with a leading '/'.
@@ -54,8 +62,8 @@ pub(crate) fn from_inspect(info: ContainerInspectResponse) -> Result<ContainerSt
             .into_iter()
             .collect(),
         state,
-        started_at_ms: engine_state.started_at.as_deref().and_then(unix_ms),
-        finished_at_ms: engine_state.finished_at.as_deref().and_then(unix_ms),
+        started_at_ms,
+        finished_at_ms,
         ip,
     })
 }
@@ -116,6 +124,22 @@ mod tests {
         assert_eq!(status.ip, Some("172.17.0.5".parse().unwrap()));
         assert_eq!(status.started_at_ms, Some(1_704_164_645_000));
         assert_eq!(status.finished_at_ms, None);
+    }
+
+    #[test]
+    fn an_instant_exit_never_finishes_before_it_started() {
+        let info = ContainerInspectResponse {
+            id: Some("abc".into()),
+            state: Some(EngineState {
+                status: Some(ContainerStateStatusEnum::EXITED),
+                started_at: Some("2024-01-02T03:04:05.008Z".into()),
+                finished_at: Some("2024-01-02T03:04:05.007Z".into()),
+                ..EngineState::default()
+            }),
+            ..ContainerInspectResponse::default()
+        };
+        let status = from_inspect(info).unwrap();
+        assert_eq!(status.finished_at_ms, status.started_at_ms);
     }
 
     #[test]

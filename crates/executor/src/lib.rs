@@ -8,6 +8,7 @@ pub mod labels;
 pub mod process;
 mod spec;
 mod status;
+pub mod task_loop;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -6,8 +6,11 @@ use std::time::Duration;
 use flotilla_control::Control;
 use flotilla_proto::v1::agent_service_client::AgentServiceClient;
 use flotilla_proto::v1::agent_service_server::AgentService;
-use flotilla_proto::v1::{HeartbeatRequest, HeartbeatResponse};
-use flotilla_types::{Capacity, NodeRegistration};
+use flotilla_proto::v1::{
+    HeartbeatRequest, HeartbeatResponse, ReportStatusRequest, ReportStatusResponse,
+    TaskStatusReport,
+};
+use flotilla_types::{Capacity, NodeRegistration, TaskId, TaskReport};
 use openraft::ServerState;
 use tonic::{Request, Response, Status};
 
@@ -60,6 +63,74 @@ impl AgentService for AgentApi {
             leader_id: self.node.id,
         }))
     }
+
+    async fn report_status(
+        &self,
+        req: Request<ReportStatusRequest>,
+    ) -> Result<Response<ReportStatusResponse>, Status> {
+        if !is_leader(&self.node) {
+            return Err(not_leader_status(format!(
+                "node {} is not the leader",
+                self.node.id
+            )));
+        }
+        let req = req.into_inner();
+        let reports = req
+            .reports
+            .iter()
+            .map(TaskReport::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Status::invalid_argument)?;
+        let unknown = self
+            .control
+            .report(req.node_id, reports)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(ReportStatusResponse { unknown }))
+    }
+}
+
+/// The leader's agent API, or `None` when this node leads.
+fn leader_client(
+    node: &Node,
+) -> Result<Option<AgentServiceClient<tonic::transport::Channel>>, String> {
+    let leader = node.raft.metrics().borrow().current_leader;
+    match leader {
+        None => Err("no leader known".into()),
+        Some(l) if l == node.id && is_leader(node) => Ok(None),
+        Some(l) => {
+            let addr = node
+                .member_addr(l)
+                .ok_or_else(|| format!("no address for leader {l}"))?;
+            let channel = node.channel(&addr).map_err(|s| s.message().to_string())?;
+            Ok(Some(AgentServiceClient::new(channel)))
+        }
+    }
+}
+
+/// Sends an executor's reports to the leader (or records them, on the leader).
+pub async fn send_reports(
+    node: &Node,
+    control: &Control,
+    reports: Vec<TaskReport>,
+) -> Result<Vec<TaskId>, String> {
+    match leader_client(node)? {
+        None => control
+            .report(node.id, reports)
+            .await
+            .map_err(|e| e.to_string()),
+        Some(mut client) => {
+            let req = ReportStatusRequest {
+                node_id: node.id,
+                reports: reports.iter().map(TaskStatusReport::from).collect(),
+            };
+            match tokio::time::timeout(Duration::from_secs(5), client.report_status(req)).await {
+                Ok(Ok(r)) => Ok(r.into_inner().unknown),
+                Ok(Err(s)) => Err(s.message().to_string()),
+                Err(_) => Err("timed out".into()),
+            }
+        }
+    }
 }
 
 /// Every `interval`, tells the leader this node is alive (registering it on first contact).
@@ -76,29 +147,21 @@ pub async fn heartbeat_loop(node: Arc<Node>, control: Arc<Control>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let leader = node.raft.metrics().borrow().current_leader;
-        let result = match leader {
-            None => continue,
-            Some(l) if l == node.id && is_leader(&node) => control
+        let result = match leader_client(&node) {
+            Err(e) => Err(e),
+            Ok(None) => control
                 .heartbeat(registration(&req))
                 .await
                 .map_err(|e| e.to_string()),
-            Some(l) => match node.member_addr(l).map(|a| node.channel(&a)) {
-                Some(Ok(ch)) => {
-                    let mut client = AgentServiceClient::new(ch);
-                    match tokio::time::timeout(
-                        Duration::from_secs(1),
-                        client.heartbeat(req.clone()),
-                    )
+            Ok(Some(mut client)) => {
+                match tokio::time::timeout(Duration::from_secs(1), client.heartbeat(req.clone()))
                     .await
-                    {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(s)) => Err(s.message().to_string()),
-                        Err(_) => Err("timed out".into()),
-                    }
+                {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(s)) => Err(s.message().to_string()),
+                    Err(_) => Err("timed out".into()),
                 }
-                _ => Err(format!("no address for leader {l}")),
-            },
+            }
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "heartbeat failed");

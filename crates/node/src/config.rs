@@ -25,6 +25,8 @@ pub struct NodeConfig {
     pub control: ControlConfig,
     /// How often this node heartbeats the leader.
     pub heartbeat: Duration,
+    /// The `flotilla.cluster` label on every container this node starts.
+    pub cluster: String,
 }
 
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@ mod agent_service;
 mod bootstrap;
 mod cluster_service;
 pub mod config;
+mod executor;
 mod network;
 mod node;
 mod raft_service;
@@ -52,9 +53,10 @@ pub enum NodeError {
     Serve(#[from] tonic::transport::Error),
 }
 
-/// Runs an agent until `shutdown` completes.
+/// Runs an agent, starting tasks through `driver`, until `shutdown` completes.
 pub async fn run(
     config: NodeConfig,
+    driver: Arc<dyn flotilla_executor::Driver>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     if !config.peers.is_empty() && !config.peers.contains_key(&config.id) {
@@ -87,6 +89,24 @@ pub async fn run(
     let control = flotilla_control::Control::new(raft.clone(), state, config.control.clone());
     let supervisor = control.spawn();
     let heartbeats = tokio::spawn(agent_service::heartbeat_loop(node.clone(), control.clone()));
+    tracing::info!(driver = driver.name(), cluster = %config.cluster, "executor started");
+    let executor = flotilla_executor::task_loop::Executor::new(
+        driver,
+        Arc::new(executor::ReplicaSource {
+            state: node.state.clone(),
+            node: config.id,
+        }),
+        Arc::new(executor::LeaderReporter {
+            node: node.clone(),
+            control: control.clone(),
+        }),
+        flotilla_executor::task_loop::ExecutorConfig {
+            cluster: config.cluster.clone(),
+            node: config.id,
+            interval: std::time::Duration::from_secs(1),
+        },
+    );
+    let executor = tokio::spawn(executor.run(node.state.subscribe()));
 
     let result = tonic::transport::Server::builder()
         .add_service(
@@ -107,6 +127,7 @@ pub async fn run(
         .await;
     heartbeats.abort();
     supervisor.abort();
+    executor.abort();
     tracing::info!("shutting down raft");
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
@@ -71,6 +72,7 @@ impl Agent {
 pub struct ClusterBuilder {
     size: u64,
     args: Vec<String>,
+    driver: &'static str,
 }
 
 impl ClusterBuilder {
@@ -80,7 +82,26 @@ impl ClusterBuilder {
         self
     }
 
+    /// The task driver: `process` (the default here: no engine needed) or `docker`.
+    pub fn driver(mut self, driver: &'static str) -> Self {
+        self.driver = driver;
+        self
+    }
+
     pub fn start(self) -> Cluster {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "t{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut args = vec![
+            "--driver".to_string(),
+            self.driver.to_string(),
+            "--cluster-name".to_string(),
+            name.clone(),
+        ];
+        args.extend(self.args);
         let root = tempfile::Builder::new()
             .prefix("flotilla-cluster-")
             .tempdir()
@@ -104,7 +125,8 @@ impl ClusterBuilder {
         let mut cluster = Cluster {
             root: Some(root),
             agents,
-            args: self.args,
+            args,
+            name,
         };
         for id in 1..=self.size {
             cluster.start_agent(id);
@@ -117,14 +139,25 @@ pub struct Cluster {
     root: Option<tempfile::TempDir>,
     agents: BTreeMap<u64, Agent>,
     args: Vec<String>,
+    /// The cluster's `flotilla.cluster` label, unique per test cluster.
+    name: String,
 }
+
+/// Set on every agent (and so inherited by the processes it starts) to find them again.
+const MARKER: &str = "FLOTILLA_TEST_CLUSTER";
 
 impl Cluster {
     pub fn builder(size: u64) -> ClusterBuilder {
         ClusterBuilder {
             size,
             args: Vec::new(),
+            driver: "process",
         }
+    }
+
+    /// The `flotilla.cluster` label of this cluster's containers.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// A cluster of `size` agents with default flags.
@@ -364,12 +397,49 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Kills every process this cluster's agents started (they carry the marker in their
+    /// environment) and removes its Docker containers, so no test leaves work behind.
+    pub fn cleanup_workloads(&self) {
+        let marker = format!("{MARKER}={}", self.name);
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let environ = std::fs::read(p.path().join("environ")).unwrap_or_default();
+                if environ.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+        let filter = format!("label=flotilla.cluster={}", self.name);
+        if let Ok(out) = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+        {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .arg("rm")
+                    .arg("-f")
+                    .args(&ids)
+                    .output();
+            }
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let ids: Vec<u64> = self.agents.keys().copied().collect();
         for id in ids {
             self.kill(id);
         }
+        self.cleanup_workloads();
         // Keep the data dirs and logs of a failed test for inspection.
         if std::thread::panicking() {
             if let Some(root) = self.root.take() {

@@ -24,6 +24,7 @@ pub use spec::{
     RestartPolicy, ServiceSpec,
 };
 pub use state::{Service, State};
+pub use validate::validate_dns_label;
 
 /// Node ids are chosen by the operator (`--id N`) and never reused.
 pub type NodeId = u64;

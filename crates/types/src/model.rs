@@ -59,6 +59,22 @@ impl TaskState {
         )
     }
 
+    pub fn parse(s: &str) -> Option<TaskState> {
+        Some(match s {
+            "pending" => TaskState::Pending,
+            "assigned" => TaskState::Assigned,
+            "starting" => TaskState::Starting,
+            "running" => TaskState::Running,
+            "healthy" => TaskState::Healthy,
+            "unhealthy" => TaskState::Unhealthy,
+            "exited" => TaskState::Exited,
+            "failed" => TaskState::Failed,
+            "lost" => TaskState::Lost,
+            "stopped" => TaskState::Stopped,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskState::Pending => "pending",

@@ -2,5 +2,6 @@
 
 mod apply_outcome;
 mod node;
+mod report;
 mod service;
 mod task;

@@ -1,0 +1,260 @@
+//! One task, one step: look at what the replica wants and what the driver has, do the
+//! single next thing, and say how it went.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flotilla_types::{
+    DesiredState, NodeId, Protocol as SpecProtocol, ServiceSpec, Task, TaskReport, TaskState,
+};
+
+use super::probe::probe;
+use super::Tracked;
+use crate::{
+    ContainerSpec, ContainerState, Driver, DriverError, PortMapping, Protocol, LABEL_CLUSTER,
+    LABEL_NODE, LABEL_SERVICE, LABEL_SLOT, LABEL_TASK,
+};
+
+pub struct Ctx<'a> {
+    pub driver: std::sync::Arc<dyn Driver>,
+    pub cluster: &'a str,
+    pub node: NodeId,
+}
+
+pub enum Outcome {
+    /// A step was taken; maybe with a status change to report.
+    Done(Option<TaskReport>),
+    /// Nothing to do now.
+    Idle,
+    /// The step could not be taken now (e.g. the engine is unreachable).
+    RetryLater(String),
+    /// The task cannot run; the report says why.
+    Fatal(TaskReport),
+}
+
+fn report(
+    task: &Task,
+    tracked: &Tracked,
+    state: TaskState,
+    exit_code: Option<i64>,
+    message: String,
+) -> TaskReport {
+    TaskReport {
+        task: task.id.clone(),
+        state,
+        container_id: tracked.container.as_ref().map(|c| c.as_str().to_string()),
+        exit_code,
+        message,
+    }
+}
+
+/// A report, unless the replica already shows that state or it was already sent.
+fn change(task: &Task, tracked: &Tracked, state: TaskState, message: String) -> Option<TaskReport> {
+    (task.state != state && tracked.last_report != Some(state))
+        .then(|| report(task, tracked, state, None, message))
+}
+
+pub fn container_spec(
+    cluster: &str,
+    node: NodeId,
+    task: &Task,
+    spec: &ServiceSpec,
+) -> ContainerSpec {
+    let labels = BTreeMap::from([
+        (LABEL_CLUSTER.to_string(), cluster.to_string()),
+        (LABEL_NODE.to_string(), node.to_string()),
+        (LABEL_SERVICE.to_string(), task.service.clone()),
+        (LABEL_TASK.to_string(), task.id.clone()),
+        (LABEL_SLOT.to_string(), task.slot.to_string()),
+    ]);
+    ContainerSpec {
+        name: format!("flotilla-{cluster}-{}", task.id),
+        image: spec.image.clone(),
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        env: spec.env.clone(),
+        labels,
+        cpu_millis: task.cpu_millis,
+        memory_mb: task.memory_mb,
+        ports: spec
+            .ports
+            .iter()
+            .map(|p| PortMapping {
+                container: p.container as u16,
+                host: p.host.map(|h| h as u16),
+                protocol: match p.protocol {
+                    SpecProtocol::Tcp => Protocol::Tcp,
+                    SpecProtocol::Udp => Protocol::Udp,
+                },
+            })
+            .collect(),
+    }
+}
+
+fn retry_or_fatal(task: &Task, tracked: &Tracked, e: DriverError) -> Outcome {
+    if e.is_retryable() {
+        Outcome::RetryLater(e.to_string())
+    } else {
+        Outcome::Fatal(report(
+            task,
+            tracked,
+            TaskState::Failed,
+            None,
+            e.to_string(),
+        ))
+    }
+}
+
+pub async fn next(
+    ctx: &Ctx<'_>,
+    task: &Task,
+    spec: Option<&ServiceSpec>,
+    tracked: &mut Tracked,
+) -> Outcome {
+    let grace = spec.map_or(Duration::from_secs(10), |s| s.stop_grace.0);
+    if task.desired == DesiredState::Shutdown || spec.is_none() {
+        return stop_step(ctx, task, tracked, grace).await;
+    }
+    let spec = spec.expect("checked above");
+    if task.state.is_terminal() {
+        return Outcome::Idle;
+    }
+    let Some(id) = tracked.container.clone() else {
+        if matches!(
+            task.state,
+            TaskState::Running | TaskState::Healthy | TaskState::Unhealthy
+        ) {
+            // It ran here and is gone (removed behind our back): the leader decides.
+            return Outcome::Fatal(report(
+                task,
+                tracked,
+                TaskState::Failed,
+                None,
+                "container disappeared".into(),
+            ));
+        }
+        return match ctx
+            .driver
+            .create(&container_spec(ctx.cluster, ctx.node, task, spec))
+            .await
+        {
+            Ok(id) => {
+                tracked.container = Some(id);
+                Outcome::Done(change(task, tracked, TaskState::Starting, String::new()))
+            }
+            // Created before a crash and not adopted: find it by its task label.
+            Err(DriverError::AlreadyExists { .. }) => {
+                let labels = BTreeMap::from([
+                    (LABEL_CLUSTER.to_string(), ctx.cluster.to_string()),
+                    (LABEL_TASK.to_string(), task.id.clone()),
+                ]);
+                match ctx.driver.list(&labels).await {
+                    Ok(found) if !found.is_empty() => {
+                        tracked.container = Some(found[0].id.clone());
+                        Outcome::Done(None)
+                    }
+                    Ok(_) => Outcome::RetryLater(
+                        "container name taken by a container of another task".into(),
+                    ),
+                    Err(e) => retry_or_fatal(task, tracked, e),
+                }
+            }
+            Err(e) => retry_or_fatal(task, tracked, e),
+        };
+    };
+    let status = match ctx.driver.inspect(&id).await {
+        Ok(s) => s,
+        Err(DriverError::NotFound { .. }) => {
+            tracked.container = None;
+            return Outcome::Fatal(report(
+                task,
+                tracked,
+                TaskState::Failed,
+                None,
+                "container disappeared".into(),
+            ));
+        }
+        Err(e) => return retry_or_fatal(task, tracked, e),
+    };
+    match status.state {
+        ContainerState::Created => match ctx.driver.start(&id).await {
+            Ok(()) => {
+                tracked.health = Default::default();
+                Outcome::Done(change(task, tracked, TaskState::Running, String::new()))
+            }
+            Err(e) => retry_or_fatal(task, tracked, e),
+        },
+        ContainerState::Running => {
+            if matches!(task.state, TaskState::Assigned | TaskState::Starting) {
+                return Outcome::Done(change(task, tracked, TaskState::Running, String::new()));
+            }
+            let Some(hc) = spec.health_check.as_ref() else {
+                return Outcome::Idle;
+            };
+            if !tracked.health.due(hc) {
+                return Outcome::Idle;
+            }
+            let result = probe(ctx.driver.as_ref(), &id, status.ip, hc).await;
+            match tracked.health.record(hc, result) {
+                Some(true) => {
+                    Outcome::Done(change(task, tracked, TaskState::Healthy, String::new()))
+                }
+                Some(false) => {
+                    let why = format!("health check failed: {}", tracked.health.last_error);
+                    Outcome::Done(change(task, tracked, TaskState::Unhealthy, why))
+                }
+                None => Outcome::Idle,
+            }
+        }
+        ContainerState::Exited { .. } if tracked.last_report == Some(TaskState::Exited) => {
+            Outcome::Idle
+        }
+        ContainerState::Exited { code } => Outcome::Done(Some(report(
+            task,
+            tracked,
+            TaskState::Exited,
+            Some(code),
+            format!("exited with code {code}"),
+        ))),
+        other => Outcome::RetryLater(format!("container in state {other:?}")),
+    }
+}
+
+/// Stop, then remove, then report stopped.
+async fn stop_step(ctx: &Ctx<'_>, task: &Task, tracked: &mut Tracked, grace: Duration) -> Outcome {
+    let Some(id) = tracked.container.clone() else {
+        if task.state == TaskState::Stopped
+            || (task.state.is_terminal() && task.state != TaskState::Lost)
+        {
+            return Outcome::Idle;
+        }
+        return match change(task, tracked, TaskState::Stopped, String::new()) {
+            Some(r) => Outcome::Done(Some(r)),
+            None => Outcome::Idle,
+        };
+    };
+    if let Some(handle) = &tracked.stopping {
+        if !handle.is_finished() {
+            return Outcome::RetryLater("stopping".into());
+        }
+        let handle = tracked.stopping.take().expect("checked above");
+        if let Ok(Err(e)) = handle.await {
+            tracing::warn!(error = %e, "stop failed; retrying");
+        }
+    }
+    match ctx.driver.inspect(&id).await {
+        Ok(s) if s.state.is_running() => {
+            let (driver, cid) = (ctx.driver.clone(), id.clone());
+            tracked.stopping = Some(tokio::spawn(async move { driver.stop(&cid, grace).await }));
+            Outcome::RetryLater("stopping".into())
+        }
+        Ok(_) | Err(DriverError::NotFound { .. }) => match ctx.driver.remove(&id).await {
+            Ok(()) => {
+                tracked.container = None;
+                Outcome::Done(None)
+            }
+            Err(e) => Outcome::RetryLater(e.to_string()),
+        },
+        Err(e) => Outcome::RetryLater(e.to_string()),
+    }
+}

@@ -1,0 +1,46 @@
+//! Wires the executor to this node: it reads the node's own replica and reports to the
+//! leader through the agent API.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use flotilla_control::Control;
+use flotilla_executor::task_loop::{DesiredSource, Reporter};
+use flotilla_store::SharedState;
+use flotilla_types::{NodeId, ServiceSpec, Task, TaskId, TaskReport};
+
+use crate::node::Node;
+
+pub struct ReplicaSource {
+    pub state: SharedState,
+    pub node: NodeId,
+}
+
+impl DesiredSource for ReplicaSource {
+    fn assignments(&self) -> Vec<(Task, Option<ServiceSpec>)> {
+        let sm = self.state.read();
+        sm.state
+            .tasks
+            .values()
+            .filter(|t| t.node == Some(self.node))
+            .map(|t| {
+                (
+                    t.clone(),
+                    sm.state.services.get(&t.service).map(|s| s.spec.clone()),
+                )
+            })
+            .collect()
+    }
+}
+
+pub struct LeaderReporter {
+    pub node: Arc<Node>,
+    pub control: Arc<Control>,
+}
+
+#[async_trait]
+impl Reporter for LeaderReporter {
+    async fn report(&self, reports: Vec<TaskReport>) -> Result<Vec<TaskId>, String> {
+        crate::agent_service::send_reports(&self.node, &self.control, reports).await
+    }
+}
