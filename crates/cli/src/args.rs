@@ -79,6 +79,17 @@ pub enum Verb {
     },
     /// Set a service's replica count.
     Scale { name: String, replicas: u32 },
+    /// Print a task's logs, or those of every current task of a service.
+    Logs {
+        /// A task id (see `get tasks`) or a service name.
+        target: String,
+        /// Keep streaming new lines.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines of each task.
+        #[arg(long)]
+        tail: Option<u32>,
+    },
     /// Node availability: drain moves its tasks away, pause stops new placements.
     Node {
         #[command(subcommand)]
@@ -162,13 +173,14 @@ pub struct AgentArgs {
     #[arg(long)]
     pub peers: String,
     /// Raft heartbeat interval.
-    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
     pub heartbeat_interval: std::time::Duration,
-    /// Lower bound of the randomized election timeout.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    /// Lower bound of the randomized election timeout. openraft 0.9 also holds a leader
+    /// lease of the upper bound, so failover takes about max + a random timeout.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
     pub election_timeout_min: std::time::Duration,
     /// Upper bound of the randomized election timeout.
-    #[arg(long, default_value = "1000ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub election_timeout_max: std::time::Duration,
     /// Build a snapshot every this many log entries.
     #[arg(long, default_value_t = 5000)]

@@ -46,19 +46,32 @@ impl Client {
         Ok(Client { addrs, timeout })
     }
 
-    async fn connect(&self, addr: &str) -> Result<ClusterServiceClient<Channel>, String> {
+    /// Like `call`, for streams that may last longer than `--timeout` (`logs -f`).
+    pub async fn open_stream<T, F, Fut>(&self, f: F) -> Result<T, CliError>
+    where
+        F: Fn(ClusterServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call_with(None, f).await
+    }
+
+    async fn connect_with(
+        &self,
+        addr: &str,
+        timeout: Option<Duration>,
+    ) -> Result<ClusterServiceClient<Channel>, String> {
         let uri = if addr.contains("://") {
             addr.to_string()
         } else {
             format!("http://{addr}")
         };
         let endpoint = Endpoint::from_shared(uri).map_err(|e| format!("invalid address: {e}"))?;
-        let channel = endpoint
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(self.timeout)
-            .connect()
-            .await
-            .map_err(|e| describe(&e))?;
+        let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT);
+        let endpoint = match timeout {
+            Some(t) => endpoint.timeout(t),
+            None => endpoint,
+        };
+        let channel = endpoint.connect().await.map_err(|e| describe(&e))?;
         Ok(ClusterServiceClient::new(channel)
             .max_decoding_message_size(flotilla_node::MAX_API_MESSAGE)
             .max_encoding_message_size(flotilla_node::MAX_API_MESSAGE))
@@ -70,9 +83,17 @@ impl Client {
         F: Fn(ClusterServiceClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        self.call_with(Some(self.timeout), f).await
+    }
+
+    async fn call_with<T, F, Fut>(&self, timeout: Option<Duration>, f: F) -> Result<T, CliError>
+    where
+        F: Fn(ClusterServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
         let mut failures = Vec::new();
         for addr in &self.addrs {
-            let client = match self.connect(addr).await {
+            let client = match self.connect_with(addr, timeout).await {
                 Ok(c) => c,
                 Err(e) => {
                     failures.push(format!("{addr}: {e}"));

@@ -19,11 +19,20 @@ use crate::node::{not_leader_status, Node};
 pub struct AgentApi {
     node: Arc<Node>,
     control: Arc<Control>,
+    driver: Arc<dyn flotilla_executor::Driver>,
 }
 
 impl AgentApi {
-    pub fn new(node: Arc<Node>, control: Arc<Control>) -> Self {
-        AgentApi { node, control }
+    pub fn new(
+        node: Arc<Node>,
+        control: Arc<Control>,
+        driver: Arc<dyn flotilla_executor::Driver>,
+    ) -> Self {
+        AgentApi {
+            node,
+            control,
+            driver,
+        }
     }
 }
 
@@ -45,6 +54,17 @@ fn is_leader(node: &Node) -> bool {
 
 #[tonic::async_trait]
 impl AgentService for AgentApi {
+    type TaskLogsStream = crate::logs::LogChunks;
+
+    async fn task_logs(
+        &self,
+        req: Request<flotilla_proto::v1::TaskLogsRequest>,
+    ) -> Result<Response<Self::TaskLogsStream>, Status> {
+        crate::logs::local(&self.node, self.driver.clone(), req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn heartbeat(
         &self,
         req: Request<HeartbeatRequest>,

@@ -25,11 +25,12 @@ const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
 
 pub struct ClusterApi {
     node: Arc<Node>,
+    driver: Arc<dyn flotilla_executor::Driver>,
 }
 
 impl ClusterApi {
-    pub fn new(node: Arc<Node>) -> Self {
-        ClusterApi { node }
+    pub fn new(node: Arc<Node>, driver: Arc<dyn flotilla_executor::Driver>) -> Self {
+        ClusterApi { node, driver }
     }
 }
 
@@ -245,13 +246,31 @@ impl ClusterApi {
 
 #[tonic::async_trait]
 impl ClusterService for ClusterApi {
+    type LogsStream = crate::logs::LogChunks;
+
+    async fn logs(
+        &self,
+        req: Request<flotilla_proto::v1::LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let req = req.into_inner();
+        crate::logs::gather(
+            self.node.clone(),
+            self.driver.clone(),
+            &req.target,
+            req.follow,
+            req.tail,
+        )
+        .await
+        .map(Response::new)
+    }
+
     #[tracing::instrument(skip_all, fields(node = self.node.id))]
     async fn apply(&self, req: Request<ApplyRequest>) -> Result<Response<ApplyResponse>, Status> {
         let fwd = forwarded(&req);
         let msg = req.into_inner();
         let spec = ServiceSpec::parse(&msg.spec)
             .map_err(|e| Status::invalid_argument(format!("invalid spec: {e}")))?;
-        tracing::info!(service = %spec.name, "apply");
+        tracing::debug!(service = %spec.name, "apply");
         let spec = &spec;
         let msg = &msg;
         self.node

@@ -43,9 +43,9 @@ pub struct RaftTuning {
 impl Default for RaftTuning {
     fn default() -> Self {
         RaftTuning {
-            heartbeat: Duration::from_millis(100),
-            election_min: Duration::from_millis(500),
-            election_max: Duration::from_millis(1000),
+            heartbeat: Duration::from_millis(50),
+            election_min: Duration::from_millis(250),
+            election_max: Duration::from_millis(500),
             snapshot_interval: 5000,
             snapshot_keep: 1000,
         }

@@ -6,10 +6,12 @@
 #![allow(clippy::result_large_err)]
 
 mod agent_service;
+mod batcher;
 mod bootstrap;
 mod cluster_service;
 pub mod config;
 mod executor;
+mod logs;
 mod network;
 mod node;
 mod raft_service;
@@ -91,7 +93,7 @@ pub async fn run(
     let heartbeats = tokio::spawn(agent_service::heartbeat_loop(node.clone(), control.clone()));
     tracing::info!(driver = driver.name(), cluster = %config.cluster, "executor started");
     let executor = flotilla_executor::task_loop::Executor::new(
-        driver,
+        driver.clone(),
         Arc::new(executor::ReplicaSource {
             state: node.state.clone(),
             node: config.id,
@@ -117,9 +119,10 @@ pub async fn run(
         .add_service(AgentServiceServer::new(agent_service::AgentApi::new(
             node.clone(),
             control,
+            driver.clone(),
         )))
         .add_service(
-            ClusterServiceServer::new(cluster_service::ClusterApi::new(node))
+            ClusterServiceServer::new(cluster_service::ClusterApi::new(node, driver))
                 .max_decoding_message_size(MAX_API_MESSAGE)
                 .max_encoding_message_size(MAX_API_MESSAGE),
         )

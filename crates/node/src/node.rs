@@ -10,7 +10,7 @@ use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::MemberStatus;
 use flotilla_store::{NodeId, Raft, SharedState};
 use flotilla_types::{Command, Response};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::ServerState;
 use tonic::transport::Channel;
 use tonic::Status;
@@ -28,6 +28,7 @@ pub const NOT_LEADER: &str = "x-flotilla-not-leader";
 pub struct Node {
     pub id: NodeId,
     pub raft: Raft,
+    batcher: crate::batcher::Batcher,
     pub state: SharedState,
     pub config: NodeConfig,
     channels: Mutex<HashMap<String, Channel>>,
@@ -70,6 +71,7 @@ impl Node {
     pub fn new(config: NodeConfig, raft: Raft, state: SharedState) -> Self {
         Node {
             id: config.id,
+            batcher: crate::batcher::Batcher::spawn(raft.clone()),
             raft,
             state,
             config,
@@ -184,14 +186,14 @@ impl Node {
         }
     }
 
-    /// Proposes a command; on this node only, which must be the leader.
+    /// Proposes a client command (batched with concurrent ones); on this node only,
+    /// which must be the leader.
     pub async fn write(&self, cmd: Command) -> Result<(Response, u64), LocalError> {
-        match self.raft.client_write(cmd).await {
-            Ok(r) => Ok((r.data, r.log_id.index)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(LocalError::NotLeader)
-            }
-            Err(e) => Err(LocalError::Status(Status::internal(format!(
+        use crate::batcher::WriteError;
+        match self.batcher.write(cmd).await {
+            Ok(r) => Ok(r),
+            Err(WriteError::NotLeader) => Err(LocalError::NotLeader),
+            Err(WriteError::Failed(e)) => Err(LocalError::Status(Status::internal(format!(
                 "raft write failed: {e}"
             )))),
         }

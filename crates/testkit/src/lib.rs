@@ -4,6 +4,7 @@
 //! only over gRPC or the CLI.
 
 mod cluster;
+pub mod docker;
 mod wait;
 
 pub use cluster::{flotilla_bin, Agent, Cluster, ClusterBuilder};

@@ -54,6 +54,9 @@ pub enum Command {
         reports: Vec<TaskReport>,
         at: Millis,
     },
+    /// Several independent client commands in one log entry (group commit): each is
+    /// applied in order and answered on its own.
+    Batch(Vec<Command>),
 }
 
 impl Command {
@@ -68,6 +71,7 @@ impl Command {
             Command::SetAvailability { .. } => "set_availability",
             Command::ApplyPlan { .. } => "apply_plan",
             Command::ReportStatus { .. } => "report_status",
+            Command::Batch(_) => "batch",
         }
     }
 }
@@ -111,5 +115,7 @@ pub enum Response {
     Reported {
         unknown: Vec<TaskId>,
     },
+    /// One response per command of a `Command::Batch`, in order.
+    Batch(Vec<Response>),
     Error(CommandError),
 }

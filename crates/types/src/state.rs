@@ -58,6 +58,7 @@ impl State {
             } => self.set_availability(*id, *availability, *at),
             Command::ApplyPlan { plan, at } => self.apply_plan(plan, *at),
             Command::ReportStatus { node, reports, at } => self.report_status(*node, reports, *at),
+            Command::Batch(cmds) => Response::Batch(cmds.iter().map(|c| self.apply(c)).collect()),
         }
     }
 

@@ -190,3 +190,42 @@ fn refused_commands_change_nothing() {
     assert!(matches!(r, Response::Error(CommandError::InvalidSpec(_))));
     assert_eq!(state, State::default());
 }
+
+#[test]
+fn a_batch_applies_each_command_and_answers_each() {
+    let mut state = State::default();
+    let spec = ServiceSpec::parse(WEB).unwrap();
+    let r = state.apply(&Command::Batch(vec![
+        Command::PutService {
+            spec: spec.clone(),
+            at: 1,
+        },
+        Command::DeleteService {
+            name: "ghost".into(),
+            at: 1,
+        },
+        Command::PutService { spec, at: 1 },
+    ]));
+    let Response::Batch(rs) = r else {
+        panic!("{r:?}")
+    };
+    assert!(matches!(
+        rs[0],
+        Response::Service {
+            outcome: PutOutcome::Created,
+            ..
+        }
+    ));
+    assert!(matches!(
+        rs[1],
+        Response::Error(CommandError::ServiceNotFound { .. })
+    ));
+    assert!(matches!(
+        rs[2],
+        Response::Service {
+            outcome: PutOutcome::Unchanged,
+            ..
+        }
+    ));
+    assert_eq!(state.services.len(), 1);
+}

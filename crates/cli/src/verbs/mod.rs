@@ -1,5 +1,6 @@
 //! The client verbs.
 
+mod logs;
 mod nodes;
 mod tasks;
 
@@ -47,6 +48,11 @@ pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
         } => tasks::describe_service(&client, out, &name, stale).await,
         Verb::Scale { name, replicas } => tasks::scale(&client, out, &name, replicas).await,
         Verb::Node { what } => nodes::set_availability(&client, out, what).await,
+        Verb::Logs {
+            target,
+            follow,
+            tail,
+        } => logs::logs(&client, &target, follow, tail).await,
     }
 }
 
