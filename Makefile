@@ -20,7 +20,7 @@ test: build images
 	cargo nextest run --workspace --profile ci
 
 # A local 3-node cluster on 127.0.0.1:7001-7003 running the example service.
-demo: build
+demo: build images
 	@bash scripts/demo.sh start
 
 demo-stop:
@@ -31,8 +31,10 @@ images: deps
 
 # Benchmarks (see docs/BENCHMARKS.md). Built with the dev profile, whose dependencies
 # are optimised, so RocksDB is compiled once for tests and benchmarks alike.
-bench: build
+bench: build images
+	cargo bench -p flotilla-scheduler --bench scheduler
 	cargo bench --profile dev -p flotilla-tests --bench cluster
+	cargo bench --profile dev -p flotilla-tests --bench executor
 
 lint:
 	cargo fmt --all -- --check

@@ -19,6 +19,11 @@ stop() {
     fi
     rm -f "$pidfile"
   done
+  # The agents' containers (docker driver) outlive them by design; the demo removes its own.
+  if docker info >/dev/null 2>&1; then
+    ids=$(docker ps -aq --filter label=flotilla.cluster=demo)
+    [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  fi
 }
 
 case "${1:-start}" in
@@ -31,6 +36,7 @@ case "${1:-start}" in
     mkdir -p "$DIR"
     for i in 1 2 3; do
       "$BIN" agent --id "$i" --listen "127.0.0.1:700$i" --data-dir "$DIR/node$i" --peers "$PEERS" \
+        --cluster-name demo --driver auto \
         >"$DIR/node$i.log" 2>&1 &
       echo $! >"$DIR/node$i.pid"
     done
@@ -39,12 +45,28 @@ case "${1:-start}" in
       if "$BIN" cluster status 2>/dev/null | grep -q '^Leader: [0-9]'; then break; fi
       sleep 0.2
     done
+    # Place the service once every node has registered, so it spreads over all three.
+    for _ in $(seq 100); do
+      ready=$("$BIN" get nodes 2>/dev/null | awk '$3 == "ready"' | wc -l)
+      [ "$ready" -ge 3 ] && break
+      sleep 0.2
+    done
     "$BIN" apply -f examples/web.yaml
+    echo "waiting for the service's tasks to be healthy..."
+    for _ in $(seq 150); do
+      healthy=$("$BIN" get tasks --service web 2>/dev/null | awk '$5 == "running" && $6 == "healthy"' | wc -l)
+      [ "$healthy" -ge 3 ] && break
+      sleep 0.2
+    done
     echo
     "$BIN" cluster status
     echo
-    "$BIN" get service web
+    "$BIN" describe service web
     echo
+    if docker info >/dev/null 2>&1; then
+      docker ps --filter label=flotilla.cluster=demo --format 'table {{.Names}}\t{{.Status}}\t{{.Label "flotilla.node"}}'
+      echo
+    fi
     echo "try: export FLOTILLA_ADDR=$FLOTILLA_ADDR; $BIN get services"
     echo "stop with: make demo-stop"
     ;;

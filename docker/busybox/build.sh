@@ -46,7 +46,7 @@ printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 cp "$HERE/Dockerfile" "$ctx/Dockerfile"
 
-version="$("$BUSYBOX" | head -n 1 | sed 's/ multi-call binary\.$//')"
+version="$( ("$BUSYBOX" || true) | head -n 1 | sed 's/ multi-call binary\.$//')"
 log "building $IMAGE from $BUSYBOX ($version), $count applets"
 # The legacy builder's deprecation notice is noise here: show the output only on failure.
 if ! build_out="$(docker build --label "org.flotilla.busybox=$version" -t "$IMAGE" "$ctx" 2>&1)"; then

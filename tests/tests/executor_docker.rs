@@ -278,6 +278,17 @@ async fn docker_a_restarted_agent_adopts_its_running_containers() {
             .collect()
     };
     assert_eq!(ids(&after), ids(&before), "task -> container");
+    // And they stay so while the new agent probes them: longer than the check's
+    // retries x interval (3 x 1 s) that would turn a failing probe into `unhealthy`.
+    let watched = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < watched {
+        if let Some(all) = tasks(&cluster, "web") {
+            let live = current(&all);
+            assert!(live.iter().all(|t| t["state"] == "healthy"), "{live:#?}");
+            assert_eq!(ids(&live), ids(&before), "task -> container");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_containers_match(&cluster, "web", &after);
     let all = docker::containers(&labels(&name, &[]));
     assert_eq!(all.len(), 6, "no container but the six live ones: {all:#?}");

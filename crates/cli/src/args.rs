@@ -51,7 +51,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Subcommand, Debug)]
 pub enum Verb {
     /// Run a node of the cluster.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Create or update services from a spec file (YAML or JSON; `-` reads stdin).
     Apply {
         #[arg(short = 'f', long = "filename")]

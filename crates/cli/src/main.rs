@@ -32,7 +32,7 @@ fn main() {
     };
     let result = runtime.block_on(async move {
         match cli.verb {
-            Verb::Agent(args) => agent::run(args).await,
+            Verb::Agent(args) => agent::run(*args).await,
             verb => verbs::run(&cli.global, verb).await,
         }
     });

@@ -134,7 +134,7 @@ impl Executor {
             passes += 1;
             // Now and then look at the engine again: containers whose removal failed, or
             // that someone else started with our labels, are found and reconciled.
-            if passes % 30 == 0 {
+            if passes.is_multiple_of(30) {
                 self.adopt().await;
             }
             self.pass().await;
