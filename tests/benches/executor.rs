@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::{
-    ApplyOutcome, ApplyRequest, DeleteServiceRequest, ListNodesRequest, ListTasksRequest, TaskInfo,
+    ApplyOutcome, ApplyRequest, DeleteServiceRequest, ListNodesRequest, ListTasksRequest,
+    SetNodeAvailabilityRequest, TaskInfo,
 };
 use flotilla_testkit::docker::{self, WORKLOAD_IMAGE};
 use flotilla_testkit::{flotilla_bin, wait_until_async, Cluster};
@@ -327,6 +328,21 @@ async fn start_round(client: &mut Client, name: &str, leader: u64, poll: Duratio
     }
 }
 
+/// Pauses every node but `target` (no new placements there), so the next task lands on
+/// `target`: with every node empty the scheduler would always pick the same one.
+async fn pin_placement(client: &mut Client, cluster: &Cluster, target: u64) {
+    for id in cluster.ids() {
+        let availability = if id == target { "active" } else { "pause" };
+        client
+            .set_node_availability(SetNodeAvailabilityRequest {
+                id,
+                availability: availability.to_string(),
+            })
+            .await
+            .unwrap_or_else(|s| panic!("set node {id} {availability}: {s}"));
+    }
+}
+
 /// Deletes `name` and waits until its container is gone from the engine, so the next
 /// trial does not share the engine with a stop in progress.
 async fn delete_and_wait(client: &mut Client, cluster: &Cluster, name: &str) {
@@ -421,8 +437,12 @@ async fn start_latency(config: &Config) -> StartResult {
     let load_before = loadavg();
     let mut rounds = Vec::new();
     let mut bare = Vec::new();
+    let ids = cluster.ids();
     for i in 1..=config.start_trials {
         let name = format!("s{i}");
+        // Round-robin over the nodes: the leader's executor sees each write first, the
+        // followers' only once it is replicated and committed to them.
+        pin_placement(&mut client, &cluster, ids[(i - 1) % ids.len()]).await;
         let r = start_round(&mut client, &name, leader, config.poll).await;
         delete_and_wait(&mut client, &cluster, &name).await;
         let b = bare_round(cluster.name());
@@ -490,6 +510,16 @@ fn print_start(r: &StartResult, poll: Duration) {
     Summary::of(r.rounds.iter().map(|f| f.acked).collect()).row("flotilla: Apply answered");
     Summary::of(r.rounds.iter().map(|f| f.placed).collect()).row("flotilla: task seen placed");
     flotilla.row("flotilla: task seen running");
+    for (leader, what) in [(true, "on the leader"), (false, "on a follower")] {
+        Summary::of(
+            r.rounds
+                .iter()
+                .filter(|f| f.on_leader == leader)
+                .map(|f| f.running)
+                .collect(),
+        )
+        .row(&format!("  of which {what}"));
+    }
     Summary::of(r.rounds.iter().map(|f| f.running - f.placed).collect())
         .row("flotilla: placed -> running");
     Summary::of(r.bare.iter().map(|b| b.run).collect()).row("docker run -d returned");

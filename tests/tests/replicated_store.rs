@@ -70,6 +70,13 @@ async fn three_agents_elect_one_leader_and_a_follower_accepts_writes() {
         assert_eq!(v["spec"]["replicas"], 3, "node {id}: {v}");
     }
 
+    // Every replica holds the same state at one index.
+    let verify = json(cluster.cli(&["cluster", "verify", "-o", "json"]));
+    assert_eq!(verify["agree"], true, "{verify}");
+    assert_eq!(verify["members"].as_array().expect("members").len(), 3);
+    let out = ok(cluster.cli(&["cluster", "verify"]));
+    assert!(out.contains("all 3 replicas agree at index"), "{out}");
+
     // `cluster status` from a follower names the leader and every member.
     let status = json(cluster.cli_at(
         &cluster.addr(follower),

@@ -156,6 +156,9 @@ pub enum DeleteWhat {
 pub enum ClusterWhat {
     /// Members, roles, leader, term, log and applied index per node.
     Status,
+    /// Whether every member's state machine is identical at one applied index
+    /// (exit code 1 when they differ or a member does not answer).
+    Verify,
 }
 
 #[derive(Args, Debug)]

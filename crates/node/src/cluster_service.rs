@@ -248,6 +248,22 @@ impl ClusterApi {
 impl ClusterService for ClusterApi {
     type LogsStream = crate::logs::LogChunks;
 
+    async fn verify(
+        &self,
+        _req: Request<flotilla_proto::v1::VerifyRequest>,
+    ) -> Result<Response<flotilla_proto::v1::VerifyResponse>, Status> {
+        crate::verify::verify(&self.node).await.map(Response::new)
+    }
+
+    async fn state_digest(
+        &self,
+        req: Request<flotilla_proto::v1::StateDigestRequest>,
+    ) -> Result<Response<flotilla_proto::v1::StateDigestResponse>, Status> {
+        crate::verify::local(&self.node, req.into_inner().index)
+            .await
+            .map(Response::new)
+    }
+
     async fn logs(
         &self,
         req: Request<flotilla_proto::v1::LogsRequest>,

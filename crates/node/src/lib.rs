@@ -15,6 +15,7 @@ mod logs;
 mod network;
 mod node;
 mod raft_service;
+mod verify;
 
 use std::future::Future;
 use std::sync::Arc;

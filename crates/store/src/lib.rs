@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 pub use error::StoreError;
 pub use log_store::LogStore;
-pub use state_machine::{SharedState, StateMachineData, StateMachineStore};
+pub use state_machine::{
+    state_digest, DigestError, SharedState, StateMachineData, StateMachineStore,
+};
 
 use flotilla_types::{Command, Response};
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use flotilla_types::{Response, State};
 
@@ -33,6 +33,24 @@ pub struct SharedState {
     data: Arc<RwLock<StateMachineData>>,
     applied: watch::Sender<u64>,
     snapshots_installed: Arc<AtomicU64>,
+    /// Digests asked for at an index not applied yet, answered when apply reaches it.
+    digest_waiters:
+        Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Vec<oneshot::Sender<String>>>>>,
+}
+
+/// Why a digest at an index cannot be given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    #[error("this replica has already applied index {applied}, past {requested}")]
+    Passed { requested: u64, applied: u64 },
+}
+
+/// SHA-256 of the state's canonical JSON (maps are ordered, so equal states hash equal).
+pub fn state_digest(state: &State) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(state).expect("state serializes");
+    let hash = Sha256::digest(&bytes);
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl SharedState {
@@ -43,6 +61,53 @@ impl SharedState {
     /// Fires with the last applied index after every applied batch.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.applied.subscribe()
+    }
+
+    /// The digest of the state exactly at `index`: now if that is the applied index,
+    /// later (when apply reaches it) if it is ahead, an error if it is behind.
+    pub async fn digest_at(&self, index: u64) -> Result<String, DigestError> {
+        let rx = {
+            let data = self.read();
+            let applied = data.last_applied.map_or(0, |l| l.index);
+            if applied == index {
+                return Ok(state_digest(&data.state));
+            }
+            if applied > index {
+                return Err(DigestError::Passed {
+                    requested: index,
+                    applied,
+                });
+            }
+            let (tx, rx) = oneshot::channel();
+            self.digest_waiters
+                .lock()
+                .expect("digest waiters poisoned")
+                .entry(index)
+                .or_default()
+                .push(tx);
+            rx
+        };
+        rx.await.map_err(|_| DigestError::Passed {
+            requested: index,
+            applied: self.read().last_applied.map_or(0, |l| l.index),
+        })
+    }
+
+    /// Answers digest requests for `index` (called right after applying it).
+    fn answer_digests(&self, index: u64, state: &State) {
+        let mut waiters = self.digest_waiters.lock().expect("digest waiters poisoned");
+        if waiters.is_empty() {
+            return;
+        }
+        if let Some(txs) = waiters.remove(&index) {
+            let digest = state_digest(state);
+            for tx in txs {
+                let _ = tx.send(digest.clone());
+            }
+        }
+        // Requests for indexes this replica skipped (a snapshot install) are dropped: the
+        // caller sees `Passed` and asks again.
+        waiters.retain(|i, _| *i > index);
     }
 
     /// Snapshots received from a leader and installed since this process started.
@@ -82,6 +147,7 @@ impl StateMachineStore {
                 data: Arc::new(RwLock::new(data)),
                 applied,
                 snapshots_installed: Arc::new(AtomicU64::new(0)),
+                digest_waiters: Default::default(),
             },
             snapshot_path,
             written: Arc::new(tokio::sync::Mutex::new(written)),
@@ -181,6 +247,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     }
                 };
                 responses.push(response);
+                self.shared.answer_digests(entry.log_id.index, &sm.state);
             }
             sm.last_applied.map_or(0, |l| l.index)
         };

@@ -37,6 +37,9 @@ pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
         Verb::Cluster {
             what: ClusterWhat::Status,
         } => cluster_status(&client, out).await,
+        Verb::Cluster {
+            what: ClusterWhat::Verify,
+        } => cluster_verify(&client, out).await,
         Verb::Get {
             what: GetWhat::Tasks { service, stale },
         } => tasks::get_tasks(&client, out, service, stale).await,
@@ -335,4 +338,95 @@ async fn cluster_status(client: &Client, out: Format) -> Result<(), CliError> {
         ));
         text
     })
+}
+
+#[derive(Serialize)]
+struct VerifyView {
+    index: u64,
+    agree: bool,
+    members: Vec<DigestView>,
+}
+
+#[derive(Serialize)]
+struct DigestView {
+    id: u64,
+    address: String,
+    reachable: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    digest: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    error: String,
+}
+
+async fn cluster_verify(client: &Client, out: Format) -> Result<(), CliError> {
+    let r = client
+        .call(|mut c| async move { c.verify(flotilla_proto::v1::VerifyRequest {}).await })
+        .await?;
+    let view = VerifyView {
+        index: r.index,
+        agree: r.agree,
+        members: r
+            .members
+            .iter()
+            .map(|m| DigestView {
+                id: m.id,
+                address: m.address.clone(),
+                reachable: m.reachable,
+                digest: m.digest.clone(),
+                error: m.error.clone(),
+            })
+            .collect(),
+    };
+    print(out, &view, || {
+        let rows: Vec<Vec<String>> = view
+            .members
+            .iter()
+            .map(|m| {
+                vec![
+                    m.id.to_string(),
+                    m.address.clone(),
+                    if m.reachable {
+                        m.digest.chars().take(16).collect()
+                    } else {
+                        "-".into()
+                    },
+                    m.error.clone(),
+                ]
+            })
+            .collect();
+        let mut text = table(&["ID", "ADDRESS", "DIGEST", "ERROR"], &rows);
+        let majority = view
+            .members
+            .first()
+            .map(|m| m.digest.clone())
+            .unwrap_or_default();
+        if view.agree {
+            text.push_str(&format!(
+                "\nall {} replicas agree at index {}\n",
+                view.members.len(),
+                view.index
+            ));
+        } else {
+            let differ: Vec<String> = view
+                .members
+                .iter()
+                .filter(|m| !m.reachable || m.digest != majority)
+                .map(|m| m.id.to_string())
+                .collect();
+            text.push_str(&format!(
+                "\nreplicas do NOT agree at index {}: node(s) {} differ or did not answer\n",
+                view.index,
+                differ.join(", ")
+            ));
+        }
+        text
+    })?;
+    if view.agree {
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "replicas do not agree at index {}",
+            view.index
+        )))
+    }
 }
