@@ -131,9 +131,7 @@ async fn apply(
     name: &str,
     timeout: Duration,
 ) -> Result<ApplyResponse, String> {
-    let req = ApplyRequest {
-        spec: spec_text(name),
-    };
+    let req = ApplyRequest { spec: spec_text(name) };
     let resp = match tokio::time::timeout(timeout, client.apply(req)).await {
         Err(_) => return Err(format!("no answer within {timeout:?}")),
         Ok(Err(status)) => return Err(format!("{:?}: {}", status.code(), status.message())),
@@ -197,12 +195,7 @@ impl CpuSample {
         let agents = cluster
             .ids()
             .into_iter()
-            .filter_map(|id| {
-                cluster
-                    .agent(id)
-                    .pid()
-                    .map(|pid| (id, cpu_time(&pid.to_string())))
-            })
+            .filter_map(|id| cluster.agent(id).pid().map(|pid| (id, cpu_time(&pid.to_string()))))
             .collect();
         CpuSample {
             agents,
@@ -245,13 +238,9 @@ fn fsync_probe(dir: &std::path::Path, n: usize) -> Summary {
     const RECORD: usize = 200;
     let path = dir.join("fsync-probe");
     let mut f = std::fs::File::create(&path).expect("probe file");
-    f.write_all(&vec![0u8; RECORD * n])
-        .expect("probe preallocation");
+    f.write_all(&vec![0u8; RECORD * n]).expect("probe preallocation");
     f.sync_all().expect("probe sync");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .expect("probe file");
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).expect("probe file");
     let record = [b'x'; RECORD];
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
@@ -283,9 +272,7 @@ impl Summary {
             p50: percentile(&samples, 0.50),
             p99: percentile(&samples, 0.99),
             max: samples.last().copied().unwrap_or_default(),
-            mean: total
-                .checked_div(samples.len().max(1) as u32)
-                .unwrap_or_default(),
+            mean: total.checked_div(samples.len().max(1) as u32).unwrap_or_default(),
         }
     }
 }
@@ -511,10 +498,7 @@ struct Round {
 }
 
 /// SIGKILLs the leader, then applies through the survivors in turn until one commits.
-async fn failover_round(
-    cluster: &mut Cluster,
-    clients: &mut BTreeMap<u64, ClusterServiceClient<Channel>>,
-) -> Round {
+async fn failover_round(cluster: &mut Cluster, clients: &mut BTreeMap<u64, ClusterServiceClient<Channel>>) -> Round {
     let old = cluster.wait_for_leader(WAIT).await;
     let survivors: Vec<u64> = cluster.ids().into_iter().filter(|id| *id != old).collect();
 
@@ -648,9 +632,7 @@ fn print_failover(rounds: &[Round], load_before: &str, load_after: &str) {
 fn main() {
     let config = Config::from_env();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
-        "flotilla cluster benchmark: 3 agents on 127.0.0.1, synced RocksDB writes, gRPC clients"
-    );
+    println!("flotilla cluster benchmark: 3 agents on 127.0.0.1, synced RocksDB writes, gRPC clients");
     println!("  agent binary: {}", flotilla_bin().display());
     println!("  agent Raft settings: {AGENT_DEFAULTS}");
     if !config.agent_args.is_empty() {
@@ -663,9 +645,7 @@ fn main() {
         "  workload: BENCH_OPS={} (1 client), BENCH_OPS_CONCURRENT={} over BENCH_CLIENTS={}, BENCH_KILLS={}, BENCH_ONLY={:?}",
         config.ops_single, config.ops_concurrent, config.clients, config.kills, config.only
     );
-    println!(
-        "  apply: `name: <run>-c<client>, image: x, replicas: 1, env: {{N: <fresh number>}}` (always an update)"
-    );
+    println!("  apply: `name: <run>-c<client>, image: x, replicas: 1, env: {{N: <fresh number>}}` (always an update)");
     println!(
         "  machine: {cores} cores shared by the agents and this client; load average {}",
         loadavg()

@@ -16,7 +16,7 @@
 //! Environment (all optional):
 //!   BENCH_ONLY=start|node-loss   run one half only
 //!   BENCH_START_TRIALS=15        measured trials of each start variant (after one warm-up)
-//!   BENCH_LOSS_TRIALS=5          node kills
+//!   BENCH_LOSS_TRIALS=10         node kills (spread over one heartbeat period)
 //!   BENCH_POLL_MS=10             ListTasks polling period
 //!   BENCH_AGENT_ARGS="..."       extra `flotilla agent` flags, e.g. "--node-timeout 2s"
 //!   BENCH_LOGS=DIR               copy the agents' logs there before the clusters go
@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::{
-    ApplyOutcome, ApplyRequest, DeleteServiceRequest, ListNodesRequest, ListTasksRequest,
-    SetNodeAvailabilityRequest, TaskInfo,
+    ApplyOutcome, ApplyRequest, DeleteServiceRequest, ListNodesRequest, ListTasksRequest, SetNodeAvailabilityRequest,
+    TaskInfo,
 };
 use flotilla_testkit::docker::{self, WORKLOAD_IMAGE};
 use flotilla_testkit::{flotilla_bin, wait_until_async, Cluster};
@@ -97,7 +97,7 @@ impl Config {
         Config {
             only,
             start_trials: env_usize("BENCH_START_TRIALS", 15),
-            loss_trials: env_usize("BENCH_LOSS_TRIALS", 5),
+            loss_trials: env_usize("BENCH_LOSS_TRIALS", 10),
             poll: Duration::from_millis(env_usize("BENCH_POLL_MS", 10).max(1) as u64),
             agent_args: std::env::var("BENCH_AGENT_ARGS")
                 .unwrap_or_default()
@@ -191,13 +191,7 @@ async fn docker_cluster(config: &Config) -> (Cluster, Client) {
     let started = Instant::now();
     let cluster = Cluster::builder(3)
         .driver("docker")
-        .agent_args(
-            &config
-                .agent_args
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        )
+        .agent_args(&config.agent_args.iter().map(String::as_str).collect::<Vec<_>>())
         .start();
     let leader = cluster.wait_for_leader(WAIT).await;
     let mut client = connect(&cluster.addr(leader)).await;
@@ -297,10 +291,7 @@ async fn start_round(client: &mut Client, name: &str, leader: u64, poll: Duratio
     let mut polls = 0;
     loop {
         let elapsed = t0.elapsed();
-        assert!(
-            elapsed < TRIAL_DEADLINE,
-            "{name} not running after {elapsed:?}"
-        );
+        assert!(elapsed < TRIAL_DEADLINE, "{name} not running after {elapsed:?}");
         polls += 1;
         if let Ok(tasks) = live_tasks(client, name).await {
             if let Some(t) = tasks.iter().find(|t| t.node_id != 0) {
@@ -347,9 +338,7 @@ async fn pin_placement(client: &mut Client, cluster: &Cluster, target: u64) {
 /// trial does not share the engine with a stop in progress.
 async fn delete_and_wait(client: &mut Client, cluster: &Cluster, name: &str) {
     client
-        .delete_service(DeleteServiceRequest {
-            name: name.to_string(),
-        })
+        .delete_service(DeleteServiceRequest { name: name.to_string() })
         .await
         .unwrap_or_else(|s| panic!("delete {name}: {s}"));
     let filter = labels(cluster.name(), &[("flotilla.service", name)]);
@@ -401,10 +390,7 @@ fn bare_round(cluster_name: &str) -> BareRound {
     ]);
     let run = t0.elapsed();
     loop {
-        assert!(
-            t0.elapsed() < TRIAL_DEADLINE,
-            "bare container {id} not running"
-        );
+        assert!(t0.elapsed() < TRIAL_DEADLINE, "bare container {id} not running");
         if docker_cli(&["inspect", "-f", "{{.State.Running}}", &id]) == "true" {
             break;
         }
@@ -470,24 +456,14 @@ async fn start_latency(config: &Config) -> StartResult {
 
 fn print_start(r: &StartResult, poll: Duration) {
     println!();
-    println!(
-        "Start latency: Apply of a 1-replica service (sleep 3600) -> ListTasks shows it running"
-    );
+    println!("Start latency: Apply of a 1-replica service (sleep 3600) -> ListTasks shows it running");
     println!(
         "(ListTasks through the leader every {} ms; each flotilla trial followed by a bare docker trial)",
         poll.as_millis()
     );
     println!(
         "{:>5} {:>5} {:>7} {:>9} {:>10} {:>11} {:>6} {:>10} {:>14}",
-        "trial",
-        "node",
-        "leader",
-        "acked ms",
-        "placed ms",
-        "running ms",
-        "polls",
-        "docker run",
-        "docker running"
+        "trial", "node", "leader", "acked ms", "placed ms", "running ms", "polls", "docker run", "docker running"
     );
     for (i, (f, b)) in r.rounds.iter().zip(&r.bare).enumerate() {
         println!(
@@ -520,8 +496,7 @@ fn print_start(r: &StartResult, poll: Duration) {
         )
         .row(&format!("  of which {what}"));
     }
-    Summary::of(r.rounds.iter().map(|f| f.running - f.placed).collect())
-        .row("flotilla: placed -> running");
+    Summary::of(r.rounds.iter().map(|f| f.running - f.placed).collect()).row("flotilla: placed -> running");
     Summary::of(r.bare.iter().map(|b| b.run).collect()).row("docker run -d returned");
     bare.row("docker run -d -> inspect says running");
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
@@ -530,16 +505,15 @@ fn print_start(r: &StartResult, poll: Duration) {
         ratio(flotilla.p50, bare.p50),
         ratio(flotilla.p90, bare.p90)
     );
-    println!(
-        "  load average {} at start, {} at end",
-        r.load_before, r.load_after
-    );
+    println!("  load average {} at start, {} at end", r.load_before, r.load_after);
 }
 
 // ---------------------------------------------------------------------------------------
 // Node loss: kill a follower and its containers -> replacements running on the survivors.
 
 struct LossRound {
+    /// How long the kill waited after the previous round's recovery (see [`kill_phase`]).
+    phase: Duration,
     victim: u64,
     /// Tasks the victim ran, all replaced.
     on_victim: usize,
@@ -585,7 +559,8 @@ async fn wait_healthy(client: &mut Client, except: Option<u64>) -> Vec<TaskInfo>
     .await
 }
 
-async fn loss_round(cluster: &mut Cluster, poll: Duration) -> LossRound {
+/// `phase` delays the kill: see [`kill_phase`].
+async fn loss_round(cluster: &mut Cluster, poll: Duration, phase: Duration) -> LossRound {
     let leader = cluster.wait_for_leader(WAIT).await;
     let mut client = connect(&cluster.addr(leader)).await;
     let before = wait_healthy(&mut client, None).await;
@@ -593,16 +568,13 @@ async fn loss_round(cluster: &mut Cluster, poll: Duration) -> LossRound {
     assert!(on_victim > 0, "no follower runs a task: {before:?}");
     let (name, victim_id) = (cluster.name().to_string(), victim.to_string());
     let victim_labels = labels(&name, &[("flotilla.node", &victim_id)]);
+    tokio::time::sleep(phase).await;
 
     let t0 = Instant::now();
     cluster.kill(victim);
     let killed = docker::kill_containers(&victim_labels);
     let kill = t0.elapsed();
-    assert_eq!(
-        killed.len(),
-        on_victim,
-        "containers killed on node {victim}"
-    );
+    assert_eq!(killed.len(), on_victim, "containers killed on node {victim}");
 
     let (mut replaced, mut running) = (None, None);
     let mut poll_errors = 0;
@@ -617,8 +589,7 @@ async fn loss_round(cluster: &mut Cluster, poll: Duration) -> LossRound {
             Err(_) => poll_errors += 1,
             Ok(live) => {
                 let now = t0.elapsed();
-                let off_victim =
-                    live.len() == WEB_REPLICAS && live.iter().all(|t| t.node_id != victim);
+                let off_victim = live.len() == WEB_REPLICAS && live.iter().all(|t| t.node_id != victim);
                 let all = |states: &[&str]| live.iter().all(|t| states.contains(&t.state.as_str()));
                 if off_victim {
                     replaced.get_or_insert(now);
@@ -638,24 +609,17 @@ async fn loss_round(cluster: &mut Cluster, poll: Duration) -> LossRound {
     let restarted = Instant::now();
     cluster.start_agent(victim);
     wait_ready(&mut client, &[victim]).await;
-    wait_until_async(
-        &format!("node {victim}'s stale containers removed"),
-        WAIT,
-        || {
-            let left = docker::containers(&victim_labels);
-            let clean = left.iter().all(|c| !killed.contains(&c.id));
-            async move { clean.then_some(()) }
-        },
-    )
+    wait_until_async(&format!("node {victim}'s stale containers removed"), WAIT, || {
+        let left = docker::containers(&victim_labels);
+        let clean = left.iter().all(|c| !killed.contains(&c.id));
+        async move { clean.then_some(()) }
+    })
     .await;
     wait_healthy(&mut client, None).await;
     let all = docker::containers(&labels(&name, &[]));
-    assert_eq!(
-        all.len(),
-        WEB_REPLICAS,
-        "no container but the live ones: {all:#?}"
-    );
+    assert_eq!(all.len(), WEB_REPLICAS, "no container but the live ones: {all:#?}");
     LossRound {
+        phase,
         victim,
         on_victim,
         kill,
@@ -665,6 +629,18 @@ async fn loss_round(cluster: &mut Cluster, poll: Duration) -> LossRound {
         poll_errors,
         recovery: restarted.elapsed(),
     }
+}
+
+/// How often agents heartbeat the leader (fixed in `flotilla agent`), and the period of the
+/// leader's pass tick: the two clocks detection depends on.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The delay before kill `i` (1-based) of `n`: the kills are spread evenly over one
+/// heartbeat period. Without it every kill came at the same point of the agents' 1 s
+/// heartbeat and tick cycle (each trial's end is paced by those clocks), so all samples
+/// saw the same detection delay instead of its whole range.
+fn kill_phase(i: usize, n: usize) -> Duration {
+    HEARTBEAT * (i - 1) as u32 / n.max(1) as u32
 }
 
 struct LossResult {
@@ -690,7 +666,8 @@ async fn node_loss(config: &Config) -> LossResult {
     let load_before = loadavg();
     let mut rounds = Vec::new();
     for i in 1..=config.loss_trials {
-        let r = loss_round(&mut cluster, config.poll).await;
+        let phase = kill_phase(i, config.loss_trials);
+        let r = loss_round(&mut cluster, config.poll, phase).await;
         eprintln!(
             "[bench]   kill {i}: node {} ({} tasks): replaced {:.0} ms, running {:.0} ms, healthy {:.0} ms; recovered in {:.1} s",
             r.victim,
@@ -725,12 +702,15 @@ fn print_node_loss(r: &LossResult) {
          replicas running / healthy on the survivors"
     );
     println!(
-        "(node timeout {}; agents heartbeat the leader every 1 s; http probe every 1 s)",
-        r.node_timeout
+        "(node timeout {}; agents heartbeat the leader every {} ms; http probe every 1 s; \
+         kill i of n is delayed by (i - 1)/n of a heartbeat period)",
+        r.node_timeout,
+        HEARTBEAT.as_millis()
     );
     println!(
-        "{:>5} {:>6} {:>6} {:>8} {:>12} {:>11} {:>11} {:>11} {:>12}",
+        "{:>5} {:>8} {:>6} {:>6} {:>8} {:>12} {:>11} {:>11} {:>11} {:>12}",
         "kill",
+        "delay ms",
         "victim",
         "tasks",
         "kill ms",
@@ -742,8 +722,9 @@ fn print_node_loss(r: &LossResult) {
     );
     for (i, l) in r.rounds.iter().enumerate() {
         println!(
-            "{:>5} {:>6} {:>6} {:>8.0} {:>12.0} {:>11.0} {:>11.0} {:>11} {:>12.1}",
+            "{:>5} {:>8.0} {:>6} {:>6} {:>8.0} {:>12.0} {:>11.0} {:>11.0} {:>11} {:>12.1}",
             i + 1,
+            ms(l.phase),
             l.victim,
             l.on_victim,
             ms(l.kill),
@@ -756,16 +737,11 @@ fn print_node_loss(r: &LossResult) {
     }
     println!();
     summary_header();
-    Summary::of(r.rounds.iter().map(|l| l.replaced).collect())
-        .row("kill -> node down, tasks replaced");
+    Summary::of(r.rounds.iter().map(|l| l.replaced).collect()).row("kill -> node down, tasks replaced");
     Summary::of(r.rounds.iter().map(|l| l.running).collect()).row("kill -> all running or healthy");
     Summary::of(r.rounds.iter().map(|l| l.healthy).collect()).row("kill -> all healthy");
-    Summary::of(r.rounds.iter().map(|l| l.running - l.replaced).collect())
-        .row("replaced -> all running or healthy");
-    println!(
-        "  load average {} at start, {} at end",
-        r.load_before, r.load_after
-    );
+    Summary::of(r.rounds.iter().map(|l| l.running - l.replaced).collect()).row("replaced -> all running or healthy");
+    println!("  load average {} at start, {} at end", r.load_before, r.load_after);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -776,9 +752,7 @@ fn main() {
         return;
     }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
-        "flotilla executor benchmark: 3 agents on 127.0.0.1 with --driver docker, gRPC clients"
-    );
+    println!("flotilla executor benchmark: 3 agents on 127.0.0.1 with --driver docker, gRPC clients");
     println!("  agent binary: {}", flotilla_bin().display());
     println!(
         "  docker engine {}, image {WORKLOAD_IMAGE}",

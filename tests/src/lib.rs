@@ -3,6 +3,8 @@
 
 use std::process::Output;
 
+pub mod chaos;
+
 /// A minimal valid spec whose tasks run until stopped (with any driver).
 pub fn spec(name: &str, replicas: u32) -> String {
     format!(

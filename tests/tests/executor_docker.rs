@@ -34,14 +34,7 @@ fn docker_cluster(test: &str, node_timeout: &str) -> Option<Cluster> {
     Some(
         Cluster::builder(3)
             .driver("docker")
-            .agent_args(&[
-                "--node-timeout",
-                node_timeout,
-                "--cpu",
-                "4",
-                "--memory",
-                "4096",
-            ])
+            .agent_args(&["--node-timeout", node_timeout, "--cpu", "4", "--memory", "4096"])
             .start(),
     )
 }
@@ -84,21 +77,12 @@ fn tasks(cluster: &Cluster, service: &str) -> Option<Vec<Value>> {
 }
 
 fn current(tasks: &[Value]) -> Vec<Value> {
-    tasks
-        .iter()
-        .filter(|t| t["desired"] == "running")
-        .cloned()
-        .collect()
+    tasks.iter().filter(|t| t["desired"] == "running").cloned().collect()
 }
 
 /// Waits until `service` has exactly `n` tasks meant to run, all healthy, none on
 /// `except`; returns them.
-async fn wait_healthy(
-    cluster: &Cluster,
-    service: &str,
-    n: usize,
-    except: Option<u64>,
-) -> Vec<Value> {
+async fn wait_healthy(cluster: &Cluster, service: &str, n: usize, except: Option<u64>) -> Vec<Value> {
     let what = format!("{n} healthy {service} tasks (none on node {except:?})");
     wait_until_async(&what, T, || async {
         let live = current(&tasks(cluster, service)?);
@@ -141,14 +125,8 @@ fn assert_containers_match(cluster: &Cluster, service: &str, tasks: &[Value]) {
             ("flotilla.cluster", cluster.name().to_string()),
             ("flotilla.service", service.to_string()),
             ("flotilla.task", t["id"].as_str().expect("id").to_string()),
-            (
-                "flotilla.node",
-                t["node"].as_u64().expect("node").to_string(),
-            ),
-            (
-                "flotilla.slot",
-                t["slot"].as_u64().expect("slot").to_string(),
-            ),
+            ("flotilla.node", t["node"].as_u64().expect("node").to_string()),
+            ("flotilla.slot", t["slot"].as_u64().expect("slot").to_string()),
         ];
         for (k, v) in want {
             assert_eq!(c.label(k), Some(v.as_str()), "label {k} of {c:#?} for {t}");
@@ -186,10 +164,7 @@ async fn docker_node_loss_replaces_tasks_and_the_node_cleans_up_on_return() {
     apply(&cluster, "web", &web_spec()).await;
     let before = wait_healthy(&cluster, "web", 6, None).await;
     let victim = busy_follower(&cluster, &before).await;
-    let on_victim = before
-        .iter()
-        .filter(|t| t["node"].as_u64() == Some(victim))
-        .count();
+    let on_victim = before.iter().filter(|t| t["node"].as_u64() == Some(victim)).count();
 
     // The whole node dies: its agent and its workloads.
     cluster.kill(victim);
@@ -327,10 +302,7 @@ stop_grace: 1s
         assert_eq!(t["slot"], 0, "{t}");
         assert_eq!(t["state"], "exited", "{t}");
         assert_eq!(t["exit_code"], 3, "{t}");
-        assert!(
-            t["message"].as_str().unwrap_or_default().contains("code 3"),
-            "{t}"
-        );
+        assert!(t["message"].as_str().unwrap_or_default().contains("code 3"), "{t}");
     }
 
     // Attempts are used up: for several backoffs' worth of time (the next would come
@@ -363,15 +335,9 @@ async fn docker_an_unknown_image_fails_the_task_quickly() {
     let spec = "name: ghost\nimage: flotilla/does-not-exist:1\ncommand: [\"sleep\", \"3600\"]\nreplicas: 1\n";
     apply(&cluster, "ghost", spec).await;
     // The pull has a 5 s deadline; with no registry the create fails well within this.
-    let failed = wait_until_async(
-        "the task to fail on its image",
-        Duration::from_secs(15),
-        || async {
-            tasks(&cluster, "ghost")?
-                .into_iter()
-                .find(|t| t["state"] == "failed")
-        },
-    )
+    let failed = wait_until_async("the task to fail on its image", Duration::from_secs(15), || async {
+        tasks(&cluster, "ghost")?.into_iter().find(|t| t["state"] == "failed")
+    })
     .await;
     let message = failed["message"].as_str().unwrap_or_default();
     assert!(

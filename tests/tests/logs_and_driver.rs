@@ -48,11 +48,7 @@ async fn logs_stream_from_the_node_running_the_task_through_any_node() {
 
     // Ask a node that does not run the first task.
     let (task, owner) = tasks[0].clone();
-    let other = cluster
-        .ids()
-        .into_iter()
-        .find(|i| *i != owner)
-        .expect("another node");
+    let other = cluster.ids().into_iter().find(|i| *i != owner).expect("another node");
     let lines = wait_until("two lines of the task's log", T, || {
         let out = stdout(&cluster.cli_at(&cluster.addr(other), &["logs", &task, "--tail", "2"]));
         let lines: Vec<String> = out.lines().map(String::from).collect();
@@ -71,15 +67,7 @@ async fn logs_stream_from_the_node_running_the_task_through_any_node() {
 
     // Follow: lines written after the call arrive.
     let mut child = Command::new(flotilla_bin())
-        .args([
-            "--addr",
-            &cluster.addr(other),
-            "logs",
-            &task,
-            "-f",
-            "--tail",
-            "0",
-        ])
+        .args(["--addr", &cluster.addr(other), "logs", &task, "-f", "--tail", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -87,10 +75,7 @@ async fn logs_stream_from_the_node_running_the_task_through_any_node() {
     let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
     let mut first = String::new();
     reader.read_line(&mut first).expect("a followed line");
-    assert!(
-        first.starts_with("tick ") || first.starts_with("warn "),
-        "{first:?}"
-    );
+    assert!(first.starts_with("tick ") || first.starts_with("warn "), "{first:?}");
     let _ = child.kill();
     let _ = child.wait();
 

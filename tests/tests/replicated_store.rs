@@ -11,21 +11,14 @@ const T: Duration = Duration::from_secs(30);
 
 /// `get service NAME --stale -o json` on one node, once it has the service.
 async fn stale_get(cluster: &Cluster, id: u64, name: &str, version: u64) -> serde_json::Value {
-    wait_until_async(
-        &format!("node {id} to have {name} v{version}"),
-        T,
-        || async {
-            let o = cluster.cli_at(
-                &cluster.addr(id),
-                &["get", "service", name, "--stale", "-o", "json"],
-            );
-            if !o.status.success() {
-                return None;
-            }
-            let v = json(o);
-            (v["version"] == version).then_some(v)
-        },
-    )
+    wait_until_async(&format!("node {id} to have {name} v{version}"), T, || async {
+        let o = cluster.cli_at(&cluster.addr(id), &["get", "service", name, "--stale", "-o", "json"]);
+        if !o.status.success() {
+            return None;
+        }
+        let v = json(o);
+        (v["version"] == version).then_some(v)
+    })
     .await
 }
 
@@ -50,18 +43,10 @@ async fn three_agents_elect_one_leader_and_a_follower_accepts_writes() {
     let leader = cluster.wait_for_leader(T).await;
     let all = statuses(&cluster).await;
     assert_eq!(all.len(), 3);
-    assert_eq!(
-        all.iter().filter(|s| s.role == "leader").count(),
-        1,
-        "{all:?}"
-    );
+    assert_eq!(all.iter().filter(|s| s.role == "leader").count(), 1, "{all:?}");
     assert!(all.iter().all(|s| s.voter), "{all:?}");
 
-    let follower = cluster
-        .ids()
-        .into_iter()
-        .find(|i| *i != leader)
-        .expect("a follower");
+    let follower = cluster.ids().into_iter().find(|i| *i != leader).expect("a follower");
     let out = apply(&cluster, &cluster.addr(follower), "web", &spec("web", 3));
     assert!(out.contains("service/web created (version 1)"), "{out}");
 
@@ -78,10 +63,7 @@ async fn three_agents_elect_one_leader_and_a_follower_accepts_writes() {
     assert!(out.contains("all 3 replicas agree at index"), "{out}");
 
     // `cluster status` from a follower names the leader and every member.
-    let status = json(cluster.cli_at(
-        &cluster.addr(follower),
-        &["cluster", "status", "-o", "json"],
-    ));
+    let status = json(cluster.cli_at(&cluster.addr(follower), &["cluster", "status", "-o", "json"]));
     assert_eq!(status["leader"], leader);
     assert_eq!(status["members"].as_array().expect("members").len(), 3);
 }
@@ -101,16 +83,9 @@ async fn leader_kill_elects_a_new_leader_and_the_old_one_catches_up() {
     assert!(out.contains("updated from version 1 (version 2)"), "{out}");
 
     cluster.start_agent(old);
-    let leader_applied = cluster
-        .status(new)
-        .await
-        .expect("leader answers")
-        .applied_index;
+    let leader_applied = cluster.status(new).await.expect("leader answers").applied_index;
     cluster.wait_applied(old, leader_applied, T).await;
-    assert_eq!(
-        stale_get(&cluster, old, "a", 2).await["spec"]["replicas"],
-        5
-    );
+    assert_eq!(stale_get(&cluster, old, "a", 2).await["spec"]["replicas"], 5);
     stale_get(&cluster, old, "b", 1).await;
 }
 
@@ -150,11 +125,7 @@ async fn a_node_that_missed_a_snapshot_interval_catches_up_through_a_multi_megab
         .agent_args(&["--snapshot-interval", "20", "--snapshot-keep", "0"])
         .start();
     let leader = cluster.wait_for_leader(T).await;
-    let lagging = cluster
-        .ids()
-        .into_iter()
-        .find(|i| *i != leader)
-        .expect("a follower");
+    let lagging = cluster.ids().into_iter().find(|i| *i != leader).expect("a follower");
     cluster.kill(lagging);
 
     // 30 services of ~256 KiB each: the state, and so the snapshot, is ~7.5 MiB.
@@ -164,31 +135,20 @@ async fn a_node_that_missed_a_snapshot_interval_catches_up_through_a_multi_megab
         apply(&cluster, &cluster.live_addrs(), &format!("big-{i}"), &text);
     }
     let leader_status = wait_until_async("the leader to snapshot and compact", T, || async {
-        cluster
-            .status(leader)
-            .await
-            .filter(|s| s.snapshot_index >= 10)
+        cluster.status(leader).await.filter(|s| s.snapshot_index >= 10)
     })
     .await;
 
     cluster.start_agent(lagging);
-    let caught_up = cluster
-        .wait_applied(lagging, leader_status.applied_index, T)
-        .await;
+    let caught_up = cluster.wait_applied(lagging, leader_status.applied_index, T).await;
     assert!(
         caught_up.snapshots_installed >= 1,
         "node {lagging} caught up without a snapshot install: {caught_up:?}"
     );
-    let list = json(cluster.cli_at(
-        &cluster.addr(lagging),
-        &["get", "services", "--stale", "-o", "json"],
-    ));
+    let list = json(cluster.cli_at(&cluster.addr(lagging), &["get", "services", "--stale", "-o", "json"]));
     assert_eq!(list.as_array().expect("list").len(), 30);
     let big = stale_get(&cluster, lagging, "big-29", 1).await;
-    assert_eq!(
-        big["spec"]["env"]["FILLER"].as_str().map(str::len),
-        Some(256 * 1024)
-    );
+    assert_eq!(big["spec"]["env"]["FILLER"].as_str().map(str::len), Some(256 * 1024));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,34 +156,20 @@ async fn bad_input_is_refused_and_writes_nothing() {
     let cluster = Cluster::start(3);
     let leader = cluster.wait_for_leader(T).await;
     apply(&cluster, &cluster.addrs(), "web", &spec("web", 1));
-    let follower = cluster
-        .ids()
-        .into_iter()
-        .find(|i| *i != leader)
-        .expect("a follower");
+    let follower = cluster.ids().into_iter().find(|i| *i != leader).expect("a follower");
     let index_before = cluster.wait_applied(leader, 1, T).await.last_log_index;
 
     // Through the CLI: the field is named, the exit code is 1.
     for (text, field) in [
         ("name: web\nimage: x\nreplicas: 20000\n", "replicas"),
-        (
-            "name: web\nimage: x\nreplicaz: 2\n",
-            "unknown field `replicaz`",
-        ),
+        ("name: web\nimage: x\nreplicaz: 2\n", "unknown field `replicaz`"),
         ("name: Web!\nimage: x\n", "name"),
-        (
-            "name: web\nimage: x\nports: [{container: 0}]\n",
-            "ports[0].container",
-        ),
+        ("name: web\nimage: x\nports: [{container: 0}]\n", "ports[0].container"),
     ] {
         let file = cluster.write_file("bad.yaml", text);
         let o = cluster.cli(&["apply", "-f", file.to_str().expect("path")]);
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-        assert!(
-            stderr(&o).contains(field),
-            "expected {field:?} in: {}",
-            stderr(&o)
-        );
+        assert!(stderr(&o).contains(field), "expected {field:?} in: {}", stderr(&o));
     }
 
     // Straight to a follower over gRPC, bypassing the CLI's own check, and oversized.
@@ -235,24 +181,13 @@ async fn bad_input_is_refused_and_writes_nothing() {
         .await
         .expect_err("invalid spec accepted");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(
-        err.message().contains("resources.memory_mb"),
-        "{}",
-        err.message()
-    );
-    let huge = format!(
-        "name: huge\nimage: x\nenv:\n  BLOB: {}\n",
-        "y".repeat(2 << 20)
-    );
+    assert!(err.message().contains("resources.memory_mb"), "{}", err.message());
+    let huge = format!("name: huge\nimage: x\nenv:\n  BLOB: {}\n", "y".repeat(2 << 20));
     let err = client
         .apply(ApplyRequest { spec: huge })
         .await
         .expect_err("oversized spec accepted");
-    assert!(
-        err.message().contains("the limit is 1048576"),
-        "{}",
-        err.message()
-    );
+    assert!(err.message().contains("the limit is 1048576"), "{}", err.message());
 
     let index_after = cluster.status(leader).await.expect("leader").last_log_index;
     assert_eq!(index_before, index_after, "a refused write reached the log");
@@ -264,11 +199,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
     // Unknown names are "not found", exit code 4.
     let o = cluster.cli(&["get", "service", "ghost"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("service \"ghost\" not found"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("service \"ghost\" not found"), "{}", stderr(&o));
     let o = cluster.cli(&["delete", "service", "ghost"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
 }
@@ -293,24 +224,14 @@ fn an_unreachable_addr_is_reported_with_exit_code_3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_data_dir_stops_the_agent_before_it_serves() {
-    let mut cluster = Cluster::builder(3)
-        .agent_args(&["--snapshot-interval", "5"])
-        .start();
+    let mut cluster = Cluster::builder(3).agent_args(&["--snapshot-interval", "5"]).start();
     cluster.wait_for_leader(T).await;
     for i in 0..8 {
-        apply(
-            &cluster,
-            &cluster.addrs(),
-            &format!("s{i}"),
-            &spec(&format!("s{i}"), 1),
-        );
+        apply(&cluster, &cluster.addrs(), &format!("s{i}"), &spec(&format!("s{i}"), 1));
     }
     let victim = 3;
     wait_until_async("node 3 to write a snapshot", T, || async {
-        cluster
-            .status(victim)
-            .await
-            .filter(|s| s.snapshot_index >= 5)
+        cluster.status(victim).await.filter(|s| s.snapshot_index >= 5)
     })
     .await;
     cluster.kill(victim);
@@ -342,11 +263,7 @@ async fn a_damaged_data_dir_stops_the_agent_before_it_serves() {
     let current = data.join("raft").join("CURRENT");
     let current_text = std::fs::read(&current).expect("CURRENT");
     std::fs::remove_file(&current).expect("remove CURRENT");
-    refuses(
-        &mut cluster,
-        "a RocksDB without CURRENT",
-        "missing or incomplete",
-    );
+    refuses(&mut cluster, "a RocksDB without CURRENT", "missing or incomplete");
 
     // Repaired, it starts and catches up.
     std::fs::write(&current, current_text).expect("restore CURRENT");

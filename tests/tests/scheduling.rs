@@ -14,14 +14,7 @@ const NODE_TIMEOUT: &str = "2s";
 
 fn cluster() -> Cluster {
     Cluster::builder(3)
-        .agent_args(&[
-            "--node-timeout",
-            NODE_TIMEOUT,
-            "--cpu",
-            "4",
-            "--memory",
-            "4096",
-        ])
+        .agent_args(&["--node-timeout", NODE_TIMEOUT, "--cpu", "4", "--memory", "4096"])
         .start()
 }
 
@@ -100,8 +93,7 @@ async fn nine_replicas_on_three_nodes_are_three_per_node() {
     let cluster = cluster();
     start_web(&cluster, 9).await;
     let tasks = wait_spread(&cluster, BTreeMap::from([(1, 3), (2, 3), (3, 3)])).await;
-    let slots: std::collections::BTreeSet<u64> =
-        tasks.iter().filter_map(|t| t["slot"].as_u64()).collect();
+    let slots: std::collections::BTreeSet<u64> = tasks.iter().filter_map(|t| t["slot"].as_u64()).collect();
     assert_eq!(slots, (0..9).collect());
 
     // Scaling down stops the highest slots.
@@ -110,8 +102,7 @@ async fn nine_replicas_on_three_nodes_are_three_per_node() {
         running_tasks(&cluster, "web").filter(|t| t.len() == 4)
     })
     .await;
-    let slots: std::collections::BTreeSet<u64> =
-        tasks.iter().filter_map(|t| t["slot"].as_u64()).collect();
+    let slots: std::collections::BTreeSet<u64> = tasks.iter().filter_map(|t| t["slot"].as_u64()).collect();
     assert_eq!(slots, (0..4).collect());
 }
 
@@ -152,11 +143,7 @@ async fn a_killed_follower_is_marked_down_and_its_tasks_move() {
     start_web(&cluster, 9).await;
     wait_spread(&cluster, BTreeMap::from([(1, 3), (2, 3), (3, 3)])).await;
     let leader = cluster.wait_for_leader(T).await;
-    let victim = cluster
-        .ids()
-        .into_iter()
-        .find(|i| *i != leader)
-        .expect("a follower");
+    let victim = cluster.ids().into_iter().find(|i| *i != leader).expect("a follower");
     let took = kill_and_expect_replacement(&mut cluster, victim).await;
     // node_timeout (2 s) plus a pass and the polling here.
     assert!(took < Duration::from_secs(8), "replacement took {took:?}");
@@ -198,10 +185,7 @@ async fn draining_a_node_moves_its_tasks_away() {
     let tasks = wait_until_async("node 2 to be empty", T, || async {
         let tasks = running_tasks(&cluster, "web")?;
         let spread = per_node(&tasks);
-        (tasks.len() == 9
-            && tasks.iter().all(|t| t["state"] != "pending")
-            && !spread.contains_key(&2))
-        .then_some(tasks)
+        (tasks.len() == 9 && tasks.iter().all(|t| t["state"] != "pending") && !spread.contains_key(&2)).then_some(tasks)
     })
     .await;
     assert!(
@@ -226,11 +210,7 @@ async fn unknown_names_and_unplaceable_tasks_are_explained() {
 
     let o = cluster.cli(&["scale", "ghost", "3"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("service \"ghost\" not found"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("service \"ghost\" not found"), "{}", stderr(&o));
     let o = cluster.cli(&["describe", "service", "ghost"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     let o = cluster.cli(&["node", "drain", "42"]);
@@ -240,28 +220,21 @@ async fn unknown_names_and_unplaceable_tasks_are_explained() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 
     // A constraint no node satisfies, and a size no node has: pending, with reasons.
-    let text = format!(
-        "{}placement:\n  constraints: [\"gpu == yes\"]\n",
-        spec("gpu", 1)
-    );
+    let text = format!("{}placement:\n  constraints: [\"gpu == yes\"]\n", spec("gpu", 1));
     let file = cluster.write_file("gpu.yaml", &text);
     ok(cluster.cli(&["apply", "-f", file.to_str().expect("path")]));
-    let text = format!(
-        "{}resources: {{cpu_millis: 100, memory_mb: 100000}}\n",
-        spec("huge", 1)
-    );
+    let text = format!("{}resources: {{cpu_millis: 100, memory_mb: 100000}}\n", spec("huge", 1));
     let file = cluster.write_file("huge.yaml", &text);
     ok(cluster.cli(&["apply", "-f", file.to_str().expect("path")]));
     for (svc, reason) in [
         ("gpu", "0/3 nodes: 3 not matching `gpu == yes`"),
         ("huge", "0/3 nodes: 3 insufficient memory"),
     ] {
-        let described =
-            wait_until_async(&format!("{svc} to be pending with a reason"), T, || async {
-                let out = ok(cluster.cli(&["describe", "service", svc]));
-                out.contains(reason).then_some(out)
-            })
-            .await;
+        let described = wait_until_async(&format!("{svc} to be pending with a reason"), T, || async {
+            let out = ok(cluster.cli(&["describe", "service", svc]));
+            out.contains(reason).then_some(out)
+        })
+        .await;
         assert!(described.contains("1 pending"), "{described}");
     }
 }

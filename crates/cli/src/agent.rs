@@ -2,9 +2,7 @@
 
 use std::io::IsTerminal;
 
-use flotilla_node::{
-    machine_capacity, parse_labels, parse_peers, ControlConfig, NodeConfig, RaftTuning,
-};
+use flotilla_node::{machine_capacity, parse_labels, parse_peers, ControlConfig, NodeConfig, RaftTuning};
 
 use std::sync::Arc;
 
@@ -25,8 +23,7 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
         return Err(CliError::Usage("--id must be a positive integer".into()));
     }
     let peers = parse_peers(&args.peers).map_err(|e| CliError::Usage(format!("--peers: {e}")))?;
-    let labels =
-        parse_labels(&args.labels).map_err(|e| CliError::Usage(format!("--label: {e}")))?;
+    let labels = parse_labels(&args.labels).map_err(|e| CliError::Usage(format!("--label: {e}")))?;
     let mut capacity = machine_capacity();
     if let Some(cores) = args.cpu {
         if !(cores > 0.0 && cores.is_finite()) {
@@ -38,9 +35,7 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
     }
     if let Some(mb) = args.memory {
         if mb == 0 {
-            return Err(CliError::Usage(
-                "--memory must be a positive number of MiB".into(),
-            ));
+            return Err(CliError::Usage("--memory must be a positive number of MiB".into()));
         }
         capacity.memory_mb = mb;
     }
@@ -76,9 +71,8 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
 
 /// The task driver: with `docker` and no engine the agent stops here, at once.
 async fn driver(kind: DriverKind, data_dir: &std::path::Path) -> Result<Arc<dyn Driver>, CliError> {
-    let process = || -> Result<Arc<dyn Driver>, CliError> {
-        Ok(Arc::new(ProcessDriver::new(data_dir.join("process"))))
-    };
+    let process =
+        || -> Result<Arc<dyn Driver>, CliError> { Ok(Arc::new(ProcessDriver::new(data_dir.join("process")))) };
     match kind {
         DriverKind::Process => process(),
         DriverKind::Docker => flotilla_docker::DockerDriver::connect()

@@ -29,17 +29,32 @@ pub struct Global {
         value_delimiter = ','
     )]
     pub addr: Vec<String>,
-    /// Output format.
+    /// Output format: a table for people, `wide` with more columns, JSON or YAML for scripts.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
-    /// Deadline for each call to the cluster.
-    #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
-    pub timeout: std::time::Duration,
+    /// Print only ids (names of services, ids of tasks and nodes).
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+    /// Deadline for each call to the cluster (default 10s); with `--wait`, for the whole
+    /// wait (default 5m).
+    #[arg(long, global = true, value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Global {
+    pub fn call_timeout(&self) -> std::time::Duration {
+        self.timeout.unwrap_or(std::time::Duration::from_secs(10))
+    }
+
+    pub fn wait_timeout(&self) -> std::time::Duration {
+        self.timeout.unwrap_or(std::time::Duration::from_secs(300))
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Table,
+    Wide,
     Json,
     Yaml,
 }
@@ -52,11 +67,38 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 pub enum Verb {
     /// Run a node of the cluster.
     Agent(Box<AgentArgs>),
-    /// Create or update services from a spec file (YAML or JSON; `-` reads stdin).
+    /// Create or update services from spec files: a FILE (several documents allowed), a
+    /// DIR (its *.yaml, *.yml and *.json files), or `-` for stdin.
     Apply {
-        #[arg(short = 'f', long = "filename")]
+        #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
         file: PathBuf,
+        /// Print what would change and where new tasks would go; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait, with a progress bar, until every applied service runs (and is healthy)
+        /// at its new version; fail with the reason when it cannot converge.
+        #[arg(long)]
+        wait: bool,
     },
+    /// Show what changed: services, tasks, nodes, leaders (from the node asked).
+    Events {
+        /// Keep streaming new events.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only events after this log index (the first column), to resume.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+    /// Print the client's version.
+    Version,
+    /// Print a shell completion script: `source <(flotilla completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print this CLI's reference in Markdown (docs/CLI.md is generated from it).
+    #[command(hide = true)]
+    Docs,
     /// Show objects.
     Get {
         #[command(subcommand)]
@@ -78,7 +120,13 @@ pub enum Verb {
         what: DescribeWhat,
     },
     /// Set a service's replica count.
-    Scale { name: String, replicas: u32 },
+    Scale {
+        name: String,
+        replicas: u32,
+        /// Wait, with a progress bar, until the service runs that many tasks.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Print a task's logs, or those of every current task of a service.
     Logs {
         /// A task id (see `get tasks`) or a service name.
@@ -105,6 +153,18 @@ pub enum DescribeWhat {
         #[arg(long)]
         stale: bool,
     },
+    /// One task: its service, slot, node, states, container, exit code and message.
+    Task {
+        id: String,
+        #[arg(long)]
+        stale: bool,
+    },
+    /// One node: address, status, availability, capacity, labels and its tasks.
+    Node {
+        id: u64,
+        #[arg(long)]
+        stale: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,6 +184,9 @@ pub enum GetWhat {
         /// Read the replica of the node asked instead of going through the leader.
         #[arg(long)]
         stale: bool,
+        /// Print again whenever the list changes.
+        #[arg(short = 'w', long)]
+        watch: bool,
     },
     /// Show one service.
     Service {
@@ -138,11 +201,20 @@ pub enum GetWhat {
         service: Option<String>,
         #[arg(long)]
         stale: bool,
+        #[arg(short = 'w', long)]
+        watch: bool,
     },
     /// List nodes with their capacity, allocation, availability and status.
     Nodes {
         #[arg(long)]
         stale: bool,
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
+    /// List recent events (`flotilla events -f` follows them).
+    Events {
+        #[arg(long, default_value_t = 0)]
+        since: u64,
     },
 }
 

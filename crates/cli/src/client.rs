@@ -39,9 +39,7 @@ impl Client {
             .filter(|a| !a.is_empty())
             .collect();
         if addrs.is_empty() {
-            return Err(CliError::Usage(
-                "--addr is empty; give at least one HOST:PORT".into(),
-            ));
+            return Err(CliError::Usage("--addr is empty; give at least one HOST:PORT".into()));
         }
         Ok(Client { addrs, timeout })
     }

@@ -40,10 +40,9 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Failed(m)
-            | CliError::Usage(m)
-            | CliError::Unreachable(m)
-            | CliError::NotFound(m) => f.write_str(m),
+            CliError::Failed(m) | CliError::Usage(m) | CliError::Unreachable(m) | CliError::NotFound(m) => {
+                f.write_str(m)
+            }
         }
     }
 }

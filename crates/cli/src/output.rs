@@ -6,22 +6,23 @@ use crate::args::Format;
 use crate::error::CliError;
 
 /// Prints `value` as JSON or YAML, or calls `table` for the human format.
-pub fn print<T: Serialize>(
-    format: Format,
-    value: &T,
-    table: impl FnOnce() -> String,
-) -> Result<(), CliError> {
-    let text = match format {
-        Format::Table => table(),
-        Format::Json => {
-            serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))? + "\n"
-        }
-        Format::Yaml => {
-            serde_yaml::to_string(value).map_err(|e| CliError::Failed(e.to_string()))?
-        }
-    };
-    print!("{text}");
+pub fn print<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> String) -> Result<(), CliError> {
+    print!("{}", render(format, value, table)?);
     Ok(())
+}
+
+/// What `print` prints.
+pub fn render<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> String) -> Result<String, CliError> {
+    Ok(match format {
+        Format::Table | Format::Wide => table(),
+        Format::Json => serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))? + "\n",
+        Format::Yaml => serde_yaml::to_string(value).map_err(|e| CliError::Failed(e.to_string()))?,
+    })
+}
+
+/// One id per line, for `-q`.
+pub fn ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    ids.into_iter().map(|i| format!("{i}\n")).collect()
 }
 
 /// Left-aligned columns separated by three spaces, with a header row.
@@ -78,10 +79,7 @@ mod tests {
     fn tables_align_and_ages_read_well() {
         let t = table(
             &["NAME", "VERSION"],
-            &[
-                vec!["web".into(), "12".into()],
-                vec!["database".into(), "1".into()],
-            ],
+            &[vec!["web".into(), "12".into()], vec!["database".into(), "1".into()]],
         );
         assert_eq!(t, "NAME       VERSION\nweb        12\ndatabase   1\n");
         assert_eq!(age(0, 12_000), "12s");

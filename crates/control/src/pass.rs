@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 
 use flotilla_scheduler::{place, reconcile, Action, ClusterView, PendingTask};
-use flotilla_types::{
-    DesiredState, Millis, NewTask, Node, NodeId, NodeStatus, PlanUpdate, State, TaskState,
-};
+use flotilla_types::{DesiredState, Millis, NewTask, Node, NodeId, NodeStatus, PlanUpdate, State, TaskState};
 
 /// Computes the pass for `state` at `now`, treating `down` as down. Pure.
 pub fn plan_pass(state: &State, down: &[NodeId], now: Millis) -> PlanUpdate {
@@ -55,11 +53,7 @@ pub fn plan_pass(state: &State, down: &[NodeId], now: Millis) -> PlanUpdate {
     let waiting: Vec<&flotilla_types::Task> = state
         .tasks
         .values()
-        .filter(|t| {
-            t.state == TaskState::Pending
-                && t.desired == DesiredState::Running
-                && !stopped.contains(&t.id)
-        })
+        .filter(|t| t.state == TaskState::Pending && t.desired == DesiredState::Running && !stopped.contains(&t.id))
         .collect();
     let mut pending: Vec<PendingTask> = waiting
         .iter()
@@ -70,9 +64,10 @@ pub fn plan_pass(state: &State, down: &[NodeId], now: Millis) -> PlanUpdate {
         })
         .collect();
     for c in &creates {
-        let (cpu_millis, memory_mb) = state.services.get(&c.service).map_or((0, 0), |s| {
-            (s.spec.resources.cpu_millis, s.spec.resources.memory_mb)
-        });
+        let (cpu_millis, memory_mb) = state
+            .services
+            .get(&c.service)
+            .map_or((0, 0), |s| (s.spec.resources.cpu_millis, s.spec.resources.memory_mb));
         pending.push(PendingTask {
             service: c.service.clone(),
             cpu_millis,

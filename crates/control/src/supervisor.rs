@@ -60,9 +60,7 @@ impl Control {
                     let m = metrics.borrow_and_update();
                     (m.state == ServerState::Leader, m.current_term)
                 };
-                let stale = running
-                    .as_ref()
-                    .is_some_and(|(t, _)| !leading || *t != term);
+                let stale = running.as_ref().is_some_and(|(t, _)| !leading || *t != term);
                 if stale {
                     if let Some((t, h)) = running.take() {
                         tracing::info!(term = t, "stepping down: leader loops stopped");
@@ -131,11 +129,7 @@ impl Control {
             remove = update.remove.len(),
             "scheduling pass"
         );
-        self.write(Command::ApplyPlan {
-            plan: update,
-            at: now,
-        })
-        .await
+        self.write(Command::ApplyPlan { plan: update, at: now }).await
     }
 
     /// A heartbeat reached this leader: the node is alive; (re)register it when the
@@ -164,11 +158,7 @@ impl Control {
 
     /// Records an executor's status reports; returns the tasks the state does not place
     /// on that node.
-    pub async fn report(
-        &self,
-        node: NodeId,
-        reports: Vec<TaskReport>,
-    ) -> Result<Vec<TaskId>, ControlError> {
+    pub async fn report(&self, node: NodeId, reports: Vec<TaskReport>) -> Result<Vec<TaskId>, ControlError> {
         self.liveness.beat(node);
         match self
             .propose(Command::ReportStatus {
@@ -191,9 +181,7 @@ impl Control {
         use openraft::error::{ClientWriteError, RaftError};
         match self.raft.client_write(cmd).await {
             Ok(r) => Ok(r.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(ControlError::NotLeader)
-            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(ControlError::NotLeader),
             Err(e) => Err(ControlError::Raft(e.to_string())),
         }
     }

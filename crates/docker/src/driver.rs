@@ -3,8 +3,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use flotilla_executor::{
@@ -39,9 +39,8 @@ impl DockerDriver {
 
     /// Like `connect`, to an explicit address (`unix://…`, `tcp://…`).
     pub async fn connect_to(host: &str) -> Result<Self, DriverError> {
-        let unreachable = |reason: String| {
-            DriverError::Unavailable(format!("docker engine not reachable at {host}: {reason}"))
-        };
+        let unreachable =
+            |reason: String| DriverError::Unavailable(format!("docker engine not reachable at {host}: {reason}"));
         let docker = Docker::connect_with_host(host).map_err(|e| unreachable(e.to_string()))?;
         match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
             Ok(Ok(_)) => {}
@@ -75,15 +74,8 @@ impl DockerDriver {
         }
     }
 
-    async fn create_once(
-        &self,
-        spec: &ContainerSpec,
-    ) -> Result<ContainerId, bollard::errors::Error> {
-        let options = (!spec.name.is_empty()).then(|| {
-            CreateContainerOptionsBuilder::new()
-                .name(&spec.name)
-                .build()
-        });
+    async fn create_once(&self, spec: &ContainerSpec) -> Result<ContainerId, bollard::errors::Error> {
+        let options = (!spec.name.is_empty()).then(|| CreateContainerOptionsBuilder::new().name(&spec.name).build());
         let created = self
             .docker
             .create_container(options, crate::config::create_body(spec))
@@ -116,9 +108,7 @@ impl Driver for DockerDriver {
             Ok(id) => Ok(id),
             Err(e) if status(&e) == Some(404) => {
                 crate::image::pull(&self.docker, &spec.image).await?;
-                self.create_once(spec)
-                    .await
-                    .map_err(|e| create_error(spec, e))
+                self.create_once(spec).await.map_err(|e| create_error(spec, e))
             }
             Err(e) => Err(create_error(spec, e)),
         }
@@ -147,15 +137,8 @@ impl Driver for DockerDriver {
     }
 
     async fn remove(&self, id: &ContainerId) -> Result<(), DriverError> {
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        match self
-            .docker
-            .remove_container(id.as_str(), Some(options))
-            .await
-        {
+        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        match self.docker.remove_container(id.as_str(), Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) => match status(&e) {
                 // Gone already, or going: either way the caller's goal is reached.
@@ -175,23 +158,11 @@ impl Driver for DockerDriver {
         crate::status::from_inspect(info)
     }
 
-    async fn list(
-        &self,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<Vec<ContainerStatus>, DriverError> {
-        let filters: HashMap<&str, Vec<String>> = HashMap::from([(
-            "label",
-            labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        )]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let summaries = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(generic)?;
+    async fn list(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ContainerStatus>, DriverError> {
+        let filters: HashMap<&str, Vec<String>> =
+            HashMap::from([("label", labels.iter().map(|(k, v)| format!("{k}={v}")).collect())]);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let summaries = self.docker.list_containers(Some(options)).await.map_err(generic)?;
         // The summary lacks exit codes and times: inspect each one.
         let mut statuses = Vec::with_capacity(summaries.len());
         for id in summaries.into_iter().filter_map(|s| s.id) {
@@ -206,9 +177,7 @@ impl Driver for DockerDriver {
     }
 
     fn logs(&self, id: &ContainerId, options: LogOptions) -> Logs {
-        let tail = options
-            .tail
-            .map_or_else(|| "all".to_string(), |n| n.to_string());
+        let tail = options.tail.map_or_else(|| "all".to_string(), |n| n.to_string());
         let query = LogsOptionsBuilder::new()
             .follow(options.follow)
             .stdout(true)
@@ -219,12 +188,7 @@ impl Driver for DockerDriver {
         crate::logs::lines(id.clone(), frames)
     }
 
-    async fn exec(
-        &self,
-        id: &ContainerId,
-        cmd: &[String],
-        timeout: Duration,
-    ) -> Result<ExecOutput, DriverError> {
+    async fn exec(&self, id: &ContainerId, cmd: &[String], timeout: Duration) -> Result<ExecOutput, DriverError> {
         crate::exec::run(&self.docker, id, cmd, timeout).await
     }
 }

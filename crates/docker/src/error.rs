@@ -21,10 +21,7 @@ pub(crate) fn generic(e: Error) -> DriverError {
             status_code: 400,
             message,
         } => DriverError::InvalidSpec(message),
-        Error::DockerResponseServerError {
-            status_code,
-            message,
-        } => DriverError::Engine {
+        Error::DockerResponseServerError { status_code, message } => DriverError::Engine {
             status: status_code,
             message,
         },

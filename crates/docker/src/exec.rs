@@ -30,23 +30,20 @@ pub(crate) async fn run(
         })?
 }
 
-async fn attach(
-    docker: &Docker,
-    id: &ContainerId,
-    cmd: &[String],
-) -> Result<ExecOutput, DriverError> {
+async fn attach(docker: &Docker, id: &ContainerId, cmd: &[String]) -> Result<ExecOutput, DriverError> {
     let config = ExecConfig {
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         cmd: Some(cmd.to_vec()),
         ..ExecConfig::default()
     };
-    let created = docker.create_exec(id.as_str(), config).await.map_err(|e| {
-        match crate::error::status(&e) {
+    let created = docker
+        .create_exec(id.as_str(), config)
+        .await
+        .map_err(|e| match crate::error::status(&e) {
             Some(409) => DriverError::NotRunning { id: id.0.clone() },
             _ => crate::error::on_container(id, e),
-        }
-    })?;
+        })?;
     let mut text = String::new();
     if let StartExecResults::Attached { mut output, .. } = docker
         .start_exec(&created.id, None)
@@ -59,10 +56,7 @@ async fn attach(
         }
     }
     loop {
-        let info = docker
-            .inspect_exec(&created.id)
-            .await
-            .map_err(crate::error::generic)?;
+        let info = docker.inspect_exec(&created.id).await.map_err(crate::error::generic)?;
         match (info.running, info.exit_code) {
             (Some(false), Some(code)) => {
                 return Ok(ExecOutput {

@@ -14,12 +14,8 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Ok once the image is local; `ImageNotFound` when the pull fails or runs out of time.
 pub(crate) async fn pull(docker: &Docker, image: &str) -> Result<(), DriverError> {
     let reference = with_default_tag(image);
-    let options = CreateImageOptionsBuilder::new()
-        .from_image(&reference)
-        .build();
-    let pull = docker
-        .create_image(Some(options), None, None)
-        .try_collect::<Vec<_>>();
+    let options = CreateImageOptionsBuilder::new().from_image(&reference).build();
+    let pull = docker.create_image(Some(options), None, None).try_collect::<Vec<_>>();
     let not_found = || DriverError::ImageNotFound {
         image: image.to_string(),
     };
@@ -58,10 +54,7 @@ mod tests {
     fn untagged_images_get_latest() {
         assert_eq!(with_default_tag("busybox"), "busybox:latest");
         assert_eq!(with_default_tag("flotilla/busybox:1"), "flotilla/busybox:1");
-        assert_eq!(
-            with_default_tag("localhost:5000/app"),
-            "localhost:5000/app:latest"
-        );
+        assert_eq!(with_default_tag("localhost:5000/app"), "localhost:5000/app:latest");
         assert_eq!(with_default_tag("app@sha256:abc"), "app@sha256:abc");
     }
 }

@@ -9,10 +9,7 @@ use flotilla_executor::{ContainerId, DriverError, LogLine, LogStream, Logs};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
-pub(crate) fn lines(
-    id: ContainerId,
-    frames: BoxStream<'static, Result<LogOutput, bollard::errors::Error>>,
-) -> Logs {
+pub(crate) fn lines(id: ContainerId, frames: BoxStream<'static, Result<LogOutput, bollard::errors::Error>>) -> Logs {
     let splitter = Splitter {
         id,
         frames,
@@ -63,9 +60,7 @@ impl Splitter {
     fn push(&mut self, frame: LogOutput) {
         let (stream, bytes) = match frame {
             // A tty merges both streams; we never allocate one, but stay total.
-            LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                (LogStream::Stdout, message)
-            }
+            LogOutput::StdOut { message } | LogOutput::Console { message } => (LogStream::Stdout, message),
             LogOutput::StdErr { message } => (LogStream::Stderr, message),
             LogOutput::StdIn { .. } => return,
         };

@@ -15,11 +15,9 @@ pub(crate) fn from_inspect(info: ContainerInspectResponse) -> Result<ContainerSt
     let state = match engine_state.status {
         Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
         Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running,
-        Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD) => {
-            ContainerState::Exited {
-                code: engine_state.exit_code.unwrap_or(-1),
-            }
-        }
+        Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD) => ContainerState::Exited {
+            code: engine_state.exit_code.unwrap_or(-1),
+        },
         Some(other) => ContainerState::Unknown(other.to_string()),
         None => ContainerState::Unknown(String::new()),
     };
@@ -50,11 +48,7 @@ pub(crate) fn from_inspect(info: ContainerInspectResponse) -> Result<ContainerSt
     Ok(ContainerStatus {
         id: ContainerId(id),
         // The engine reports names with a leading '/'.
-        name: info
-            .name
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_string(),
+        name: info.name.unwrap_or_default().trim_start_matches('/').to_string(),
         labels: info
             .config
             .and_then(|c| c.labels)
@@ -84,10 +78,7 @@ mod tests {
 
     #[test]
     fn engine_times_become_unix_millis_and_year_one_is_never() {
-        assert_eq!(
-            unix_ms("2024-01-02T03:04:05.678901234Z"),
-            Some(1_704_164_645_678)
-        );
+        assert_eq!(unix_ms("2024-01-02T03:04:05.678901234Z"), Some(1_704_164_645_678));
         assert_eq!(unix_ms("0001-01-01T00:00:00Z"), None);
         assert_eq!(unix_ms(""), None);
     }

@@ -37,8 +37,7 @@ async fn ensure_image(driver: &DockerDriver) {
             if driver.image_exists(IMAGE).await.expect("inspect image") {
                 return;
             }
-            let script =
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docker/busybox/build.sh");
+            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docker/busybox/build.sh");
             eprintln!("{IMAGE} missing: running {}", script.display());
             let status = tokio::process::Command::new("bash")
                 .arg(&script)
@@ -93,10 +92,7 @@ async fn limits_and_loopback_ports() {
                 ..fixture.spec("limits", "exec httpd -f -p 8080 -h /bin")
             };
             let id = scope.run_container(&spec).await;
-            let info = engine
-                .inspect_container(id.as_str(), None)
-                .await
-                .expect("inspect");
+            let info = engine.inspect_container(id.as_str(), None).await.expect("inspect");
             let host = info.host_config.expect("host config");
             assert_eq!(host.nano_cpus, Some(500_000_000));
             assert_eq!(host.memory, Some(64 * 1024 * 1024));
@@ -104,10 +100,7 @@ async fn limits_and_loopback_ports() {
             // The engine picks the host port once the container runs.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             let binding = loop {
-                let info = engine
-                    .inspect_container(id.as_str(), None)
-                    .await
-                    .expect("inspect");
+                let info = engine.inspect_container(id.as_str(), None).await.expect("inspect");
                 let bound = info
                     .network_settings
                     .and_then(|n| n.ports)
@@ -117,19 +110,13 @@ async fn limits_and_loopback_ports() {
                 if let Some(binding) = bound {
                     break binding;
                 }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "port 8080 never published"
-                );
+                assert!(tokio::time::Instant::now() < deadline, "port 8080 never published");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             };
             assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
             let port: u16 = binding.host_port.expect("host port").parse().expect("port");
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-            {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
                 assert!(
                     tokio::time::Instant::now() < deadline,
                     "127.0.0.1:{port} never answered"
@@ -146,10 +133,7 @@ async fn an_unreachable_engine_is_reported_as_unavailable() {
     let host = format!("unix://{}", dir.display());
     match DockerDriver::connect_to(&host).await {
         Err(e @ flotilla_executor::DriverError::Unavailable(_)) => {
-            assert!(
-                e.to_string().contains("docker engine not reachable at"),
-                "{e}"
-            );
+            assert!(e.to_string().contains("docker engine not reachable at"), "{e}");
             assert!(e.is_retryable());
         }
         Err(e) => panic!("expected Unavailable, got {e:?}"),

@@ -33,10 +33,7 @@ pub trait Driver: Send + Sync + 'static {
     async fn inspect(&self, id: &ContainerId) -> Result<ContainerStatus, DriverError>;
 
     /// Every container carrying all of `labels`, running or not.
-    async fn list(
-        &self,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<Vec<ContainerStatus>, DriverError>;
+    async fn list(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ContainerStatus>, DriverError>;
 
     /// One item per line. A missing container is reported as the stream's first item.
     /// With `follow`, the stream ends once the container has stopped and its output is
@@ -45,12 +42,7 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Runs `cmd` beside the workload (inside the container; on the host with the
     /// container's env for processes). Fails with `Timeout` after `timeout`.
-    async fn exec(
-        &self,
-        id: &ContainerId,
-        cmd: &[String],
-        timeout: Duration,
-    ) -> Result<ExecOutput, DriverError>;
+    async fn exec(&self, id: &ContainerId, cmd: &[String], timeout: Duration) -> Result<ExecOutput, DriverError>;
 }
 
 pub type Logs = BoxStream<'static, Result<LogLine, DriverError>>;

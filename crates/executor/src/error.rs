@@ -54,9 +54,7 @@ mod tests {
 
     #[test]
     fn image_not_found_message_is_stable() {
-        let e = DriverError::ImageNotFound {
-            image: "x/y:1".into(),
-        };
+        let e = DriverError::ImageNotFound { image: "x/y:1".into() };
         assert_eq!(e.to_string(), "image not found: x/y:1");
         assert!(!e.is_retryable());
     }

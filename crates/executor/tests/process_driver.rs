@@ -94,26 +94,14 @@ fn records_survive_a_driver_restart() {
     let (running, exited, created) = first.block_on(async {
         let driver = ProcessDriver::new(dir.clone());
         let running = driver
-            .create(&spec(
-                "restart-running",
-                "echo $$; while :; do sleep 0.1; done",
-            ))
+            .create(&spec("restart-running", "echo $$; while :; do sleep 0.1; done"))
             .await
             .unwrap();
         driver.start(&running).await.unwrap();
-        let exited = driver
-            .create(&spec("restart-exited", "exit 5"))
-            .await
-            .unwrap();
+        let exited = driver.create(&spec("restart-exited", "exit 5")).await.unwrap();
         driver.start(&exited).await.unwrap();
-        let created = driver
-            .create(&spec("restart-created", "true"))
-            .await
-            .unwrap();
-        wait_state(&driver, &exited, |s| {
-            *s == ContainerState::Exited { code: 5 }
-        })
-        .await;
+        let created = driver.create(&spec("restart-created", "true")).await.unwrap();
+        wait_state(&driver, &exited, |s| *s == ContainerState::Exited { code: 5 }).await;
         (running, exited, created)
     });
     first.shutdown_timeout(Duration::from_secs(5));
@@ -138,10 +126,7 @@ fn records_survive_a_driver_restart() {
         // Never through kill(1): some versions take "-PGID" for "every process".
         assert!(pid > 1, "pid {pid}");
         killpg(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
-        wait_state(&driver, &running, |s| {
-            *s == ContainerState::Exited { code: -1 }
-        })
-        .await;
+        wait_state(&driver, &running, |s| *s == ContainerState::Exited { code: -1 }).await;
 
         for id in [&running, &exited, &created] {
             driver.remove(id).await.unwrap();
@@ -161,10 +146,7 @@ async fn wait_state(
         if matches(&state) {
             return;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "last state {state:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "last state {state:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -176,10 +158,7 @@ async fn first_stdout_line(driver: &ProcessDriver, id: &flotilla_executor::Conta
         if let Some(Ok(line)) = logs.next().await {
             return line.text;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no output from {id}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "no output from {id}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

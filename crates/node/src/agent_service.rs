@@ -7,8 +7,7 @@ use flotilla_control::Control;
 use flotilla_proto::v1::agent_service_client::AgentServiceClient;
 use flotilla_proto::v1::agent_service_server::AgentService;
 use flotilla_proto::v1::{
-    HeartbeatRequest, HeartbeatResponse, ReportStatusRequest, ReportStatusResponse,
-    TaskStatusReport,
+    HeartbeatRequest, HeartbeatResponse, ReportStatusRequest, ReportStatusResponse, TaskStatusReport,
 };
 use flotilla_types::{Capacity, NodeRegistration, TaskId, TaskReport};
 use openraft::ServerState;
@@ -23,16 +22,8 @@ pub struct AgentApi {
 }
 
 impl AgentApi {
-    pub fn new(
-        node: Arc<Node>,
-        control: Arc<Control>,
-        driver: Arc<dyn flotilla_executor::Driver>,
-    ) -> Self {
-        AgentApi {
-            node,
-            control,
-            driver,
-        }
+    pub fn new(node: Arc<Node>, control: Arc<Control>, driver: Arc<dyn flotilla_executor::Driver>) -> Self {
+        AgentApi { node, control, driver }
     }
 }
 
@@ -65,15 +56,9 @@ impl AgentService for AgentApi {
             .map(Response::new)
     }
 
-    async fn heartbeat(
-        &self,
-        req: Request<HeartbeatRequest>,
-    ) -> Result<Response<HeartbeatResponse>, Status> {
+    async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         if !is_leader(&self.node) {
-            return Err(not_leader_status(format!(
-                "node {} is not the leader",
-                self.node.id
-            )));
+            return Err(not_leader_status(format!("node {} is not the leader", self.node.id)));
         }
         self.control
             .heartbeat(registration(req.get_ref()))
@@ -84,15 +69,9 @@ impl AgentService for AgentApi {
         }))
     }
 
-    async fn report_status(
-        &self,
-        req: Request<ReportStatusRequest>,
-    ) -> Result<Response<ReportStatusResponse>, Status> {
+    async fn report_status(&self, req: Request<ReportStatusRequest>) -> Result<Response<ReportStatusResponse>, Status> {
         if !is_leader(&self.node) {
-            return Err(not_leader_status(format!(
-                "node {} is not the leader",
-                self.node.id
-            )));
+            return Err(not_leader_status(format!("node {} is not the leader", self.node.id)));
         }
         let req = req.into_inner();
         let reports = req
@@ -111,9 +90,7 @@ impl AgentService for AgentApi {
 }
 
 /// The leader's agent API, or `None` when this node leads.
-fn leader_client(
-    node: &Node,
-) -> Result<Option<AgentServiceClient<tonic::transport::Channel>>, String> {
+fn leader_client(node: &Node) -> Result<Option<AgentServiceClient<tonic::transport::Channel>>, String> {
     let leader = node.raft.metrics().borrow().current_leader;
     match leader {
         None => Err("no leader known".into()),
@@ -129,16 +106,9 @@ fn leader_client(
 }
 
 /// Sends an executor's reports to the leader (or records them, on the leader).
-pub async fn send_reports(
-    node: &Node,
-    control: &Control,
-    reports: Vec<TaskReport>,
-) -> Result<Vec<TaskId>, String> {
+pub async fn send_reports(node: &Node, control: &Control, reports: Vec<TaskReport>) -> Result<Vec<TaskId>, String> {
     match leader_client(node)? {
-        None => control
-            .report(node.id, reports)
-            .await
-            .map_err(|e| e.to_string()),
+        None => control.report(node.id, reports).await.map_err(|e| e.to_string()),
         Some(mut client) => {
             let req = ReportStatusRequest {
                 node_id: node.id,
@@ -169,14 +139,9 @@ pub async fn heartbeat_loop(node: Arc<Node>, control: Arc<Control>) {
         tick.tick().await;
         let result = match leader_client(&node) {
             Err(e) => Err(e),
-            Ok(None) => control
-                .heartbeat(registration(&req))
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(None) => control.heartbeat(registration(&req)).await.map_err(|e| e.to_string()),
             Ok(Some(mut client)) => {
-                match tokio::time::timeout(Duration::from_secs(1), client.heartbeat(req.clone()))
-                    .await
-                {
+                match tokio::time::timeout(Duration::from_secs(1), client.heartbeat(req.clone())).await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(s)) => Err(s.message().to_string()),
                     Err(_) => Err("timed out".into()),

@@ -71,6 +71,8 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Reply)>) {
 async fn propose(raft: &Raft, mut batch: Vec<(Command, Reply)>) {
     let single = batch.len() == 1;
     let (cmds, replies): (Vec<Command>, Vec<Reply>) = batch.drain(..).unzip();
+    #[cfg(feature = "unsafe-early-ack")]
+    let replies = early_ack::answer_now(&cmds, replies);
     let cmd = if single {
         cmds.into_iter().next().expect("one command")
     } else {
@@ -83,6 +85,8 @@ async fn propose(raft: &Raft, mut batch: Vec<(Command, Reply)>) {
                 Response::Batch(rs) if !single => rs,
                 other => vec![other],
             };
+            #[cfg(feature = "unsafe-early-ack")]
+            responses.iter().for_each(early_ack::learn);
             for (reply, response) in replies.into_iter().zip(responses) {
                 let _ = reply.send(Ok((response, index)));
             }
@@ -95,6 +99,89 @@ async fn propose(raft: &Raft, mut batch: Vec<(Command, Reply)>) {
             for reply in replies {
                 let _ = reply.send(Err(err.clone()));
             }
+        }
+    }
+}
+
+/// DELIBERATELY WRONG, test-only (`--features unsafe-early-ack`): answers service writes
+/// as soon as they are proposed, with the version this leader expects them to get, before
+/// a quorum has them. A leader that dies or is deposed loses acknowledged writes, and a
+/// new leader guesses versions from what it alone has seen. The chaos checker must catch
+/// this (`make chaos-broken`); it proves the checker can fail.
+#[cfg(feature = "unsafe-early-ack")]
+mod early_ack {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use flotilla_types::{Command, PutOutcome, Response};
+    use tokio::sync::oneshot;
+
+    use super::Reply;
+
+    /// Per service: the last version seen or promised here, and whether it exists.
+    static SEEN: Mutex<BTreeMap<String, (u64, bool)>> = Mutex::new(BTreeMap::new());
+
+    /// Answers every service command now; the others keep their reply for the commit.
+    pub(super) fn answer_now(cmds: &[Command], replies: Vec<Reply>) -> Vec<Reply> {
+        cmds.iter()
+            .zip(replies)
+            .map(|(cmd, reply)| match speculate(cmd) {
+                Some(r) => {
+                    let _ = reply.send(Ok((r, 0)));
+                    oneshot::channel().0
+                }
+                None => reply,
+            })
+            .collect()
+    }
+
+    fn speculate(cmd: &Command) -> Option<Response> {
+        let mut seen = SEEN.lock().expect("early-ack lock");
+        match cmd {
+            Command::PutService { spec, .. } => {
+                let (v, exists) = seen.get(&spec.name).copied().unwrap_or((0, false));
+                seen.insert(spec.name.clone(), (v + 1, true));
+                Some(Response::Service {
+                    name: spec.name.clone(),
+                    version: v + 1,
+                    outcome: if exists {
+                        PutOutcome::Updated { from: v }
+                    } else {
+                        PutOutcome::Created
+                    },
+                })
+            }
+            Command::ScaleService { name, replicas, .. } => {
+                let (v, _) = seen.get(name).copied().unwrap_or((0, true));
+                seen.insert(name.clone(), (v + 1, true));
+                Some(Response::Scaled {
+                    name: name.clone(),
+                    version: v + 1,
+                    replicas: *replicas,
+                })
+            }
+            Command::DeleteService { name, .. } => {
+                let (v, _) = seen.get(name).copied().unwrap_or((1, true));
+                seen.insert(name.clone(), (v, false));
+                Some(Response::Deleted {
+                    name: name.clone(),
+                    version: v,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn learn(r: &Response) {
+        let mut seen = SEEN.lock().expect("early-ack lock");
+        match r {
+            Response::Service { name, version, .. } | Response::Scaled { name, version, .. } => {
+                seen.insert(name.clone(), (*version, true));
+            }
+            Response::Deleted { name, version } => {
+                seen.insert(name.clone(), (*version, false));
+            }
+            _ => {}
         }
     }
 }

@@ -35,23 +35,17 @@ pub async fn run(node: Arc<Node>) {
             let node = node.clone();
             async move {
                 let mut client = node.cluster_client(addr).ok()?;
-                let r = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    client.node_status(NodeStatusRequest {}),
-                )
-                .await
-                .ok()?
-                .ok()?;
+                let r = tokio::time::timeout(Duration::from_secs(1), client.node_status(NodeStatusRequest {}))
+                    .await
+                    .ok()?
+                    .ok()?;
                 Some((*id, r.into_inner().initialized))
             }
         }))
         .await;
         let reachable: Vec<_> = answers.into_iter().flatten().collect();
         if let Some((id, _)) = reachable.iter().find(|(_, init)| *init) {
-            tracing::info!(
-                peer = id,
-                "peer already belongs to a cluster; not initializing"
-            );
+            tracing::info!(peer = id, "peer already belongs to a cluster; not initializing");
             return;
         }
         if reachable.len() + 1 >= majority {

@@ -6,16 +6,13 @@ use std::time::Duration;
 
 use flotilla_proto::v1::cluster_service_server::ClusterService;
 use flotilla_proto::v1::{
-    ApplyOutcome, ApplyRequest, ApplyResponse, ClusterStatusRequest, ClusterStatusResponse,
-    DeleteServiceRequest, DeleteServiceResponse, GetServiceRequest, ListNodesRequest,
-    ListNodesResponse, ListServicesRequest, ListServicesResponse, ListTasksRequest,
-    ListTasksResponse, MemberStatus, NodeInfo, NodeStatusRequest, ScaleServiceRequest,
-    ScaleServiceResponse, ServiceInfo, SetNodeAvailabilityRequest, TaskInfo,
+    ApplyOutcome, ApplyRequest, ApplyResponse, ClusterStatusRequest, ClusterStatusResponse, DeleteServiceRequest,
+    DeleteServiceResponse, GetServiceRequest, ListNodesRequest, ListNodesResponse, ListServicesRequest,
+    ListServicesResponse, ListTasksRequest, ListTasksResponse, MemberStatus, NodeInfo, NodeStatusRequest,
+    ScaleServiceRequest, ScaleServiceResponse, ServiceInfo, SetNodeAvailabilityRequest, TaskInfo,
 };
 use flotilla_proto::FORWARDED_HEADER;
-use flotilla_types::{
-    Availability, Command, CommandError, PutOutcome, Response as CmdResponse, ServiceSpec,
-};
+use flotilla_types::{Availability, Command, CommandError, PutOutcome, Response as CmdResponse, ServiceSpec};
 use tonic::{Request, Response, Status};
 
 use crate::node::{now_ms, LocalError, Node};
@@ -40,16 +37,13 @@ fn forwarded<T>(req: &Request<T>) -> bool {
 
 fn forward<T>(msg: T) -> Request<T> {
     let mut r = Request::new(msg);
-    r.metadata_mut()
-        .insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
+    r.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
     r
 }
 
 fn command_error(e: CommandError) -> Status {
     match e {
-        CommandError::ServiceNotFound { .. } | CommandError::NodeNotFound { .. } => {
-            Status::not_found(e.to_string())
-        }
+        CommandError::ServiceNotFound { .. } | CommandError::NodeNotFound { .. } => Status::not_found(e.to_string()),
         CommandError::InvalidSpec(_) => Status::invalid_argument(e.to_string()),
     }
 }
@@ -67,12 +61,7 @@ impl ClusterApi {
         if preview == Some(PutOutcome::Unchanged) {
             node.read_barrier().await?;
             let sm = node.state.read();
-            if let Some(svc) = sm
-                .state
-                .services
-                .get(&spec.name)
-                .filter(|s| s.spec == *spec)
-            {
+            if let Some(svc) = sm.state.services.get(&spec.name).filter(|s| s.spec == *spec) {
                 return Ok(ApplyResponse {
                     name: svc.spec.name.clone(),
                     version: svc.version,
@@ -87,14 +76,7 @@ impl ClusterApi {
             at: now_ms(),
         };
         match node.write(cmd).await? {
-            (
-                CmdResponse::Service {
-                    name,
-                    version,
-                    outcome,
-                },
-                index,
-            ) => Ok(ApplyResponse {
+            (CmdResponse::Service { name, version, outcome }, index) => Ok(ApplyResponse {
                 name,
                 version,
                 outcome: ApplyOutcome::from(outcome).into(),
@@ -125,11 +107,7 @@ impl ClusterApi {
         }
     }
 
-    async fn scale_local(
-        &self,
-        name: &str,
-        replicas: u32,
-    ) -> Result<ScaleServiceResponse, LocalError> {
+    async fn scale_local(&self, name: &str, replicas: u32) -> Result<ScaleServiceResponse, LocalError> {
         let cmd = Command::ScaleService {
             name: name.to_string(),
             replicas,
@@ -153,11 +131,7 @@ impl ClusterApi {
         }
     }
 
-    async fn availability_local(
-        &self,
-        id: u64,
-        availability: Availability,
-    ) -> Result<NodeInfo, LocalError> {
+    async fn availability_local(&self, id: u64, availability: Availability) -> Result<NodeInfo, LocalError> {
         let cmd = Command::SetAvailability {
             id,
             availability,
@@ -166,9 +140,11 @@ impl ClusterApi {
         match self.node.write(cmd).await? {
             (CmdResponse::Node { id }, _) => {
                 let sm = self.node.state.read();
-                let node = sm.state.nodes.get(&id).ok_or_else(|| {
-                    LocalError::Status(Status::not_found(format!("node {id} not found")))
-                })?;
+                let node = sm
+                    .state
+                    .nodes
+                    .get(&id)
+                    .ok_or_else(|| LocalError::Status(Status::not_found(format!("node {id} not found"))))?;
                 Ok(NodeInfo::from_state(node, &sm.state))
             }
             (CmdResponse::Error(e), _) => Err(LocalError::Status(command_error(e))),
@@ -247,6 +223,37 @@ impl ClusterApi {
 #[tonic::async_trait]
 impl ClusterService for ClusterApi {
     type LogsStream = crate::logs::LogChunks;
+    type EventsStream = crate::events::EventStream;
+
+    async fn events(
+        &self,
+        req: Request<flotilla_proto::v1::EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        crate::events::stream(&self.node, req.into_inner()).map(Response::new)
+    }
+
+    async fn dry_run(
+        &self,
+        req: Request<ApplyRequest>,
+    ) -> Result<Response<flotilla_proto::v1::DryRunResponse>, Status> {
+        let fwd = forwarded(&req);
+        let msg = req.into_inner();
+        let spec = ServiceSpec::parse(&msg.spec).map_err(|e| Status::invalid_argument(format!("invalid spec: {e}")))?;
+        let (spec, msg) = (&spec, &msg);
+        // On the leader, after a read barrier: the preview starts from the current state.
+        self.node
+            .on_leader(
+                fwd,
+                true,
+                || async move {
+                    self.node.read_barrier().await?;
+                    Ok(crate::events::dry_run(&self.node, spec))
+                },
+                |mut c| async move { c.dry_run(forward(msg.clone())).await },
+            )
+            .await
+            .map(Response::new)
+    }
 
     async fn verify(
         &self,
@@ -264,10 +271,7 @@ impl ClusterService for ClusterApi {
             .map(Response::new)
     }
 
-    async fn logs(
-        &self,
-        req: Request<flotilla_proto::v1::LogsRequest>,
-    ) -> Result<Response<Self::LogsStream>, Status> {
+    async fn logs(&self, req: Request<flotilla_proto::v1::LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
         let req = req.into_inner();
         crate::logs::gather(
             self.node.clone(),
@@ -284,8 +288,7 @@ impl ClusterService for ClusterApi {
     async fn apply(&self, req: Request<ApplyRequest>) -> Result<Response<ApplyResponse>, Status> {
         let fwd = forwarded(&req);
         let msg = req.into_inner();
-        let spec = ServiceSpec::parse(&msg.spec)
-            .map_err(|e| Status::invalid_argument(format!("invalid spec: {e}")))?;
+        let spec = ServiceSpec::parse(&msg.spec).map_err(|e| Status::invalid_argument(format!("invalid spec: {e}")))?;
         tracing::debug!(service = %spec.name, "apply");
         let spec = &spec;
         let msg = &msg;
@@ -319,10 +322,7 @@ impl ClusterService for ClusterApi {
             .map(Response::new)
     }
 
-    async fn get_service(
-        &self,
-        req: Request<GetServiceRequest>,
-    ) -> Result<Response<ServiceInfo>, Status> {
+    async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<ServiceInfo>, Status> {
         let fwd = forwarded(&req);
         let msg = req.into_inner();
         if msg.stale {
@@ -343,10 +343,7 @@ impl ClusterService for ClusterApi {
             .map(Response::new)
     }
 
-    async fn list_services(
-        &self,
-        req: Request<ListServicesRequest>,
-    ) -> Result<Response<ListServicesResponse>, Status> {
+    async fn list_services(&self, req: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
         let fwd = forwarded(&req);
         let msg = req.into_inner();
         if msg.stale {
@@ -415,18 +412,12 @@ impl ClusterService for ClusterApi {
         }))
     }
 
-    async fn node_status(
-        &self,
-        _req: Request<NodeStatusRequest>,
-    ) -> Result<Response<MemberStatus>, Status> {
+    async fn node_status(&self, _req: Request<NodeStatusRequest>) -> Result<Response<MemberStatus>, Status> {
         Ok(Response::new(self.node.local_status()))
     }
 
     #[tracing::instrument(skip_all, fields(node = self.node.id))]
-    async fn scale_service(
-        &self,
-        req: Request<ScaleServiceRequest>,
-    ) -> Result<Response<ScaleServiceResponse>, Status> {
+    async fn scale_service(&self, req: Request<ScaleServiceRequest>) -> Result<Response<ScaleServiceResponse>, Status> {
         let fwd = forwarded(&req);
         let msg = req.into_inner();
         let msg = &msg;
@@ -441,10 +432,7 @@ impl ClusterService for ClusterApi {
             .map(Response::new)
     }
 
-    async fn list_tasks(
-        &self,
-        req: Request<ListTasksRequest>,
-    ) -> Result<Response<ListTasksResponse>, Status> {
+    async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
         let fwd = forwarded(&req);
         let msg = req.into_inner();
         if msg.stale {
@@ -465,10 +453,7 @@ impl ClusterService for ClusterApi {
             .map(Response::new)
     }
 
-    async fn list_nodes(
-        &self,
-        req: Request<ListNodesRequest>,
-    ) -> Result<Response<ListNodesResponse>, Status> {
+    async fn list_nodes(&self, req: Request<ListNodesRequest>) -> Result<Response<ListNodesResponse>, Status> {
         let fwd = forwarded(&req);
         let msg = req.into_inner();
         if msg.stale {

@@ -131,11 +131,7 @@ pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, String>, String> {
             return Err("peer ids start at 1".into());
         }
         let addr = addr.trim();
-        if addr
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .is_none()
-        {
+        if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
             return Err(format!("peer {id} address {addr:?} must be HOST:PORT"));
         }
         if peers.insert(id, addr.to_string()).is_some() {

@@ -23,12 +23,7 @@ impl DesiredSource for ReplicaSource {
             .tasks
             .values()
             .filter(|t| t.node == Some(self.node))
-            .map(|t| {
-                (
-                    t.clone(),
-                    sm.state.services.get(&t.service).map(|s| s.spec.clone()),
-                )
-            })
+            .map(|t| (t.clone(), sm.state.services.get(&t.service).map(|s| s.spec.clone())))
             .collect()
     }
 }

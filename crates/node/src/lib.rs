@@ -10,6 +10,7 @@ mod batcher;
 mod bootstrap;
 mod cluster_service;
 pub mod config;
+mod events;
 mod executor;
 mod logs;
 mod network;
@@ -89,6 +90,7 @@ pub async fn run(
     let node = Arc::new(node::Node::new(config.clone(), raft.clone(), state.clone()));
     tracing::info!(id = config.id, listen = %config.listen, data_dir = %config.data_dir.display(), "agent started");
     tokio::spawn(bootstrap::run(node.clone()));
+    let leader_events = tokio::spawn(events::watch_leader(node.clone()));
     let control = flotilla_control::Control::new(raft.clone(), state, config.control.clone());
     let supervisor = control.spawn();
     let heartbeats = tokio::spawn(agent_service::heartbeat_loop(node.clone(), control.clone()));
@@ -132,6 +134,7 @@ pub async fn run(
     heartbeats.abort();
     supervisor.abort();
     executor.abort();
+    leader_events.abort();
     tracing::info!("shutting down raft");
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");

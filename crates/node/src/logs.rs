@@ -17,11 +17,7 @@ use crate::node::Node;
 pub type LogChunks = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send>>;
 
 /// The logs of `task`, which runs on this node.
-pub async fn local(
-    node: &Node,
-    driver: Arc<dyn Driver>,
-    req: TaskLogsRequest,
-) -> Result<LogChunks, Status> {
+pub async fn local(node: &Node, driver: Arc<dyn Driver>, req: TaskLogsRequest) -> Result<LogChunks, Status> {
     let labels = BTreeMap::from([
         (LABEL_CLUSTER.to_string(), node.config.cluster.clone()),
         (LABEL_TASK.to_string(), req.task.clone()),
@@ -72,21 +68,15 @@ pub async fn gather(
         let state = &sm.state;
         if let Some(t) = state.tasks.get(target) {
             vec![(t.id.clone(), t.node)]
-        } else if state.services.contains_key(target)
-            || state.tasks.values().any(|t| t.service == target)
-        {
+        } else if state.services.contains_key(target) || state.tasks.values().any(|t| t.service == target) {
             state
                 .tasks
                 .values()
-                .filter(|t| {
-                    t.service == target && t.desired == DesiredState::Running && t.node.is_some()
-                })
+                .filter(|t| t.service == target && t.desired == DesiredState::Running && t.node.is_some())
                 .map(|t| (t.id.clone(), t.node))
                 .collect()
         } else {
-            return Err(Status::not_found(format!(
-                "no task or service named {target:?}"
-            )));
+            return Err(Status::not_found(format!("no task or service named {target:?}")));
         }
     };
     let mut streams: Vec<LogChunks> = Vec::new();
@@ -110,9 +100,7 @@ pub async fn gather(
         }
     }
     if streams.is_empty() {
-        return Err(Status::not_found(format!(
-            "{target:?} has no running task with logs"
-        )));
+        return Err(Status::not_found(format!("{target:?} has no running task with logs")));
     }
     Ok(Box::pin(futures::stream::select_all(streams)))
 }

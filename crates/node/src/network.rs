@@ -7,13 +7,13 @@ use flotilla_proto::v1::raft_service_client::RaftServiceClient;
 use flotilla_proto::v1::{snapshot_chunk, RaftMessage, SnapshotChunk, SnapshotHeader};
 use flotilla_store::{NodeId, TypeConfig};
 use openraft::error::{
-    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
-    StreamingError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
+    Unreachable,
 };
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, SnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, Snapshot, Vote};
 use serde::de::DeserializeOwned;
@@ -85,20 +85,13 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, NetworkError> {
 
 impl PeerClient {
     fn client(&self) -> Result<RaftServiceClient<Channel>, Unreachable> {
-        self.client
-            .clone()
-            .map_err(|e| Unreachable::new(&TransportError(e)))
+        self.client.clone().map_err(|e| Unreachable::new(&TransportError(e)))
     }
 
     /// Maps a failed call: connection trouble makes openraft back off, anything else is
     /// retried at once.
     fn status_error(&self, status: tonic::Status) -> StatusKind {
-        let err = TransportError(format!(
-            "node {} at {}: {}",
-            self.target,
-            self.addr,
-            status.message()
-        ));
+        let err = TransportError(format!("node {} at {}: {}", self.target, self.addr, status.message()));
         match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 StatusKind::Unreachable(Unreachable::new(&err))
@@ -107,12 +100,7 @@ impl PeerClient {
         }
     }
 
-    async fn call<Req, Resp, E, F, Fut>(
-        &mut self,
-        req: &Req,
-        ttl: Duration,
-        f: F,
-    ) -> RpcResult<Resp, E>
+    async fn call<Req, Resp, E, F, Fut>(&mut self, req: &Req, ttl: Duration, f: F) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -154,21 +142,17 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        self.call(&rpc, option.hard_ttl(), |mut c, m| async move {
-            c.append_entries(m).await
-        })
+        self.call(
+            &rpc,
+            option.hard_ttl(),
+            |mut c, m| async move { c.append_entries(m).await },
+        )
         .await
     }
 
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<NodeId>,
-        option: RPCOption,
-    ) -> RpcResult<VoteResponse<NodeId>> {
-        self.call(&rpc, option.hard_ttl(), |mut c, m| async move {
-            c.vote(m).await
-        })
-        .await
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+        self.call(&rpc, option.hard_ttl(), |mut c, m| async move { c.vote(m).await })
+            .await
     }
 
     /// Chunked snapshots are not used: `full_snapshot` streams the whole snapshot.
@@ -217,10 +201,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         };
         let reply = match reply {
             Err(_) => {
-                let err = TransportError(format!(
-                    "snapshot to node {} timed out after {ttl:?}",
-                    self.target
-                ));
+                let err = TransportError(format!("snapshot to node {} timed out after {ttl:?}", self.target));
                 return Err(StreamingError::Unreachable(Unreachable::new(&err)));
             }
             Ok(Err(status)) => {

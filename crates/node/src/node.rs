@@ -50,8 +50,7 @@ pub use flotilla_control::now_ms;
 
 pub fn not_leader_status(msg: impl Into<String>) -> Status {
     let mut s = Status::unavailable(msg);
-    s.metadata_mut()
-        .insert(NOT_LEADER, "1".parse().expect("ascii"));
+    s.metadata_mut().insert(NOT_LEADER, "1".parse().expect("ascii"));
     s
 }
 
@@ -120,15 +119,58 @@ impl Node {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Status::unavailable(format!(
-                    "no leader: node {} has not seen a leader elected within {LEADER_WAIT:?}; \
-                     a majority of voters must be running and reachable",
-                    self.id
-                )));
+                return Err(self.no_leader().await);
             }
             // Wake on the next metrics change, or re-check shortly.
-            let _ =
-                tokio::time::timeout(left.min(Duration::from_millis(100)), metrics.changed()).await;
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), metrics.changed()).await;
+        }
+    }
+
+    /// Why there is no leader, in the operator's terms: how many voters answer.
+    async fn no_leader(&self) -> Status {
+        let voters: Vec<(NodeId, String)> = {
+            let m = self.raft.metrics().borrow().membership_config.clone();
+            let membership = m.membership();
+            membership
+                .voter_ids()
+                .filter_map(|id| membership.get_node(&id).map(|n| (id, n.addr.clone())))
+                .collect()
+        };
+        if voters.is_empty() {
+            return Status::unavailable(format!(
+                "no leader: node {} is not part of an initialized cluster yet; start the other \
+                 peers (the lowest id initializes the cluster once a majority answers)",
+                self.id
+            ));
+        }
+        let answers = futures::future::join_all(voters.iter().map(|(id, addr)| async move {
+            if *id == self.id {
+                return true;
+            }
+            let Ok(mut client) = self.cluster_client(addr) else {
+                return false;
+            };
+            let status = client.node_status(flotilla_proto::v1::NodeStatusRequest {});
+            matches!(
+                tokio::time::timeout(Duration::from_millis(500), status).await,
+                Ok(Ok(_))
+            )
+        }))
+        .await;
+        let reachable = answers.iter().filter(|ok| **ok).count();
+        let majority = voters.len() / 2 + 1;
+        if reachable < majority {
+            Status::unavailable(format!(
+                "no leader: {reachable} of {} voters reachable; a majority ({majority}) is needed. \
+                 Start or reconnect the missing nodes",
+                voters.len()
+            ))
+        } else {
+            Status::unavailable(format!(
+                "no leader: {reachable} of {} voters reachable but none elected within {LEADER_WAIT:?}; \
+                 an election may be in progress, try again",
+                voters.len()
+            ))
         }
     }
 
@@ -155,9 +197,7 @@ impl Node {
                 Route::Local => match local().await {
                     Ok(v) => return Ok(v),
                     Err(LocalError::Status(s)) => return Err(s),
-                    Err(LocalError::NotLeader) => {
-                        not_leader_status(format!("node {} lost leadership", self.id))
-                    }
+                    Err(LocalError::NotLeader) => not_leader_status(format!("node {} lost leadership", self.id)),
                 },
                 Route::Remote { id, .. } if forwarded => {
                     return Err(not_leader_status(format!(
@@ -193,9 +233,7 @@ impl Node {
         match self.batcher.write(cmd).await {
             Ok(r) => Ok(r),
             Err(WriteError::NotLeader) => Err(LocalError::NotLeader),
-            Err(WriteError::Failed(e)) => Err(LocalError::Status(Status::internal(format!(
-                "raft write failed: {e}"
-            )))),
+            Err(WriteError::Failed(e)) => Err(LocalError::Status(Status::internal(format!("raft write failed: {e}")))),
         }
     }
 
@@ -204,14 +242,10 @@ impl Node {
     pub async fn read_barrier(&self) -> Result<(), LocalError> {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
-                Err(LocalError::NotLeader)
-            }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                Err(LocalError::Status(Status::unavailable(format!(
-                    "leader cannot reach a quorum: {e}"
-                ))))
-            }
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(LocalError::NotLeader),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err(LocalError::Status(
+                Status::unavailable(format!("leader cannot reach a quorum: {e}")),
+            )),
             Err(e) => Err(LocalError::Status(Status::internal(format!(
                 "read barrier failed: {e}"
             )))),

@@ -31,10 +31,7 @@ fn reply<T: serde::Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
 
 #[tonic::async_trait]
 impl RaftService for RaftServer {
-    async fn append_entries(
-        &self,
-        req: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
+    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc = decode(&req.into_inner().data, "append entries request")?;
         reply(&self.raft.append_entries(rpc).await)
     }
@@ -44,20 +41,13 @@ impl RaftService for RaftServer {
         reply(&self.raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(
-        &self,
-        req: Request<Streaming<SnapshotChunk>>,
-    ) -> Result<Response<RaftMessage>, Status> {
+    async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftMessage>, Status> {
         let mut stream = req.into_inner();
         let header = match stream.message().await? {
             Some(SnapshotChunk {
                 kind: Some(snapshot_chunk::Kind::Header(h)),
             }) => h,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "snapshot stream must start with a header",
-                ))
-            }
+            _ => return Err(Status::invalid_argument("snapshot stream must start with a header")),
         };
         let vote: Vote<u64> = decode(&header.vote, "snapshot vote")?;
         let meta: SnapshotMeta = decode(&header.meta, "snapshot meta")?;
@@ -65,11 +55,7 @@ impl RaftService for RaftServer {
         while let Some(chunk) = stream.message().await? {
             match chunk.kind {
                 Some(snapshot_chunk::Kind::Data(d)) => data.extend_from_slice(&d),
-                _ => {
-                    return Err(Status::invalid_argument(
-                        "a snapshot has exactly one header",
-                    ))
-                }
+                _ => return Err(Status::invalid_argument("a snapshot has exactly one header")),
             }
         }
         if data.len() as u64 != header.total_bytes {

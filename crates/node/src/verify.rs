@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use flotilla_proto::v1::{
-    MemberDigest, NodeStatusRequest, StateDigestRequest, StateDigestResponse, VerifyResponse,
-};
+use flotilla_proto::v1::{MemberDigest, NodeStatusRequest, StateDigestRequest, StateDigestResponse, VerifyResponse};
 use tonic::Status;
 
 use crate::node::Node;
@@ -49,23 +47,17 @@ async fn applied(node: &Node, id: u64, addr: &str) -> Option<u64> {
         return Some(node.local_status().applied_index);
     }
     let mut client = node.cluster_client(addr).ok()?;
-    let r = tokio::time::timeout(
-        Duration::from_secs(1),
-        client.node_status(NodeStatusRequest {}),
-    )
-    .await
-    .ok()?
-    .ok()?;
+    let r = tokio::time::timeout(Duration::from_secs(1), client.node_status(NodeStatusRequest {}))
+        .await
+        .ok()?
+        .ok()?;
     Some(r.into_inner().applied_index)
 }
 
 pub async fn verify(node: &Node) -> Result<VerifyResponse, Status> {
     let members: Vec<(u64, String)> = {
         let m = node.raft.metrics().borrow().membership_config.clone();
-        m.membership()
-            .nodes()
-            .map(|(id, n)| (*id, n.addr.clone()))
-            .collect()
+        m.membership().nodes().map(|(id, n)| (*id, n.addr.clone())).collect()
     };
     let mut last = None;
     for _ in 0..ATTEMPTS {
@@ -74,13 +66,11 @@ pub async fn verify(node: &Node) -> Result<VerifyResponse, Status> {
         for (id, addr) in &members {
             target = target.max(applied(node, *id, addr).await.unwrap_or(0));
         }
-        let answers = futures::future::join_all(members.iter().map(|(id, addr)| async move {
-            (
-                *id,
-                addr.clone(),
-                member_digest(node, *id, addr, target).await,
-            )
-        }))
+        let answers = futures::future::join_all(
+            members
+                .iter()
+                .map(|(id, addr)| async move { (*id, addr.clone(), member_digest(node, *id, addr, target).await) }),
+        )
         .await;
         let passed = answers
             .iter()
@@ -104,10 +94,7 @@ pub async fn verify(node: &Node) -> Result<VerifyResponse, Status> {
                 },
             })
             .collect();
-        let first = members
-            .first()
-            .map(|m| m.digest.clone())
-            .unwrap_or_default();
+        let first = members.first().map(|m| m.digest.clone()).unwrap_or_default();
         let agree = !members.is_empty() && members.iter().all(|m| m.reachable && m.digest == first);
         let response = VerifyResponse {
             index: target,

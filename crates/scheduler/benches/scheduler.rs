@@ -7,16 +7,12 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use flotilla_scheduler::{place, reconcile, ClusterView, PendingTask};
 use flotilla_types::{
-    Availability, Capacity, DesiredState, Node, NodeStatus, Service, ServiceSpec, State, Task,
-    TaskState,
+    Availability, Capacity, DesiredState, Node, NodeStatus, Service, ServiceSpec, State, Task, TaskState,
 };
 
 fn node(id: u64) -> Node {
     let mut labels = BTreeMap::new();
-    labels.insert(
-        "zone".to_string(),
-        ["a", "b", "c"][(id % 3) as usize].to_string(),
-    );
+    labels.insert("zone".to_string(), ["a", "b", "c"][(id % 3) as usize].to_string());
     Node {
         id,
         address: String::new(),
@@ -34,10 +30,7 @@ fn node(id: u64) -> Node {
 
 fn service(name: &str, replicas: u32) -> Service {
     Service {
-        spec: ServiceSpec::parse(&format!(
-            "name: {name}\nimage: busybox\nreplicas: {replicas}\n"
-        ))
-        .unwrap(),
+        spec: ServiceSpec::parse(&format!("name: {name}\nimage: busybox\nreplicas: {replicas}\n")).unwrap(),
         version: 1,
         template_version: 1,
         created_at: 0,

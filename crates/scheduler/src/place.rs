@@ -216,10 +216,6 @@ pub fn place(view: &ClusterView<'_>, pending: &[PendingTask]) -> Plan {
 /// How full a node is, cpu and memory weighted equally, in millionths of capacity.
 fn score(node: &flotilla_types::Node, a: Alloc) -> u64 {
     // A node with no capacity sorts last (it also fails the fit check).
-    let frac = |used: u64, cap: u64| {
-        used.saturating_mul(1_000_000)
-            .checked_div(cap)
-            .unwrap_or(u64::MAX / 4)
-    };
+    let frac = |used: u64, cap: u64| used.saturating_mul(1_000_000).checked_div(cap).unwrap_or(u64::MAX / 4);
     frac(a.cpu, node.capacity.cpu_millis).saturating_add(frac(a.mem, node.capacity.memory_mb))
 }

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use flotilla_types::{
-    Availability, DesiredState, Millis, NodeStatus, RestartCondition, RestartPolicy, Service,
-    StopReason, Task, TaskState,
+    Availability, DesiredState, Millis, NodeStatus, RestartCondition, RestartPolicy, Service, StopReason, Task,
+    TaskState,
 };
 
 use crate::view::ClusterView;
@@ -47,11 +47,8 @@ pub fn backoff(policy: &RestartPolicy, attempt: u32) -> Millis {
 pub fn reconcile(view: &ClusterView<'_>, now: Millis) -> Vec<Action> {
     let mut actions = Vec::new();
     let node_down = |t: &Task| {
-        t.node.is_some_and(|n| {
-            view.nodes
-                .get(&n)
-                .is_none_or(|node| node.status == NodeStatus::Down)
-        })
+        t.node
+            .is_some_and(|n| view.nodes.get(&n).is_none_or(|node| node.status == NodeStatus::Down))
     };
     let mut lost: HashSet<&str> = HashSet::new();
     for t in view.tasks.values() {
@@ -105,12 +102,7 @@ pub fn reconcile(view: &ClusterView<'_>, now: Millis) -> Vec<Action> {
 }
 
 /// For a task whose slot should no longer run: stop it if it runs, forget it once done.
-fn stop_or_forget(
-    t: &Task,
-    reason: StopReason,
-    finished: &impl Fn(&Task) -> bool,
-    actions: &mut Vec<Action>,
-) {
+fn stop_or_forget(t: &Task, reason: StopReason, finished: &impl Fn(&Task) -> bool, actions: &mut Vec<Action>) {
     if finished(t) {
         actions.push(Action::Remove { task: t.id.clone() });
     } else if t.desired == DesiredState::Running {
@@ -226,9 +218,7 @@ fn restart_after_failure(
     if policy.max_attempts > 0 && latest.attempt >= policy.max_attempts {
         return;
     }
-    let ready_at = latest
-        .updated_at
-        .saturating_add(backoff(policy, latest.attempt));
+    let ready_at = latest.updated_at.saturating_add(backoff(policy, latest.attempt));
     if now >= ready_at {
         actions.push(create(latest.attempt + 1));
     }

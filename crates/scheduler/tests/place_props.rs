@@ -31,18 +31,12 @@ struct ServiceGen {
 }
 
 fn node_gen() -> impl Strategy<Value = NodeGen> {
-    (
-        0u64..4000,
-        0u64..4096,
-        proptest::option::of(0usize..3),
-        0u8..10,
-    )
-        .prop_map(|(cpu, mem, zone, status)| NodeGen {
-            cpu,
-            mem,
-            zone,
-            status,
-        })
+    (0u64..4000, 0u64..4096, proptest::option::of(0usize..3), 0u8..10).prop_map(|(cpu, mem, zone, status)| NodeGen {
+        cpu,
+        mem,
+        zone,
+        status,
+    })
 }
 
 fn service_gen() -> impl Strategy<Value = ServiceGen> {
@@ -54,16 +48,14 @@ fn service_gen() -> impl Strategy<Value = ServiceGen> {
         proptest::option::of(1u32..4),
         0usize..4,
     )
-        .prop_map(
-            |(cpu, mem, tasks, constraint, max_per_node, existing)| ServiceGen {
-                cpu,
-                mem,
-                tasks,
-                constraint,
-                max_per_node,
-                existing,
-            },
-        )
+        .prop_map(|(cpu, mem, tasks, constraint, max_per_node, existing)| ServiceGen {
+            cpu,
+            mem,
+            tasks,
+            constraint,
+            max_per_node,
+            existing,
+        })
 }
 
 /// A cluster whose existing tasks already fit, and the pending tasks to place.
@@ -100,8 +92,7 @@ fn build(nodes: &[NodeGen], services: &[ServiceGen]) -> (State, Vec<PendingTask>
         for e in 0..g.existing {
             if let Some(n) = ns.iter().find(|n| {
                 let (c, m) = used.get(&n.id).copied().unwrap_or_default();
-                c + u64::from(g.cpu) <= n.capacity.cpu_millis
-                    && m + u64::from(g.mem) <= n.capacity.memory_mb
+                c + u64::from(g.cpu) <= n.capacity.cpu_millis && m + u64::from(g.mem) <= n.capacity.memory_mb
             }) {
                 let u = used.entry(n.id).or_default();
                 u.0 += u64::from(g.cpu);
@@ -236,22 +227,10 @@ fn reasons_read_like_an_operator_expects() {
     }];
     let plan = place(&ClusterView::of(&state), &pending);
     let err = plan.placements[0].as_ref().unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "0/3 nodes: 2 insufficient memory, 1 drained"
-    );
+    assert_eq!(err.to_string(), "0/3 nodes: 2 insufficient memory, 1 drained");
 
-    state
-        .services
-        .get_mut("web")
-        .unwrap()
-        .spec
-        .placement
-        .constraints = vec!["zone == b".into()];
+    state.services.get_mut("web").unwrap().spec.placement.constraints = vec!["zone == b".into()];
     let plan = place(&ClusterView::of(&state), &pending);
     let err = plan.placements[0].as_ref().unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "0/3 nodes: 2 not matching `zone == b`, 1 drained"
-    );
+    assert_eq!(err.to_string(), "0/3 nodes: 2 not matching `zone == b`, 1 drained");
 }

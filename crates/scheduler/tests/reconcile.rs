@@ -4,9 +4,7 @@ mod common;
 
 use common::{node, service, state, task};
 use flotilla_scheduler::{backoff, reconcile, Action, ClusterView};
-use flotilla_types::{
-    Availability, DesiredState, Duration, NodeStatus, RestartCondition, StopReason, TaskState,
-};
+use flotilla_types::{Availability, DesiredState, Duration, NodeStatus, RestartCondition, StopReason, TaskState};
 
 fn create(svc: &str, slot: u32, attempt: u32) -> Action {
     Action::Create {
@@ -37,10 +35,7 @@ fn scale_up_creates_one_task_per_empty_slot() {
         vec![task("web", 0, 1, Some(1), TaskState::Running)],
     );
     let actions = reconcile(&ClusterView::of(&s), 0);
-    assert_eq!(
-        sorted(actions),
-        vec![create("web", 1, 0), create("web", 2, 0)]
-    );
+    assert_eq!(sorted(actions), vec![create("web", 1, 0), create("web", 2, 0)]);
 }
 
 #[test]
@@ -91,9 +86,7 @@ fn a_deleted_service_has_every_task_stopped_then_forgotten() {
         sorted(actions),
         vec![
             stop("web.0.1", StopReason::ServiceDeleted),
-            Action::Remove {
-                task: "web.2.3".into()
-            }
+            Action::Remove { task: "web.2.3".into() }
         ]
     );
 }
@@ -113,12 +106,7 @@ fn tasks_on_a_down_node_are_lost_and_replaced_at_once() {
     // Losing a node is not the workload's failure: the attempt count is kept.
     assert_eq!(
         sorted(actions),
-        vec![
-            create("web", 1, 3),
-            Action::MarkLost {
-                task: "web.1.2".into()
-            }
-        ]
+        vec![create("web", 1, 3), Action::MarkLost { task: "web.1.2".into() }]
     );
 }
 
@@ -190,22 +178,13 @@ fn restart_policy_limits() {
     };
     // on-failure: a clean exit completes the slot, a failure restarts it.
     assert!(run(RestartCondition::OnFailure, 0, 0, 0).is_empty());
-    assert_eq!(
-        run(RestartCondition::OnFailure, 0, 1, 0),
-        vec![create("job", 0, 1)]
-    );
+    assert_eq!(run(RestartCondition::OnFailure, 0, 1, 0), vec![create("job", 0, 1)]);
     // always: even a clean exit restarts.
-    assert_eq!(
-        run(RestartCondition::Always, 0, 0, 0),
-        vec![create("job", 0, 1)]
-    );
+    assert_eq!(run(RestartCondition::Always, 0, 0, 0), vec![create("job", 0, 1)]);
     // never: nothing, whatever the code.
     assert!(run(RestartCondition::Never, 0, 1, 0).is_empty());
     // max_attempts 3: attempts 0, 1, 2 may be followed by another; attempt 3 is the last.
-    assert_eq!(
-        run(RestartCondition::OnFailure, 3, 1, 2),
-        vec![create("job", 0, 3)]
-    );
+    assert_eq!(run(RestartCondition::OnFailure, 3, 1, 2), vec![create("job", 0, 3)]);
     assert!(run(RestartCondition::OnFailure, 3, 1, 3).is_empty());
 }
 
@@ -274,15 +253,9 @@ fn history_keeps_only_the_newest_finished_tasks_per_slot() {
     assert_eq!(
         sorted(actions),
         vec![
-            Action::Remove {
-                task: "web.0.1".into()
-            },
-            Action::Remove {
-                task: "web.0.2".into()
-            },
-            Action::Remove {
-                task: "web.0.3".into()
-            },
+            Action::Remove { task: "web.0.1".into() },
+            Action::Remove { task: "web.0.2".into() },
+            Action::Remove { task: "web.0.3".into() },
         ]
     );
 }

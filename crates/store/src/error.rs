@@ -16,9 +16,5 @@ pub enum StoreError {
     #[error("inconsistent data dir: {0}")]
     Inconsistent(String),
     #[error("data dir {dir} belongs to node {found}, not node {expected}")]
-    WrongNode {
-        dir: PathBuf,
-        found: u64,
-        expected: u64,
-    },
+    WrongNode { dir: PathBuf, found: u64, expected: u64 },
 }

@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::StoreError;
 pub use log_store::LogStore;
-pub use state_machine::{
-    state_digest, DigestError, SharedState, StateMachineData, StateMachineStore,
-};
+pub use state_machine::{state_digest, DigestError, SharedState, StateMachineData, StateMachineStore};
 
 use flotilla_types::{Command, Response};
 
@@ -111,12 +109,8 @@ fn check_identity(dir: &DataDir, id: NodeId) -> Result<bool, StoreError> {
     };
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let ident: Identity = serde_json::from_slice(&bytes).map_err(|e| {
-                StoreError::Corrupt(format!(
-                    "{} is not a node identity file: {e}",
-                    path.display()
-                ))
-            })?;
+            let ident: Identity = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{} is not a node identity file: {e}", path.display())))?;
             if ident.node_id != id {
                 return Err(StoreError::WrongNode {
                     dir: dir.root().to_path_buf(),

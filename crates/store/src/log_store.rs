@@ -11,9 +11,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogId, StorageError, StorageIOError};
-use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
-};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 use crate::{Entry, LogId, NodeId, StoreError, TypeConfig, Vote};
 
@@ -81,12 +79,9 @@ impl LogStore {
     }
 
     fn check_readable(&self) -> Result<(), String> {
-        self.read_meta::<Vote>(KEY_VOTE)
-            .map_err(|e| e.to_string())?;
-        self.read_meta::<LogId>(KEY_COMMITTED)
-            .map_err(|e| e.to_string())?;
-        self.read_meta::<LogId>(KEY_LAST_PURGED)
-            .map_err(|e| e.to_string())?;
+        self.read_meta::<Vote>(KEY_VOTE).map_err(|e| e.to_string())?;
+        self.read_meta::<LogId>(KEY_COMMITTED).map_err(|e| e.to_string())?;
+        self.read_meta::<LogId>(KEY_LAST_PURGED).map_err(|e| e.to_string())?;
         let mut expected = None;
         for item in self.db.iterator_cf(self.cf(CF_LOGS), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| e.to_string())?;
@@ -94,8 +89,8 @@ impl LogStore {
             if expected.is_some_and(|e| e != index) {
                 return Err(format!("log has a hole before index {index}"));
             }
-            let entry: Entry = serde_json::from_slice(&v)
-                .map_err(|e| format!("log entry {index} does not decode: {e}"))?;
+            let entry: Entry =
+                serde_json::from_slice(&v).map_err(|e| format!("log entry {index} does not decode: {e}"))?;
             if entry.get_log_id().index != index {
                 return Err(format!(
                     "log entry stored at {index} claims index {}",
@@ -112,9 +107,7 @@ impl LogStore {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("column family created at open")
+        self.db.cf_handle(name).expect("column family created at open")
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> StorageResult<Option<T>> {
@@ -127,18 +120,9 @@ impl LogStore {
             .transpose()
     }
 
-    fn write_meta<T: serde::Serialize>(
-        &self,
-        key: &[u8],
-        value: &T,
-        sync: bool,
-    ) -> Result<(), rocksdb::Error> {
+    fn write_meta<T: serde::Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), rocksdb::Error> {
         let bytes = serde_json::to_vec(value).expect("meta serializes");
-        let opts = if sync {
-            synced()
-        } else {
-            WriteOptions::default()
-        };
+        let opts = if sync { synced() } else { WriteOptions::default() };
         self.db.put_cf_opt(self.cf(CF_META), key, bytes, &opts)
     }
 
@@ -153,8 +137,7 @@ impl LogStore {
             None => Ok(None),
             Some(item) => {
                 let (_, v) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-                let entry: Entry =
-                    serde_json::from_slice(&v).map_err(|e| StorageIOError::read_logs(&e))?;
+                let entry: Entry = serde_json::from_slice(&v).map_err(|e| StorageIOError::read_logs(&e))?;
                 Ok(Some(*entry.get_log_id()))
             }
         }
@@ -181,17 +164,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let key = index_key(start);
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(
-            self.cf(CF_LOGS),
-            IteratorMode::From(&key, Direction::Forward),
-        ) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_LOGS), IteratorMode::From(&key, Direction::Forward))
+        {
             let (k, v) = item.map_err(|e| StorageIOError::read_logs(&e))?;
             let index = key_index(&k);
             if !range.contains(&index) {
                 break;
             }
-            let entry: Entry =
-                serde_json::from_slice(&v).map_err(|e| StorageIOError::read_logs(&e))?;
+            let entry: Entry = serde_json::from_slice(&v).map_err(|e| StorageIOError::read_logs(&e))?;
             out.push(entry);
         }
         Ok(out)
@@ -262,11 +244,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> StorageResult<()> {
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(
-            self.cf(CF_LOGS),
-            index_key(log_id.index),
-            index_key(u64::MAX),
-        );
+        batch.delete_range_cf(self.cf(CF_LOGS), index_key(log_id.index), index_key(u64::MAX));
         batch.delete_cf(self.cf(CF_LOGS), index_key(u64::MAX));
         self.write_synced(batch)
             .await

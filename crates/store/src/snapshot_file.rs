@@ -54,8 +54,8 @@ pub fn decode(bytes: &[u8], what: &str) -> Result<(SnapshotMeta, Vec<u8>), Store
     if body.len() < 4 + meta_len {
         return Err(corrupt("metadata overruns the body".into()));
     }
-    let meta: SnapshotMeta = serde_json::from_slice(&body[4..4 + meta_len])
-        .map_err(|e| corrupt(format!("bad metadata: {e}")))?;
+    let meta: SnapshotMeta =
+        serde_json::from_slice(&body[4..4 + meta_len]).map_err(|e| corrupt(format!("bad metadata: {e}")))?;
     Ok((meta, body[4 + meta_len..].to_vec()))
 }
 
@@ -92,10 +92,7 @@ mod tests {
 
     fn meta() -> SnapshotMeta {
         SnapshotMeta {
-            last_log_id: Some(openraft::LogId::new(
-                openraft::CommittedLeaderId::new(3, 1),
-                42,
-            )),
+            last_log_id: Some(openraft::LogId::new(openraft::CommittedLeaderId::new(3, 1), 42)),
             last_membership: Default::default(),
             snapshot_id: "3-42-1".into(),
         }

@@ -12,11 +12,9 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError};
 use tokio::sync::{oneshot, watch};
 
-use flotilla_types::{Response, State};
+use flotilla_types::{events_of, Event, Response, State};
 
-use crate::{
-    snapshot_file, Entry, LogId, NodeId, SnapshotMeta, StoreError, StoredMembership, TypeConfig,
-};
+use crate::{snapshot_file, Entry, LogId, NodeId, SnapshotMeta, StoreError, StoredMembership, TypeConfig};
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
@@ -33,10 +31,15 @@ pub struct SharedState {
     data: Arc<RwLock<StateMachineData>>,
     applied: watch::Sender<u64>,
     snapshots_installed: Arc<AtomicU64>,
+    /// The newest events, oldest first, and a channel for followers.
+    events: Arc<std::sync::Mutex<std::collections::VecDeque<Event>>>,
+    event_tx: tokio::sync::broadcast::Sender<Event>,
     /// Digests asked for at an index not applied yet, answered when apply reaches it.
-    digest_waiters:
-        Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Vec<oneshot::Sender<String>>>>>,
+    digest_waiters: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Vec<oneshot::Sender<String>>>>>,
 }
+
+/// Events kept in memory per node for `flotilla events --since`.
+pub const EVENTS_KEPT: usize = 10_000;
 
 /// Why a digest at an index cannot be given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +96,40 @@ impl SharedState {
         })
     }
 
+    /// Records events (from applied entries, or a leader change seen by this node).
+    pub fn push_events(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut log = self.events.lock().expect("event log poisoned");
+        for e in events {
+            if log.len() == EVENTS_KEPT {
+                log.pop_front();
+            }
+            log.push_back(e.clone());
+            let _ = self.event_tx.send(e);
+        }
+    }
+
+    /// Events after log index `since`, and a receiver for the ones to come (subscribed
+    /// before the copy, so nothing falls between). `Err(oldest)` when events after `since`
+    /// are no longer kept.
+    pub fn events_since(&self, since: u64) -> Result<(Vec<Event>, tokio::sync::broadcast::Receiver<Event>), u64> {
+        let rx = self.event_tx.subscribe();
+        let log = self.events.lock().expect("event log poisoned");
+        if let Some(oldest) = log.front() {
+            if log.len() == EVENTS_KEPT && oldest.index > since + 1 {
+                return Err(oldest.index);
+            }
+        }
+        // `since == 0` means everything kept, including leader changes seen before the
+        // first entry was applied.
+        Ok((
+            log.iter().filter(|e| since == 0 || e.index > since).cloned().collect(),
+            rx,
+        ))
+    }
+
     /// Answers digest requests for `index` (called right after applying it).
     fn answer_digests(&self, index: u64, state: &State) {
         let mut waiters = self.digest_waiters.lock().expect("digest waiters poisoned");
@@ -130,12 +167,8 @@ impl StateMachineStore {
         let mut data = StateMachineData::default();
         let mut written = None;
         if let Some((meta, bytes)) = snapshot_file::read(&snapshot_path)? {
-            data.state = serde_json::from_slice(&bytes).map_err(|e| {
-                StoreError::Corrupt(format!(
-                    "{}: state does not decode: {e}",
-                    snapshot_path.display()
-                ))
-            })?;
+            data.state = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{}: state does not decode: {e}", snapshot_path.display())))?;
             data.last_applied = meta.last_log_id;
             data.last_membership = meta.last_membership.clone();
             written = meta.last_log_id;
@@ -147,6 +180,8 @@ impl StateMachineStore {
                 data: Arc::new(RwLock::new(data)),
                 applied,
                 snapshots_installed: Arc::new(AtomicU64::new(0)),
+                events: Default::default(),
+                event_tx: tokio::sync::broadcast::channel(1024).0,
                 digest_waiters: Default::default(),
             },
             snapshot_path,
@@ -193,8 +228,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let (meta, data) = {
             let sm = self.shared.read();
-            let data = serde_json::to_vec(&sm.state)
-                .map_err(|e| StorageIOError::read_state_machine(&e))?;
+            let data = serde_json::to_vec(&sm.state).map_err(|e| StorageIOError::read_state_machine(&e))?;
             let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
             let snapshot_id = match sm.last_applied {
                 Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
@@ -230,17 +264,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut responses = Vec::new();
+        let mut events = Vec::new();
         let last = {
-            let mut sm = self
-                .shared
-                .data
-                .write()
-                .expect("state machine lock poisoned");
+            let mut sm = self.shared.data.write().expect("state machine lock poisoned");
             for entry in entries {
                 sm.last_applied = Some(entry.log_id);
                 let response = match entry.payload {
                     EntryPayload::Blank => Response::None,
-                    EntryPayload::Normal(cmd) => sm.state.apply(&cmd),
+                    EntryPayload::Normal(cmd) => {
+                        let response = sm.state.apply(&cmd);
+                        events.extend(events_of(entry.log_id.index, &cmd, &response, &sm.state));
+                        response
+                    }
                     EntryPayload::Membership(m) => {
                         sm.last_membership = StoredMembership::new(Some(entry.log_id), m);
                         Response::None
@@ -251,6 +286,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             sm.last_applied.map_or(0, |l| l.index)
         };
+        self.shared.push_events(events);
         self.shared.applied.send_replace(last);
         Ok(responses)
     }
@@ -263,29 +299,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> StorageResult<()> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> StorageResult<()> {
         let data = snapshot.into_inner();
-        let state: State = serde_json::from_slice(&data)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let state: State =
+            serde_json::from_slice(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         // Persist first: if we crash now, restart loads this snapshot, not an older one.
         self.persist(meta, &data).await?;
         {
-            let mut sm = self
-                .shared
-                .data
-                .write()
-                .expect("state machine lock poisoned");
+            let mut sm = self.shared.data.write().expect("state machine lock poisoned");
             sm.state = state;
             sm.last_applied = meta.last_log_id;
             sm.last_membership = meta.last_membership.clone();
         }
-        self.shared
-            .snapshots_installed
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         self.shared
             .applied
             .send_replace(meta.last_log_id.map_or(0, |l| l.index));

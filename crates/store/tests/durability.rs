@@ -66,11 +66,7 @@ async fn refuses_a_corrupt_snapshot() {
     {
         let (_log, mut sm) = open(&dir, 1).await.unwrap();
         sm.apply(vec![put("a", 1)]).await.unwrap();
-        sm.get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
     }
     let path = dir.snapshot_file();
     let mut bytes = std::fs::read(&path).unwrap();

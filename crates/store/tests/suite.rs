@@ -7,13 +7,9 @@ use openraft::StorageError;
 struct Builder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
-    async fn build(
-        &self,
-    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<u64>> {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (log, sm) = open(&DataDir::new(dir.path()), 0)
-            .await
-            .expect("open store");
+        let (log, sm) = open(&DataDir::new(dir.path()), 0).await.expect("open store");
         Ok((dir, log, sm))
     }
 }

@@ -90,11 +90,7 @@ impl ClusterBuilder {
 
     pub fn start(self) -> Cluster {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "t{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("t{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         let mut args = vec![
             "--driver".to_string(),
             self.driver.to_string(),
@@ -232,10 +228,7 @@ impl Cluster {
 
     /// Starts (or restarts) agent `id` with the same flags as before.
     pub fn start_agent(&mut self, id: u64) {
-        assert!(
-            !self.agents[&id].is_running(),
-            "agent {id} is already running"
-        );
+        assert!(!self.agents[&id].is_running(), "agent {id} is already running");
         let log = File::options()
             .create(true)
             .append(true)
@@ -340,36 +333,28 @@ impl Cluster {
             .filter(|a| a.is_running() && !a.paused)
             .map(|a| a.id)
             .collect();
-        wait_until_async(
-            "one leader agreed by every running agent",
-            timeout,
-            || async {
-                let mut seen = Vec::new();
-                for id in &running {
-                    seen.push(self.status(*id).await?);
-                }
-                let first = &seen[0];
-                let agreed = first.leader_id != 0
-                    && seen
-                        .iter()
-                        .all(|s| s.leader_id == first.leader_id && s.term == first.term);
-                let leader_is_running = running.contains(&first.leader_id);
-                let leader_says_so = seen
+        wait_until_async("one leader agreed by every running agent", timeout, || async {
+            let mut seen = Vec::new();
+            for id in &running {
+                seen.push(self.status(*id).await?);
+            }
+            let first = &seen[0];
+            let agreed = first.leader_id != 0
+                && seen
                     .iter()
-                    .any(|s| s.id == first.leader_id && s.role == "leader");
-                (agreed && leader_is_running && leader_says_so).then_some(first.leader_id)
-            },
-        )
+                    .all(|s| s.leader_id == first.leader_id && s.term == first.term);
+            let leader_is_running = running.contains(&first.leader_id);
+            let leader_says_so = seen.iter().any(|s| s.id == first.leader_id && s.role == "leader");
+            (agreed && leader_is_running && leader_says_so).then_some(first.leader_id)
+        })
         .await
     }
 
     /// Waits until agent `id` has applied at least `index`.
     pub async fn wait_applied(&self, id: u64, index: u64, timeout: Duration) -> MemberStatus {
-        wait_until_async(
-            &format!("node {id} to apply index {index}"),
-            timeout,
-            || async { self.status(id).await.filter(|s| s.applied_index >= index) },
-        )
+        wait_until_async(&format!("node {id} to apply index {index}"), timeout, || async {
+            self.status(id).await.filter(|s| s.applied_index >= index)
+        })
         .await
     }
 
@@ -414,20 +399,13 @@ impl Cluster {
             }
         }
         let filter = format!("label=flotilla.cluster={}", self.name);
-        if let Ok(out) = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &filter])
-            .output()
-        {
+        if let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() {
             let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
                 .split_whitespace()
                 .map(String::from)
                 .collect();
             if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .arg("rm")
-                    .arg("-f")
-                    .args(&ids)
-                    .output();
+                let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
             }
         }
     }

@@ -119,19 +119,12 @@ pub fn docker_or_skip(test: &str) -> bool {
 pub fn ensure_workload_image() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        if docker(&["image", "inspect", WORKLOAD_IMAGE])
-            .status
-            .success()
-        {
+        if docker(&["image", "inspect", WORKLOAD_IMAGE]).status.success() {
             return;
         }
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docker/busybox/build.sh");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docker/busybox/build.sh");
         eprintln!("{WORKLOAD_IMAGE} missing: running {}", script.display());
-        let status = Command::new("bash")
-            .arg(&script)
-            .status()
-            .expect("run build.sh");
+        let status = Command::new("bash").arg(&script).status().expect("run build.sh");
         assert!(
             status.success(),
             "building {WORKLOAD_IMAGE} with {} failed: run `make images`",
@@ -166,19 +159,13 @@ pub fn containers(labels: &[(&str, &str)]) -> Vec<Container> {
 
 /// The running containers among [`containers`].
 pub fn running_containers(labels: &[(&str, &str)]) -> Vec<Container> {
-    containers(labels)
-        .into_iter()
-        .filter(Container::is_running)
-        .collect()
+    containers(labels).into_iter().filter(Container::is_running).collect()
 }
 
 /// SIGKILLs the running containers carrying all of `labels` (they stay, exited, until
 /// someone removes them); returns their ids.
 pub fn kill_containers(labels: &[(&str, &str)]) -> Vec<String> {
-    let ids: Vec<String> = running_containers(labels)
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let ids: Vec<String> = running_containers(labels).into_iter().map(|c| c.id).collect();
     if !ids.is_empty() {
         let mut args = vec!["kill"];
         args.extend(ids.iter().map(String::as_str));
@@ -204,10 +191,8 @@ mod tests {
 
     #[test]
     fn an_inspect_line_is_parsed_with_its_labels() {
-        let c = Container::parse(
-            "abc\t/flotilla-t1-web.0.3\trunning\t2024-01-01T00:00:00.1Z\tflotilla.slot=0\ta=b=c",
-        )
-        .expect("parsed");
+        let c = Container::parse("abc\t/flotilla-t1-web.0.3\trunning\t2024-01-01T00:00:00.1Z\tflotilla.slot=0\ta=b=c")
+            .expect("parsed");
         assert_eq!(c.id, "abc");
         assert_eq!(c.name, "flotilla-t1-web.0.3");
         assert!(c.is_running());

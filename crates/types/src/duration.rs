@@ -67,14 +67,8 @@ mod tests {
     #[test]
     fn parses_operator_durations() {
         assert_eq!("5s".parse::<Duration>().unwrap(), Duration::from_secs(5));
-        assert_eq!(
-            "250ms".parse::<Duration>().unwrap(),
-            Duration::from_millis(250)
-        );
-        assert_eq!(
-            "1m30s".parse::<Duration>().unwrap(),
-            Duration::from_secs(90)
-        );
+        assert_eq!("250ms".parse::<Duration>().unwrap(), Duration::from_millis(250));
+        assert_eq!("1m30s".parse::<Duration>().unwrap(), Duration::from_secs(90));
         assert_eq!("0".parse::<Duration>().unwrap(), Duration::default());
     }
 

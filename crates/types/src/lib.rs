@@ -5,6 +5,7 @@
 pub mod command;
 pub mod duration;
 pub mod error;
+pub mod events;
 pub mod model;
 pub mod spec;
 pub mod state;
@@ -14,14 +15,14 @@ mod validate;
 pub use command::{Command, PutOutcome, Response};
 pub use duration::Duration;
 pub use error::{CommandError, SpecError};
+pub use events::{events_of, Event};
 pub use model::{
-    Availability, Capacity, DesiredState, NewTask, Node, NodeRegistration, NodeStatus, PlanUpdate,
-    StopReason, Task, TaskId, TaskReport, TaskState,
+    Availability, Capacity, DesiredState, NewTask, Node, NodeRegistration, NodeStatus, PlanUpdate, StopReason, Task,
+    TaskId, TaskReport, TaskState,
 };
 pub use spec::{Constraint, ConstraintOp};
 pub use spec::{
-    HealthCheck, HealthCheckKind, Placement, Port, Protocol, Resources, RestartCondition,
-    RestartPolicy, ServiceSpec,
+    HealthCheck, HealthCheckKind, Placement, Port, Protocol, Resources, RestartCondition, RestartPolicy, ServiceSpec,
 };
 pub use state::{Service, State};
 pub use validate::validate_dns_label;

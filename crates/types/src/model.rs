@@ -51,11 +51,7 @@ impl TaskState {
     pub fn holds_resources(self) -> bool {
         matches!(
             self,
-            TaskState::Assigned
-                | TaskState::Starting
-                | TaskState::Running
-                | TaskState::Healthy
-                | TaskState::Unhealthy
+            TaskState::Assigned | TaskState::Starting | TaskState::Running | TaskState::Healthy | TaskState::Unhealthy
         )
     }
 

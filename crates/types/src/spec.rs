@@ -234,9 +234,7 @@ impl ServiceSpec {
             parse_yaml(text)?
         };
         if specs.is_empty() {
-            return Err(SpecError::Parse(
-                "no service spec found in the input".into(),
-            ));
+            return Err(SpecError::Parse("no service spec found in the input".into()));
         }
         for spec in &specs {
             spec.validate()?;
@@ -261,24 +259,67 @@ impl ServiceSpec {
     }
 }
 
+/// Keys of a service as `flotilla get -o json|yaml` prints it; such a document is applied
+/// by its `spec`, so the output of `get` can be fed back to `apply`.
+const VIEW_KEYS: [&str; 5] = ["name", "version", "created_at", "updated_at", "spec"];
+
+fn json_view_spec(v: &serde_json::Value) -> Option<&serde_json::Value> {
+    let m = v.as_object()?;
+    let spec = m.get("spec").filter(|s| s.is_object())?;
+    m.keys().all(|k| VIEW_KEYS.contains(&k.as_str())).then_some(spec)
+}
+
+fn yaml_view_spec(v: &serde_yaml::Value) -> Option<&serde_yaml::Value> {
+    let m = v.as_mapping()?;
+    let spec = m.get("spec").filter(|s| s.is_mapping())?;
+    m.keys()
+        .all(|k| k.as_str().is_some_and(|k| VIEW_KEYS.contains(&k)))
+        .then_some(spec)
+}
+
 fn parse_json(text: &str) -> Result<Vec<ServiceSpec>, SpecError> {
     let err = |e: serde_json::Error| SpecError::Parse(e.to_string());
-    if text.starts_with('[') {
-        serde_json::from_str(text).map_err(err)
-    } else {
-        serde_json::from_str(text).map(|s| vec![s]).map_err(err)
-    }
+    let value: serde_json::Value = serde_json::from_str(text).map_err(err)?;
+    let items = match value {
+        serde_json::Value::Array(items) => items,
+        one => vec![one],
+    };
+    items
+        .iter()
+        .map(|item| ServiceSpec::deserialize(json_view_spec(item).unwrap_or(item)).map_err(err))
+        .collect()
 }
 
 fn parse_yaml(text: &str) -> Result<Vec<ServiceSpec>, SpecError> {
-    let mut specs = Vec::new();
+    let prefix = |index: usize, e: serde_yaml::Error| {
+        if index == 0 {
+            SpecError::Parse(e.to_string())
+        } else {
+            SpecError::Parse(format!("document {}: {e}", index + 1))
+        }
+    };
+    let mut values = Vec::new();
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        // `Option` so an empty document (a trailing `---`) is skipped, not an error.
-        match Option::<ServiceSpec>::deserialize(doc) {
-            Ok(Some(spec)) => specs.push(spec),
-            Ok(None) => {}
-            Err(e) if index == 0 => return Err(SpecError::Parse(e.to_string())),
-            Err(e) => return Err(SpecError::Parse(format!("document {}: {e}", index + 1))),
+        values.push(serde_yaml::Value::deserialize(doc).map_err(|e| prefix(index, e))?);
+    }
+    let mut specs = Vec::new();
+    let docs = serde_yaml::Deserializer::from_str(text);
+    for (index, (value, doc)) in values.iter().zip(docs).enumerate() {
+        match value {
+            // An empty document, e.g. a trailing `---`.
+            serde_yaml::Value::Null => {}
+            serde_yaml::Value::Sequence(items) => {
+                for item in items {
+                    let item = yaml_view_spec(item).unwrap_or(item);
+                    specs.push(ServiceSpec::deserialize(item).map_err(|e| prefix(index, e))?);
+                }
+            }
+            v if yaml_view_spec(v).is_some() => {
+                let spec = yaml_view_spec(v).expect("checked");
+                specs.push(ServiceSpec::deserialize(spec).map_err(|e| prefix(index, e))?);
+            }
+            // Typed from the document itself, so errors keep their line numbers.
+            _ => specs.push(ServiceSpec::deserialize(doc).map_err(|e| prefix(index, e))?),
         }
     }
     Ok(specs)
@@ -302,9 +343,7 @@ pub enum ConstraintOp {
 impl Constraint {
     /// `key == value`, `key != value` or `key in (a, b, c)`.
     pub fn parse(s: &str) -> Result<Constraint, String> {
-        let bad = || {
-            format!("{s:?} is not a constraint; write `key == value`, `key != value` or `key in (a, b)`")
-        };
+        let bad = || format!("{s:?} is not a constraint; write `key == value`, `key != value` or `key in (a, b)`");
         let (key, op, rest) = if let Some((k, v)) = s.split_once("==") {
             (k, ConstraintOp::Eq, v)
         } else if let Some((k, v)) = s.split_once("!=") {

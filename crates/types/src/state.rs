@@ -46,16 +46,10 @@ impl State {
         match cmd {
             Command::PutService { spec, at } => self.put_service(spec, *at),
             Command::DeleteService { name, .. } => self.delete_service(name),
-            Command::ScaleService { name, replicas, at } => {
-                self.scale_service(name, *replicas, *at)
-            }
+            Command::ScaleService { name, replicas, at } => self.scale_service(name, *replicas, *at),
             Command::RegisterNode { node, at } => self.register_node(node, *at),
             Command::SetNodeStatus { id, status, at } => self.set_node_status(*id, *status, *at),
-            Command::SetAvailability {
-                id,
-                availability,
-                at,
-            } => self.set_availability(*id, *availability, *at),
+            Command::SetAvailability { id, availability, at } => self.set_availability(*id, *availability, *at),
             Command::ApplyPlan { plan, at } => self.apply_plan(plan, *at),
             Command::ReportStatus { node, reports, at } => self.report_status(*node, reports, *at),
             Command::Batch(cmds) => Response::Batch(cmds.iter().map(|c| self.apply(c)).collect()),

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use crate::command::Response;
 use crate::error::CommandError;
 use crate::model::{
-    Availability, DesiredState, NewTask, Node, NodeRegistration, NodeStatus, PlanUpdate,
-    StopReason, Task, TaskReport, TaskState,
+    Availability, DesiredState, NewTask, Node, NodeRegistration, NodeStatus, PlanUpdate, StopReason, Task, TaskReport,
+    TaskState,
 };
 use crate::state::State;
 use crate::{Millis, NodeId};
@@ -34,12 +34,7 @@ impl State {
         Response::Node { id: reg.id }
     }
 
-    pub(crate) fn set_node_status(
-        &mut self,
-        id: NodeId,
-        status: NodeStatus,
-        at: Millis,
-    ) -> Response {
+    pub(crate) fn set_node_status(&mut self, id: NodeId, status: NodeStatus, at: Millis) -> Response {
         match self.nodes.get_mut(&id) {
             Some(n) => {
                 n.status = status;
@@ -50,12 +45,7 @@ impl State {
         }
     }
 
-    pub(crate) fn set_availability(
-        &mut self,
-        id: NodeId,
-        availability: Availability,
-        at: Millis,
-    ) -> Response {
+    pub(crate) fn set_availability(&mut self, id: NodeId, availability: Availability, at: Millis) -> Response {
         match self.nodes.get_mut(&id) {
             Some(n) => {
                 n.availability = availability;
@@ -110,8 +100,7 @@ impl State {
         }
         for id in &plan.remove {
             let removable = self.tasks.get(id).is_some_and(|t| {
-                t.state.is_terminal()
-                    || (t.state == TaskState::Pending && t.desired == DesiredState::Shutdown)
+                t.state.is_terminal() || (t.state == TaskState::Pending && t.desired == DesiredState::Shutdown)
             });
             if removable {
                 self.tasks.remove(id);
@@ -161,11 +150,9 @@ impl State {
             return false;
         };
         let (cpu_millis, memory_mb) = (svc.spec.resources.cpu_millis, svc.spec.resources.memory_mb);
-        let node = new.node.filter(|n| {
-            self.nodes
-                .get(n)
-                .is_some_and(|n| n.status == NodeStatus::Ready)
-        });
+        let node = new
+            .node
+            .filter(|n| self.nodes.get(n).is_some_and(|n| n.status == NodeStatus::Ready));
         let seq = self.next_task_seq;
         self.next_task_seq += 1;
         let id = format!("{}.{}.{}", new.service, new.slot, seq);
@@ -201,14 +188,9 @@ impl State {
     }
 
     fn assign_task(&mut self, id: &str, node: NodeId, at: Millis) -> bool {
-        let ready = self
-            .nodes
-            .get(&node)
-            .is_some_and(|n| n.status == NodeStatus::Ready);
+        let ready = self.nodes.get(&node).is_some_and(|n| n.status == NodeStatus::Ready);
         match self.tasks.get_mut(id) {
-            Some(t)
-                if ready && t.state == TaskState::Pending && t.desired == DesiredState::Running =>
-            {
+            Some(t) if ready && t.state == TaskState::Pending && t.desired == DesiredState::Running => {
                 t.node = Some(node);
                 t.state = TaskState::Assigned;
                 t.message.clear();
@@ -219,12 +201,7 @@ impl State {
         }
     }
 
-    pub(crate) fn report_status(
-        &mut self,
-        node: NodeId,
-        reports: &[TaskReport],
-        at: Millis,
-    ) -> Response {
+    pub(crate) fn report_status(&mut self, node: NodeId, reports: &[TaskReport], at: Millis) -> Response {
         let mut unknown = Vec::new();
         for r in reports {
             let Some(t) = self.tasks.get_mut(&r.task).filter(|t| t.node == Some(node)) else {

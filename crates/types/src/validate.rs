@@ -21,23 +21,14 @@ impl ServiceSpec {
         if self.replicas > MAX_REPLICAS {
             return Err(SpecError::invalid(
                 "replicas",
-                format!(
-                    "must be between 0 and {MAX_REPLICAS}, got {}",
-                    self.replicas
-                ),
+                format!("must be between 0 and {MAX_REPLICAS}, got {}", self.replicas),
             ));
         }
         if self.resources.cpu_millis == 0 {
-            return Err(SpecError::invalid(
-                "resources.cpu_millis",
-                "must be positive",
-            ));
+            return Err(SpecError::invalid("resources.cpu_millis", "must be positive"));
         }
         if self.resources.memory_mb == 0 {
-            return Err(SpecError::invalid(
-                "resources.memory_mb",
-                "must be positive",
-            ));
+            return Err(SpecError::invalid("resources.memory_mb", "must be positive"));
         }
         for key in self.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
@@ -120,32 +111,20 @@ fn validate_health_check(hc: &HealthCheck) -> Result<(), SpecError> {
     if let Some(http) = &hc.http {
         check_port("health_check.http.port", http.port)?;
         if !http.path.starts_with('/') {
-            return Err(SpecError::invalid(
-                "health_check.http.path",
-                "must start with '/'",
-            ));
+            return Err(SpecError::invalid("health_check.http.path", "must start with '/'"));
         }
     }
     if let Some(tcp) = &hc.tcp {
         check_port("health_check.tcp.port", tcp.port)?;
     }
     if hc.interval.is_zero() {
-        return Err(SpecError::invalid(
-            "health_check.interval",
-            "must be positive",
-        ));
+        return Err(SpecError::invalid("health_check.interval", "must be positive"));
     }
     if hc.timeout.is_zero() {
-        return Err(SpecError::invalid(
-            "health_check.timeout",
-            "must be positive",
-        ));
+        return Err(SpecError::invalid("health_check.timeout", "must be positive"));
     }
     if hc.retries == 0 {
-        return Err(SpecError::invalid(
-            "health_check.retries",
-            "must be positive",
-        ));
+        return Err(SpecError::invalid("health_check.retries", "must be positive"));
     }
     Ok(())
 }
@@ -156,10 +135,7 @@ fn validate_placement(p: &Placement) -> Result<(), SpecError> {
             .map_err(|reason| SpecError::invalid(format!("placement.constraints[{i}]"), reason))?;
     }
     if p.max_per_node == Some(0) {
-        return Err(SpecError::invalid(
-            "placement.max_per_node",
-            "must be positive",
-        ));
+        return Err(SpecError::invalid("placement.max_per_node", "must be positive"));
     }
     Ok(())
 }

@@ -69,10 +69,7 @@ fn invalid_values_name_their_field() {
     assert_eq!(field_of("name: Web_1\nimage: x\n"), "name");
     assert!(field_of("name: web\n").contains("missing field `image`"));
     assert_eq!(field_of("name: web\nimage: ' '\n"), "image");
-    assert_eq!(
-        field_of("name: web\nimage: x\nreplicas: 10001\n"),
-        "replicas"
-    );
+    assert_eq!(field_of("name: web\nimage: x\nreplicas: 10001\n"), "replicas");
     assert!(field_of("name: web\nimage: x\nreplicas: -1\n").contains("replicas"));
     assert_eq!(
         field_of("name: web\nimage: x\nresources: {cpu_millis: 0}\n"),
@@ -104,10 +101,7 @@ fn replicas_bounds_are_inclusive() {
 }
 
 fn put(state: &mut State, spec: &ServiceSpec, at: u64) -> Response {
-    state.apply(&Command::PutService {
-        spec: spec.clone(),
-        at,
-    })
+    state.apply(&Command::PutService { spec: spec.clone(), at })
 }
 
 #[test]
@@ -180,9 +174,7 @@ fn refused_commands_change_nothing() {
     });
     assert_eq!(
         r,
-        Response::Error(CommandError::ServiceNotFound {
-            name: "ghost".into()
-        })
+        Response::Error(CommandError::ServiceNotFound { name: "ghost".into() })
     );
     let mut bad = ServiceSpec::parse(WEB).unwrap();
     bad.replicas = 20_000;
@@ -206,9 +198,7 @@ fn a_batch_applies_each_command_and_answers_each() {
         },
         Command::PutService { spec, at: 1 },
     ]));
-    let Response::Batch(rs) = r else {
-        panic!("{r:?}")
-    };
+    let Response::Batch(rs) = r else { panic!("{r:?}") };
     assert!(matches!(
         rs[0],
         Response::Service {
@@ -216,10 +206,7 @@ fn a_batch_applies_each_command_and_answers_each() {
             ..
         }
     ));
-    assert!(matches!(
-        rs[1],
-        Response::Error(CommandError::ServiceNotFound { .. })
-    ));
+    assert!(matches!(rs[1], Response::Error(CommandError::ServiceNotFound { .. })));
     assert!(matches!(
         rs[2],
         Response::Service {
@@ -228,4 +215,24 @@ fn a_batch_applies_each_command_and_answers_each() {
         }
     ));
     assert_eq!(state.services.len(), 1);
+}
+
+#[test]
+fn the_output_of_get_can_be_applied_again() {
+    let spec = ServiceSpec::parse(WEB).unwrap();
+    let view = serde_json::json!({
+        "name": "web", "version": 3, "created_at": "2026-11-25T00:00:00Z",
+        "updated_at": "2026-11-25T00:00:00Z", "spec": serde_json::to_value(&spec).unwrap(),
+    });
+    let one = ServiceSpec::parse(&view.to_string()).unwrap();
+    assert_eq!(one, spec);
+    let list = serde_json::Value::Array(vec![view.clone(), view.clone()]);
+    assert_eq!(ServiceSpec::parse_many(&list.to_string()).unwrap().len(), 2);
+    let yaml = serde_yaml::to_string(&view).unwrap();
+    assert_eq!(ServiceSpec::parse(&yaml).unwrap(), spec);
+    let yaml_list = serde_yaml::to_string(&list).unwrap();
+    assert_eq!(ServiceSpec::parse_many(&yaml_list).unwrap().len(), 2);
+    // A spec with an unknown key next to `spec` is not a view: the key is reported.
+    let err = ServiceSpec::parse("name: web\nimage: x\nspec: {}\nextra: 1\n").unwrap_err();
+    assert!(err.to_string().contains("unknown field `spec`"), "{err}");
 }

@@ -7,12 +7,7 @@ use flotilla_proto::v1::LogsRequest;
 use crate::client::Client;
 use crate::error::CliError;
 
-pub async fn logs(
-    client: &Client,
-    target: &str,
-    follow: bool,
-    tail: Option<u32>,
-) -> Result<(), CliError> {
+pub async fn logs(client: &Client, target: &str, follow: bool, tail: Option<u32>) -> Result<(), CliError> {
     let req = LogsRequest {
         target: target.to_string(),
         follow,

@@ -1,33 +1,47 @@
 //! The client verbs.
 
+mod apply;
+mod events;
 mod logs;
+mod misc;
 mod nodes;
 mod tasks;
-
-use std::io::Read;
-use std::path::Path;
+mod wait;
+mod watch;
 
 use flotilla_proto::v1::{
-    ApplyOutcome, ApplyRequest, ClusterStatusRequest, DeleteServiceRequest, GetServiceRequest,
-    ListServicesRequest, MemberStatus, ServiceInfo,
+    ClusterStatusRequest, DeleteServiceRequest, GetServiceRequest, ListServicesRequest, MemberStatus, ServiceInfo,
 };
-use flotilla_types::ServiceSpec;
 use serde::Serialize;
 
 use crate::args::{ClusterWhat, DeleteWhat, DescribeWhat, Format, GetWhat, Global, Verb};
 use crate::client::Client;
 use crate::error::CliError;
-use crate::output::{age, now_ms, print, table};
+use crate::output::{age, ids, now_ms, print, render, table};
 
 pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
-    let client = Client::new(&global.addr, global.timeout)?;
+    let client = Client::new(&global.addr, global.call_timeout())?;
     let out = global.output;
+    let quiet = global.quiet;
     match verb {
         Verb::Agent(_) => unreachable!("handled by main"),
-        Verb::Apply { file } => apply(&client, out, &file).await,
+        Verb::Version => misc::version(out),
+        Verb::Completion { shell } => misc::completion(shell),
+        Verb::Docs => misc::docs(),
+        Verb::Apply { file, dry_run, wait } => {
+            if dry_run {
+                apply::dry_run(&client, out, &file).await
+            } else {
+                apply::apply(&client, global, &file, wait).await
+            }
+        }
+        Verb::Events { follow, since } => events::events(&client, out, since, follow).await,
         Verb::Get {
-            what: GetWhat::Services { stale },
-        } => get_services(&client, out, stale).await,
+            what: GetWhat::Events { since },
+        } => events::events(&client, out, since, false).await,
+        Verb::Get {
+            what: GetWhat::Services { stale, watch },
+        } => watch::repeat(watch, || get_services(&client, out, quiet, stale)).await,
         Verb::Get {
             what: GetWhat::Service { name, stale },
         } => get_service(&client, out, &name, stale).await,
@@ -41,86 +55,30 @@ pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
             what: ClusterWhat::Verify,
         } => cluster_verify(&client, out).await,
         Verb::Get {
-            what: GetWhat::Tasks { service, stale },
-        } => tasks::get_tasks(&client, out, service, stale).await,
+            what: GetWhat::Tasks { service, stale, watch },
+        } => watch::repeat(watch, || tasks::get_tasks(&client, out, quiet, service.clone(), stale)).await,
         Verb::Get {
-            what: GetWhat::Nodes { stale },
-        } => nodes::get_nodes(&client, out, stale).await,
+            what: GetWhat::Nodes { stale, watch },
+        } => watch::repeat(watch, || nodes::get_nodes(&client, out, quiet, stale)).await,
         Verb::Describe {
             what: DescribeWhat::Service { name, stale },
         } => tasks::describe_service(&client, out, &name, stale).await,
-        Verb::Scale { name, replicas } => tasks::scale(&client, out, &name, replicas).await,
-        Verb::Node { what } => nodes::set_availability(&client, out, what).await,
-        Verb::Logs {
-            target,
-            follow,
-            tail,
-        } => logs::logs(&client, &target, follow, tail).await,
-    }
-}
-
-fn read_input(file: &Path) -> Result<String, CliError> {
-    if file == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| CliError::Usage(format!("cannot read stdin: {e}")))?;
-        return Ok(s);
-    }
-    std::fs::read_to_string(file)
-        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))
-}
-
-#[derive(Serialize)]
-struct ApplyResult {
-    name: String,
-    version: u64,
-    outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    previous_version: Option<u64>,
-}
-
-async fn apply(client: &Client, out: Format, file: &Path) -> Result<(), CliError> {
-    let text = read_input(file)?;
-    // Validate everything before writing anything: a bad document in a file applies nothing.
-    let specs = ServiceSpec::parse_many(&text)
-        .map_err(|e| CliError::Failed(format!("{}: invalid spec: {e}", file.display())))?;
-    let mut results = Vec::new();
-    for spec in specs {
-        let req = ApplyRequest {
-            spec: spec.to_json(),
-        };
-        let r = client
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.apply(req).await }
-            })
-            .await?;
-        let outcome = r.outcome();
-        if out == Format::Table {
-            println!(
-                "service/{} {} (version {})",
-                r.name,
-                outcome.describe(r.previous_version),
-                r.version
-            );
+        Verb::Describe {
+            what: DescribeWhat::Task { id, stale },
+        } => tasks::describe_task(&client, out, &id, stale).await,
+        Verb::Describe {
+            what: DescribeWhat::Node { id, stale },
+        } => nodes::describe_node(&client, out, id, stale).await,
+        Verb::Scale { name, replicas, wait } => {
+            tasks::scale(&client, out, &name, replicas).await?;
+            if wait {
+                wait::converge(&client, global, &[name]).await?;
+            }
+            Ok(())
         }
-        results.push(ApplyResult {
-            name: r.name,
-            version: r.version,
-            outcome: match outcome {
-                ApplyOutcome::Created => "created",
-                ApplyOutcome::Updated => "updated",
-                ApplyOutcome::Unchanged => "unchanged",
-                ApplyOutcome::Unspecified => "unknown",
-            },
-            previous_version: (outcome == ApplyOutcome::Updated).then_some(r.previous_version),
-        });
+        Verb::Node { what } => nodes::set_availability(&client, out, what).await,
+        Verb::Logs { target, follow, tail } => logs::logs(&client, &target, follow, tail).await,
     }
-    if out != Format::Table {
-        print(out, &results, String::new)?;
-    }
-    Ok(())
 }
 
 /// A service as `get` prints it in JSON and YAML.
@@ -149,39 +107,62 @@ pub(crate) fn view(s: &ServiceInfo) -> Result<ServiceView, CliError> {
     })
 }
 
-async fn get_services(client: &Client, out: Format, stale: bool) -> Result<(), CliError> {
+async fn get_services(client: &Client, out: Format, quiet: bool, stale: bool) -> Result<String, CliError> {
     let r = client
         .call(|mut c| async move { c.list_services(ListServicesRequest { stale }).await })
         .await?;
+    if quiet {
+        return Ok(ids(r.services.iter().map(|s| s.name.as_str())));
+    }
     let views = r.services.iter().map(view).collect::<Result<Vec<_>, _>>()?;
-    print(out, &views, || {
+    render(out, &views, || {
         let now = now_ms();
+        let wide = out == Format::Wide;
         let rows: Vec<Vec<String>> = r
             .services
             .iter()
             .map(|s| {
-                vec![
+                let mut row = vec![
                     s.name.clone(),
                     s.version.to_string(),
                     s.replicas.to_string(),
                     s.image.clone(),
                     age(s.updated_at_ms, now),
-                ]
+                ];
+                if wide {
+                    let spec: serde_json::Value = serde_json::from_str(&s.spec_json).unwrap_or_default();
+                    let ports: Vec<String> = spec["ports"]
+                        .as_array()
+                        .map(|ps| {
+                            ps.iter()
+                                .map(|p| match p["host"].as_u64() {
+                                    Some(h) => format!("{h}->{}", p["container"]),
+                                    None => p["container"].to_string(),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    row.push(age(s.created_at_ms, now));
+                    row.push(ports.join(","));
+                    row.push(spec["command"].as_array().map_or(String::new(), |c| {
+                        c.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" ")
+                    }));
+                }
+                row
             })
             .collect();
         if rows.is_empty() {
             return "No services.\n".into();
         }
-        table(&["NAME", "VERSION", "REPLICAS", "IMAGE", "UPDATED"], &rows)
+        let mut header = vec!["NAME", "VERSION", "REPLICAS", "IMAGE", "UPDATED"];
+        if wide {
+            header.extend(["CREATED", "PORTS", "COMMAND"]);
+        }
+        table(&header, &rows)
     })
 }
 
-async fn get_service(
-    client: &Client,
-    out: Format,
-    name: &str,
-    stale: bool,
-) -> Result<(), CliError> {
+async fn get_service(client: &Client, out: Format, name: &str, stale: bool) -> Result<(), CliError> {
     let req = GetServiceRequest {
         name: name.to_string(),
         stale,
@@ -224,9 +205,7 @@ struct DeleteResult {
 }
 
 async fn delete_service(client: &Client, out: Format, name: &str) -> Result<(), CliError> {
-    let req = DeleteServiceRequest {
-        name: name.to_string(),
-    };
+    let req = DeleteServiceRequest { name: name.to_string() };
     let r = client
         .call(|mut c| {
             let req = req.clone();
@@ -239,10 +218,7 @@ async fn delete_service(client: &Client, out: Format, name: &str) -> Result<(), 
         deleted: true,
     };
     print(out, &result, || {
-        format!(
-            "service/{} deleted (was version {})\n",
-            result.name, result.version
-        )
+        format!("service/{} deleted (was version {})\n", result.name, result.version)
     })
 }
 
@@ -331,8 +307,7 @@ async fn cluster_status(client: &Client, out: Format) -> Result<(), CliError> {
             .collect();
         text.push_str(&table(
             &[
-                "ID", "ADDRESS", "ROLE", "VOTER", "TERM", "LAST LOG", "APPLIED", "SNAPSHOT",
-                "ERROR",
+                "ID", "ADDRESS", "ROLE", "VOTER", "TERM", "LAST LOG", "APPLIED", "SNAPSHOT", "ERROR",
             ],
             &rows,
         ));
@@ -395,11 +370,7 @@ async fn cluster_verify(client: &Client, out: Format) -> Result<(), CliError> {
             })
             .collect();
         let mut text = table(&["ID", "ADDRESS", "DIGEST", "ERROR"], &rows);
-        let majority = view
-            .members
-            .first()
-            .map(|m| m.digest.clone())
-            .unwrap_or_default();
+        let majority = view.members.first().map(|m| m.digest.clone()).unwrap_or_default();
         if view.agree {
             text.push_str(&format!(
                 "\nall {} replicas agree at index {}\n",

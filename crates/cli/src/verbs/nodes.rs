@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::args::{Format, NodeWhat};
 use crate::client::Client;
 use crate::error::CliError;
-use crate::output::{print, table};
+use crate::output::{print, render, table};
 
 #[derive(Serialize)]
 struct NodeView {
@@ -39,20 +39,23 @@ impl From<&NodeInfo> for NodeView {
     }
 }
 
-pub async fn get_nodes(client: &Client, out: Format, stale: bool) -> Result<(), CliError> {
+pub async fn get_nodes(client: &Client, out: Format, quiet: bool, stale: bool) -> Result<String, CliError> {
     let r = client
         .call(|mut c| async move { c.list_nodes(ListNodesRequest { stale }).await })
         .await?;
+    if quiet {
+        let ids: Vec<String> = r.nodes.iter().map(|n| n.id.to_string()).collect();
+        return Ok(crate::output::ids(ids.iter().map(String::as_str)));
+    }
     let views: Vec<NodeView> = r.nodes.iter().map(NodeView::from).collect();
-    print(out, &views, || {
+    render(out, &views, || {
         if views.is_empty() {
             return "No nodes registered yet.\n".into();
         }
         let rows: Vec<Vec<String>> = views
             .iter()
             .map(|n| {
-                let labels: Vec<String> =
-                    n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 vec![
                     n.id.to_string(),
                     n.address.clone(),
@@ -81,11 +84,7 @@ pub async fn get_nodes(client: &Client, out: Format, stale: bool) -> Result<(), 
     })
 }
 
-pub async fn set_availability(
-    client: &Client,
-    out: Format,
-    what: NodeWhat,
-) -> Result<(), CliError> {
+pub async fn set_availability(client: &Client, out: Format, what: NodeWhat) -> Result<(), CliError> {
     let (id, availability, verb) = match what {
         NodeWhat::Drain { id } => (id, "drain", "draining: its tasks move to other nodes"),
         NodeWhat::Pause { id } => (id, "pause", "paused: no new tasks are placed on it"),
@@ -103,4 +102,61 @@ pub async fn set_availability(
         .await?;
     let v = NodeView::from(&n);
     print(out, &v, || format!("node/{} {verb}\n", v.id))
+}
+
+#[derive(Serialize)]
+struct DescribedNode {
+    node: NodeView,
+    tasks: Vec<super::tasks::TaskView>,
+}
+
+pub async fn describe_node(client: &Client, out: Format, id: u64, stale: bool) -> Result<(), CliError> {
+    let nodes = client
+        .call(|mut c| async move { c.list_nodes(ListNodesRequest { stale }).await })
+        .await?
+        .nodes;
+    let n = nodes
+        .iter()
+        .find(|n| n.id == id)
+        .ok_or_else(|| CliError::NotFound(format!("node {id} not found (see `flotilla get nodes`)")))?;
+    let req = flotilla_proto::v1::ListTasksRequest {
+        service: String::new(),
+        stale,
+    };
+    let tasks: Vec<_> = client
+        .call(|mut c| {
+            let req = req.clone();
+            async move { c.list_tasks(req).await }
+        })
+        .await?
+        .tasks
+        .into_iter()
+        .filter(|t| t.node_id == id && t.desired == "running")
+        .collect();
+    let d = DescribedNode {
+        node: NodeView::from(n),
+        tasks: tasks.iter().map(super::tasks::TaskView::from).collect(),
+    };
+    print(out, &d, || {
+        let labels: Vec<String> = d.node.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut text = format!(
+            "ID:            {}\nAddress:       {}\nStatus:        {}\nAvailability:  {}\nCPU:           {}/{} millis allocated\nMemory:        {}/{} MiB allocated\nLabels:        {}\n\nTasks:\n",
+            d.node.id,
+            d.node.address,
+            d.node.status,
+            d.node.availability,
+            d.node.allocated_cpu_millis,
+            d.node.cpu_millis,
+            d.node.allocated_memory_mb,
+            d.node.memory_mb,
+            if labels.is_empty() { "-".into() } else { labels.join(", ") },
+        );
+        if tasks.is_empty() {
+            text.push_str("  none\n");
+        }
+        for t in &tasks {
+            text.push_str(&format!("  {}   {}   {}\n", t.id, t.state, t.message));
+        }
+        text
+    })
 }

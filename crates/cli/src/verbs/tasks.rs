@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::args::Format;
 use crate::client::Client;
 use crate::error::CliError;
-use crate::output::{age, now_ms, print, table};
+use crate::output::{age, ids, now_ms, print, render, table};
 
 #[derive(Serialize)]
 pub struct TaskView {
@@ -55,23 +55,17 @@ impl From<&TaskInfo> for TaskView {
 fn ordered(mut tasks: Vec<TaskInfo>) -> Vec<TaskInfo> {
     tasks.sort_by(|a, b| {
         let live = |t: &TaskInfo| t.desired != "running";
-        (
-            live(a),
-            &a.service,
-            a.slot,
-            std::cmp::Reverse(a.created_at_ms),
-        )
-            .cmp(&(
-                live(b),
-                &b.service,
-                b.slot,
-                std::cmp::Reverse(b.created_at_ms),
-            ))
+        (live(a), &a.service, a.slot, std::cmp::Reverse(a.created_at_ms)).cmp(&(
+            live(b),
+            &b.service,
+            b.slot,
+            std::cmp::Reverse(b.created_at_ms),
+        ))
     });
     tasks
 }
 
-fn task_rows(tasks: &[TaskInfo], with_service: bool) -> String {
+fn task_rows(tasks: &[TaskInfo], with_service: bool, wide: bool) -> String {
     let now = now_ms();
     let rows: Vec<Vec<String>> = tasks
         .iter()
@@ -103,6 +97,11 @@ fn task_rows(tasks: &[TaskInfo], with_service: bool) -> String {
                 age(t.updated_at_ms, now),
                 why,
             ]);
+            if wide {
+                row.push(t.attempt.to_string());
+                row.push(t.spec_version.to_string());
+                row.push(t.container_id.chars().take(12).collect());
+            }
             row
         })
         .collect();
@@ -111,15 +110,19 @@ fn task_rows(tasks: &[TaskInfo], with_service: bool) -> String {
         header.push("SERVICE");
     }
     header.extend(["SLOT", "NODE", "DESIRED", "STATE", "SINCE", "MESSAGE"]);
+    if wide {
+        header.extend(["ATTEMPT", "VERSION", "CONTAINER"]);
+    }
     table(&header, &rows)
 }
 
 pub async fn get_tasks(
     client: &Client,
     out: Format,
+    quiet: bool,
     service: Option<String>,
     stale: bool,
-) -> Result<(), CliError> {
+) -> Result<String, CliError> {
     let req = ListTasksRequest {
         service: service.unwrap_or_default(),
         stale,
@@ -131,13 +134,65 @@ pub async fn get_tasks(
         })
         .await?;
     let tasks = ordered(r.tasks);
+    if quiet {
+        return Ok(ids(tasks.iter().map(|t| t.id.as_str())));
+    }
     let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
-    print(out, &views, || {
+    render(out, &views, || {
         if tasks.is_empty() {
             "No tasks.\n".into()
         } else {
-            task_rows(&tasks, true)
+            task_rows(&tasks, true, out == Format::Wide)
         }
+    })
+}
+
+pub async fn describe_task(client: &Client, out: Format, id: &str, stale: bool) -> Result<(), CliError> {
+    let req = ListTasksRequest {
+        service: String::new(),
+        stale,
+    };
+    let tasks = client
+        .call(|mut c| {
+            let req = req.clone();
+            async move { c.list_tasks(req).await }
+        })
+        .await?
+        .tasks;
+    let t = tasks
+        .iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| CliError::NotFound(format!("task {id:?} not found (see `flotilla get tasks`)")))?;
+    let v = TaskView::from(t);
+    print(out, &v, || {
+        let now = now_ms();
+        let mut text = format!(
+            "ID:          {}\nService:     {} (slot {}, version {})\nNode:        {}\nDesired:     {}\nState:       {} (since {} ago)\nAttempt:     {}\n",
+            t.id,
+            t.service,
+            t.slot,
+            t.spec_version,
+            if t.node_id == 0 { "-".to_string() } else { t.node_id.to_string() },
+            t.desired,
+            t.state,
+            age(t.updated_at_ms, now),
+            t.attempt,
+        );
+        if !t.container_id.is_empty() {
+            text.push_str(&format!("Container:   {}\n", t.container_id));
+        }
+        if let Some(code) = t.exit_code {
+            text.push_str(&format!("Exit code:   {code}\n"));
+        }
+        if !t.stop_reason.is_empty() {
+            text.push_str(&format!("Stopped:     {}\n", t.stop_reason));
+        }
+        if !t.message.is_empty() {
+            let label = if t.state == "pending" { "Waiting:" } else { "Message:" };
+            text.push_str(&format!("{label:<13}{}\n", t.message));
+        }
+        text.push_str(&format!("Created:     {} ago\n", age(t.created_at_ms, now)));
+        text
     })
 }
 
@@ -147,12 +202,7 @@ struct Described {
     tasks: Vec<TaskView>,
 }
 
-pub async fn describe_service(
-    client: &Client,
-    out: Format,
-    name: &str,
-    stale: bool,
-) -> Result<(), CliError> {
+pub async fn describe_service(client: &Client, out: Format, name: &str, stale: bool) -> Result<(), CliError> {
     let get = GetServiceRequest {
         name: name.to_string(),
         stale,
@@ -197,16 +247,13 @@ pub async fn describe_service(
             pending.len()
         );
         for t in &pending {
-            text.push_str(&format!(
-                "Pending:   {} (slot {}): {}\n",
-                t.id, t.slot, t.message
-            ));
+            text.push_str(&format!("Pending:   {} (slot {}): {}\n", t.id, t.slot, t.message));
         }
         text.push_str("\nTasks:\n");
         if tasks.is_empty() {
             text.push_str("  none yet\n");
         } else {
-            for line in task_rows(&tasks, false).lines() {
+            for line in task_rows(&tasks, false, out == Format::Wide).lines() {
                 text.push_str("  ");
                 text.push_str(line);
                 text.push('\n');
@@ -223,12 +270,7 @@ struct Scaled {
     replicas: u32,
 }
 
-pub async fn scale(
-    client: &Client,
-    out: Format,
-    name: &str,
-    replicas: u32,
-) -> Result<(), CliError> {
+pub async fn scale(client: &Client, out: Format, name: &str, replicas: u32) -> Result<(), CliError> {
     let req = ScaleServiceRequest {
         name: name.to_string(),
         replicas,
@@ -245,9 +287,6 @@ pub async fn scale(
         replicas: r.replicas,
     };
     print(out, &v, || {
-        format!(
-            "service/{} scaled to {} (version {})\n",
-            v.name, v.replicas, v.version
-        )
+        format!("service/{} scaled to {} (version {})\n", v.name, v.replicas, v.version)
     })
 }

@@ -19,17 +19,10 @@ pub async fn exec(driver: Arc<dyn Driver>, fixture: &Fixture) {
             wait::log_line(&driver, &id, "ready").await;
 
             let script = "echo hello; echo oops >&2; echo \"env=$FLOTILLA_CONFORMANCE\"; exit 3";
-            let out = driver
-                .exec(&id, &fixture.sh(script), wait::WAIT)
-                .await
-                .expect("exec");
+            let out = driver.exec(&id, &fixture.sh(script), wait::WAIT).await.expect("exec");
             assert_eq!(out.exit_code, 3, "output: {}", out.output);
             for expected in ["hello", "oops", "env=yes"] {
-                assert!(
-                    out.output.contains(expected),
-                    "{expected:?} not in {:?}",
-                    out.output
-                );
+                assert!(out.output.contains(expected), "{expected:?} not in {:?}", out.output);
             }
             let ok = driver.exec(&id, &fixture.sh("true"), wait::WAIT).await;
             assert_eq!(ok.expect("exec true").exit_code, 0);
@@ -41,10 +34,7 @@ pub async fn exec(driver: Arc<dyn Driver>, fixture: &Fixture) {
                 other => panic!("exec past its timeout: expected Timeout, got {other:?}"),
             }
             let took = started.elapsed();
-            assert!(
-                took < Duration::from_secs(10),
-                "timed-out exec returned after {took:?}"
-            );
+            assert!(took < Duration::from_secs(10), "timed-out exec returned after {took:?}");
 
             let unknown = ContainerId("0123456789abcdef0123456789abcdef".into());
             match driver.exec(&unknown, &fixture.sh("true"), wait::WAIT).await {

@@ -33,10 +33,7 @@ pub async fn missing_image(driver: Arc<dyn Driver>, fixture: &Fixture) {
                 }
             }
             let took = started.elapsed();
-            assert!(
-                took < Duration::from_secs(30),
-                "ImageNotFound took {took:?}"
-            );
+            assert!(took < Duration::from_secs(30), "ImageNotFound took {took:?}");
             let listed = driver.list(&spec.labels).await.expect("list");
             assert!(listed.is_empty(), "failed create left {listed:?}");
         })

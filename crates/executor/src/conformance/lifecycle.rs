@@ -27,14 +27,8 @@ pub async fn create_start_inspect(driver: Arc<dyn Driver>, fixture: &Fixture) {
 
             driver.start(&id).await.expect("start");
             let running = wait::running(&driver, &id).await;
-            assert!(
-                running.started_at_ms.is_some(),
-                "a running container has a start time"
-            );
-            assert!(
-                running.ip.is_some(),
-                "a running container has a probe address"
-            );
+            assert!(running.started_at_ms.is_some(), "a running container has a start time");
+            assert!(running.ip.is_some(), "a running container has a probe address");
 
             driver
                 .start(&id)

@@ -32,19 +32,14 @@ pub async fn logs_tail(driver: Arc<dyn Driver>, fixture: &Fixture) {
     scope
         .run(async {
             let script = "for i in 1 2 3 4 5; do echo line$i; done";
-            let id = scope
-                .run_container(&fixture.spec("logs_tail", script))
-                .await;
+            let id = scope.run_container(&fixture.spec("logs_tail", script)).await;
             assert_eq!(wait::exited(&driver, &id).await, 0);
             let all = ["line1", "line2", "line3", "line4", "line5"];
             let tail = |n| wait::logs(&driver, &id, Some(n));
             assert_eq!(texts(&tail(2).await, LogStream::Stdout), ["line4", "line5"]);
             assert_eq!(texts(&tail(10).await, LogStream::Stdout), all);
             assert_eq!(tail(0).await, Vec::<LogLine>::new());
-            assert_eq!(
-                texts(&wait::logs(&driver, &id, None).await, LogStream::Stdout),
-                all
-            );
+            assert_eq!(texts(&wait::logs(&driver, &id, None).await, LogStream::Stdout), all);
         })
         .await;
 }
@@ -61,9 +56,7 @@ pub async fn logs_follow(driver: Arc<dyn Driver>, fixture: &Fixture) {
                 "echo before; while [ ! -e {flag} ]; do sleep 0.1; done; rm -f {flag}; \
                  echo after; echo after-err >&2"
             );
-            let id = scope
-                .run_container(&fixture.spec("logs_follow", &script))
-                .await;
+            let id = scope.run_container(&fixture.spec("logs_follow", &script)).await;
             wait::log_line(&driver, &id, "before").await;
 
             let options = LogOptions {
@@ -71,9 +64,7 @@ pub async fn logs_follow(driver: Arc<dyn Driver>, fixture: &Fixture) {
                 tail: None,
             };
             let mut stream = driver.logs(&id, options);
-            let first = next(&mut stream)
-                .await
-                .expect("follow ended before replaying");
+            let first = next(&mut stream).await.expect("follow ended before replaying");
             assert_eq!(first.text, "before");
 
             let touched = driver

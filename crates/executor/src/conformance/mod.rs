@@ -101,23 +101,17 @@ pub type CaseFn = for<'a> fn(Arc<dyn Driver>, &'a Fixture) -> BoxFuture<'a, ()>;
 
 /// Every case, in the order `run_all` runs them.
 pub const CASES: &[(&str, CaseFn)] = &[
-    ("create_start_inspect", |d, f| {
-        Box::pin(create_start_inspect(d, f))
-    }),
+    ("create_start_inspect", |d, f| Box::pin(create_start_inspect(d, f))),
     ("duplicate_name", |d, f| Box::pin(duplicate_name(d, f))),
     ("stop_graceful", |d, f| Box::pin(stop_graceful(d, f))),
-    ("stop_escalates_to_kill", |d, f| {
-        Box::pin(stop_escalates_to_kill(d, f))
-    }),
+    ("stop_escalates_to_kill", |d, f| Box::pin(stop_escalates_to_kill(d, f))),
     ("exit_code", |d, f| Box::pin(exit_code(d, f))),
     ("logs", |d, f| Box::pin(logs(d, f))),
     ("logs_tail", |d, f| Box::pin(logs_tail(d, f))),
     ("logs_follow", |d, f| Box::pin(logs_follow(d, f))),
     ("list_by_labels", |d, f| Box::pin(list_by_labels(d, f))),
     ("exec", |d, f| Box::pin(exec(d, f))),
-    ("remove_idempotent", |d, f| {
-        Box::pin(remove_idempotent(d, f))
-    }),
+    ("remove_idempotent", |d, f| Box::pin(remove_idempotent(d, f))),
     ("missing_image", |d, f| Box::pin(missing_image(d, f))),
     ("probe_address", |d, f| Box::pin(probe_address(d, f))),
 ];

@@ -12,23 +12,14 @@ pub async fn probe_address(driver: Arc<dyn Driver>, fixture: &Fixture) {
         .run(async {
             let port = free_port();
             let script = format!("exec httpd -f -p {}:{port} -h /bin", fixture.listen_host);
-            let id = scope
-                .run_container(&fixture.spec("probe_address", &script))
-                .await;
+            let id = scope.run_container(&fixture.spec("probe_address", &script)).await;
             let ip = wait::running(&driver, &id)
                 .await
                 .ip
                 .expect("a running container has a probe address");
-            wait::until(
-                &format!("a listener on {ip}:{port}"),
-                wait::WAIT,
-                || async {
-                    tokio::net::TcpStream::connect((ip, port))
-                        .await
-                        .ok()
-                        .map(drop)
-                },
-            )
+            wait::until(&format!("a listener on {ip}:{port}"), wait::WAIT, || async {
+                tokio::net::TcpStream::connect((ip, port)).await.ok().map(drop)
+            })
             .await;
         })
         .await;

@@ -18,10 +18,7 @@ pub async fn remove_idempotent(driver: Arc<dyn Driver>, fixture: &Fixture) {
             let id = scope.run_container(&spec).await;
             wait::running(&driver, &id).await;
 
-            driver
-                .remove(&id)
-                .await
-                .expect("remove of a running container");
+            driver.remove(&id).await.expect("remove of a running container");
             let not_found = |what: &str, result: Result<(), DriverError>| match result {
                 Err(DriverError::NotFound { .. }) => {}
                 other => panic!("{what} after remove: expected NotFound, got {other:?}"),
@@ -30,15 +27,9 @@ pub async fn remove_idempotent(driver: Arc<dyn Driver>, fixture: &Fixture) {
             not_found("start", driver.start(&id).await);
             not_found("stop", driver.stop(&id, wait::WAIT).await);
             let first_log = driver.logs(&id, LogOptions::default()).next().await;
-            not_found(
-                "logs",
-                first_log.expect("logs of a removed container").map(drop),
-            );
+            not_found("logs", first_log.expect("logs of a removed container").map(drop));
             let listed = driver.list(&spec.labels).await.expect("list");
-            assert!(
-                listed.is_empty(),
-                "removed container still listed: {listed:?}"
-            );
+            assert!(listed.is_empty(), "removed container still listed: {listed:?}");
             driver.remove(&id).await.expect("second remove is Ok");
 
             let never_started = scope.create(&spec).await;

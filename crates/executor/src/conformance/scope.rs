@@ -67,10 +67,7 @@ impl Scope {
     }
 
     pub fn track(&self, id: ContainerId) {
-        self.created
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(id);
+        self.created.lock().unwrap_or_else(|e| e.into_inner()).push(id);
     }
 
     async fn cleanup(&self) {
@@ -90,10 +87,7 @@ impl Drop for Scope {
     fn drop(&mut self) {
         let left = self.created.get_mut().map(|ids| ids.len()).unwrap_or(0);
         if left > 0 {
-            eprintln!(
-                "[{}] {left} container(s) leaked: the case was cancelled",
-                self.case
-            );
+            eprintln!("[{}] {left} container(s) leaked: the case was cancelled", self.case);
         }
     }
 }

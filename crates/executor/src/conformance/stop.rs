@@ -16,9 +16,7 @@ pub async fn stop_graceful(driver: Arc<dyn Driver>, fixture: &Fixture) {
     let scope = Scope::new(driver.clone(), "stop_graceful");
     scope
         .run(async {
-            let id = scope
-                .run_container(&fixture.spec("stop_graceful", UNTIL_TERM))
-                .await;
+            let id = scope.run_container(&fixture.spec("stop_graceful", UNTIL_TERM)).await;
             wait::log_line(&driver, &id, "ready").await;
             let grace = Duration::from_secs(30);
             let started = Instant::now();
@@ -28,16 +26,9 @@ pub async fn stop_graceful(driver: Arc<dyn Driver>, fixture: &Fixture) {
                 took < Duration::from_secs(15),
                 "stop took {took:?}: a process that exits on SIGTERM must not wait out the grace"
             );
-            assert_eq!(
-                wait::exited(&driver, &id).await,
-                0,
-                "exit code of the TERM trap"
-            );
+            assert_eq!(wait::exited(&driver, &id).await, 0, "exit code of the TERM trap");
             let status = wait::inspect(&driver, &id).await;
-            assert!(
-                status.finished_at_ms.is_some(),
-                "an exited container has a finish time"
-            );
+            assert!(status.finished_at_ms.is_some(), "an exited container has a finish time");
             assert_eq!(status.ip, None, "an exited container has no probe address");
             driver
                 .stop(&id, grace)
@@ -101,10 +92,7 @@ pub async fn exit_code(driver: Arc<dyn Driver>, fixture: &Fixture) {
             let status = wait::inspect(&driver, &id).await;
             let started = status.started_at_ms.expect("start time");
             let finished = status.finished_at_ms.expect("finish time");
-            assert!(
-                finished >= started,
-                "finished {finished} before started {started}"
-            );
+            assert!(finished >= started, "finished {finished} before started {started}");
         })
         .await;
 }

@@ -78,15 +78,8 @@ pub(crate) async fn exited(driver: &Arc<dyn Driver>, id: &ContainerId) -> i64 {
 }
 
 /// The whole (non-follow) log, bounded in time.
-pub(crate) async fn logs(
-    driver: &Arc<dyn Driver>,
-    id: &ContainerId,
-    tail: Option<usize>,
-) -> Vec<LogLine> {
-    let options = LogOptions {
-        follow: false,
-        tail,
-    };
+pub(crate) async fn logs(driver: &Arc<dyn Driver>, id: &ContainerId, tail: Option<usize>) -> Vec<LogLine> {
+    let options = LogOptions { follow: false, tail };
     let collect = driver.logs(id, options).collect::<Vec<_>>();
     let items = tokio::time::timeout(WAIT, collect)
         .await
@@ -110,9 +103,7 @@ pub(crate) fn texts(lines: &[LogLine], stream: LogStream) -> Vec<&str> {
 pub(crate) async fn log_line(driver: &Arc<dyn Driver>, id: &ContainerId, text: &str) {
     until(&format!("log line {text:?}"), WAIT, move || async move {
         let lines = logs(driver, id, None).await;
-        texts(&lines, LogStream::Stdout)
-            .contains(&text)
-            .then_some(())
+        texts(&lines, LogStream::Stdout).contains(&text).then_some(())
     })
     .await
 }

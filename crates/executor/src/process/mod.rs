@@ -21,8 +21,7 @@ use async_trait::async_trait;
 
 use self::record::{load, load_all, now_ms, save, Layout, Record};
 use crate::{
-    ContainerId, ContainerSpec, ContainerState, ContainerStatus, Driver, DriverError, ExecOutput,
-    LogOptions, Logs,
+    ContainerId, ContainerSpec, ContainerState, ContainerStatus, Driver, DriverError, ExecOutput, LogOptions, Logs,
 };
 
 /// How long `stop` and `remove` wait for the exit waiter to record the exit code, so a
@@ -65,16 +64,12 @@ impl ProcessDriver {
 
 impl Inner {
     fn dir(&self, id: &ContainerId) -> Result<PathBuf, DriverError> {
-        self.layout
-            .dir(id)
-            .ok_or_else(|| DriverError::not_found(id))
+        self.layout.dir(id).ok_or_else(|| DriverError::not_found(id))
     }
 
     async fn record(&self, id: &ContainerId) -> Result<(PathBuf, Record), DriverError> {
         let dir = self.dir(id)?;
-        let record = load(&dir)
-            .await?
-            .ok_or_else(|| DriverError::not_found(id))?;
+        let record = load(&dir).await?.ok_or_else(|| DriverError::not_found(id))?;
         Ok((dir, record))
     }
 
@@ -121,9 +116,7 @@ fn status_of(record: &Record, watched: bool) -> ContainerStatus {
         None => ContainerState::Created,
         Some(run) => match run.exit_code {
             Some(code) => ContainerState::Exited { code },
-            None if watched || proc_stat::is_alive(run.pid, run.start_ticks) => {
-                ContainerState::Running
-            }
+            None if watched || proc_stat::is_alive(run.pid, run.start_ticks) => ContainerState::Running,
             None => ContainerState::Exited { code: -1 },
         },
     };
@@ -234,10 +227,7 @@ impl Driver for ProcessDriver {
         self.inner.status(id).await
     }
 
-    async fn list(
-        &self,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<Vec<ContainerStatus>, DriverError> {
+    async fn list(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ContainerStatus>, DriverError> {
         let watched = self.inner.watched_map().clone();
         let records = load_all(&self.inner.layout).await?;
         Ok(records
@@ -251,12 +241,7 @@ impl Driver for ProcessDriver {
         logs::stream(self.inner.clone(), id.clone(), options)
     }
 
-    async fn exec(
-        &self,
-        id: &ContainerId,
-        cmd: &[String],
-        timeout: Duration,
-    ) -> Result<ExecOutput, DriverError> {
+    async fn exec(&self, id: &ContainerId, cmd: &[String], timeout: Duration) -> Result<ExecOutput, DriverError> {
         let watched = self.inner.is_watched(id);
         let (_, record) = self.inner.record(id).await?;
         if !status_of(&record, watched).state.is_running() {

@@ -65,9 +65,9 @@ impl Layout {
 pub(crate) async fn load(dir: &Path) -> Result<Option<Record>, DriverError> {
     let path = dir.join(RECORD_FILE);
     match tokio::fs::read(&path).await {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            DriverError::Other(format!("corrupt process record {}: {e}", path.display()))
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| DriverError::Other(format!("corrupt process record {}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -76,8 +76,8 @@ pub(crate) async fn load(dir: &Path) -> Result<Option<Record>, DriverError> {
 /// Write-then-rename so readers, which take no lock, never see half a record. Fails
 /// (rather than recreating it) when the directory was removed meanwhile.
 pub(crate) async fn save(dir: &Path, record: &Record) -> Result<(), DriverError> {
-    let bytes = serde_json::to_vec_pretty(record)
-        .map_err(|e| DriverError::Other(format!("encode process record: {e}")))?;
+    let bytes =
+        serde_json::to_vec_pretty(record).map_err(|e| DriverError::Other(format!("encode process record: {e}")))?;
     let tmp = dir.join(format!("{RECORD_FILE}.tmp"));
     tokio::fs::write(&tmp, bytes).await?;
     tokio::fs::rename(&tmp, dir.join(RECORD_FILE)).await?;

@@ -18,11 +18,7 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// SIGTERM to the group, SIGKILL once `grace` has passed; returns once the leader is dead.
 /// Ok at once if the process is already gone.
-pub(crate) async fn terminate(
-    pid: i32,
-    start_ticks: u64,
-    grace: Duration,
-) -> Result<(), DriverError> {
+pub(crate) async fn terminate(pid: i32, start_ticks: u64, grace: Duration) -> Result<(), DriverError> {
     // Dead already: its pid, and so its group id, may be anyone's by now.
     if !is_alive(pid, start_ticks) {
         return Ok(());
@@ -49,9 +45,7 @@ fn signal_live(pid: i32, start_ticks: u64, signal: Signal) -> Result<(), DriverE
     }
     match kill(Pid::from_raw(pid), signal) {
         Ok(()) | Err(Errno::ESRCH) => Ok(()),
-        Err(e) => Err(DriverError::Other(format!(
-            "sending {signal} to {pid}: {e}"
-        ))),
+        Err(e) => Err(DriverError::Other(format!("sending {signal} to {pid}: {e}"))),
     }
 }
 

@@ -14,21 +14,10 @@ use super::{proc_stat, signal, Inner};
 use crate::{ContainerId, DriverError, LogStream};
 
 /// Spawns `record`'s command and stores the new run in it (and on disk).
-pub(crate) async fn start(
-    inner: &Arc<Inner>,
-    dir: &Path,
-    record: &mut Record,
-) -> Result<(), DriverError> {
-    let argv: Vec<&String> = record
-        .spec
-        .command
-        .iter()
-        .chain(&record.spec.args)
-        .collect();
+pub(crate) async fn start(inner: &Arc<Inner>, dir: &Path, record: &mut Record) -> Result<(), DriverError> {
+    let argv: Vec<&String> = record.spec.command.iter().chain(&record.spec.args).collect();
     let Some((program, args)) = argv.split_first() else {
-        return Err(DriverError::InvalidSpec(
-            "command and args are both empty".into(),
-        ));
+        return Err(DriverError::InvalidSpec("command and args are both empty".into()));
     };
     let mut command = tokio::process::Command::new(program);
     command
@@ -46,9 +35,7 @@ pub(crate) async fn start(
     // Not yet reaped (nobody waited), so its stat is readable even if it already exited.
     let Some(stat) = proc_stat::read(pid) else {
         let _ = child.kill().await;
-        return Err(DriverError::Other(format!(
-            "no /proc entry for child {pid}"
-        )));
+        return Err(DriverError::Other(format!("no /proc entry for child {pid}")));
     };
     let run = Run {
         pid,
@@ -137,10 +124,7 @@ impl Drop for Unwatch {
 }
 
 fn append(path: &Path) -> Result<std::fs::File, DriverError> {
-    Ok(std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?)
+    Ok(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
 }
 
 /// Docker's convention, so both drivers report the same codes: 128+signal when killed.

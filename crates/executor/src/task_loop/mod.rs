@@ -163,10 +163,7 @@ impl Executor {
             .cloned()
             .collect();
         for id in orphans {
-            if let Some(Tracked {
-                container: Some(c), ..
-            }) = self.tracked.remove(&id)
-            {
+            if let Some(Tracked { container: Some(c), .. }) = self.tracked.remove(&id) {
                 tracing::info!(task = %id, container = %c.as_str(), "removing container of a task this node no longer has");
                 let driver = self.driver.clone();
                 tokio::spawn(async move {
@@ -237,12 +234,7 @@ async fn advance(
     steps(ctx, task, spec, tracked).instrument(span).await
 }
 
-async fn steps(
-    ctx: &step::Ctx<'_>,
-    task: &Task,
-    spec: Option<&ServiceSpec>,
-    tracked: &mut Tracked,
-) -> Vec<TaskReport> {
+async fn steps(ctx: &step::Ctx<'_>, task: &Task, spec: Option<&ServiceSpec>, tracked: &mut Tracked) -> Vec<TaskReport> {
     let mut reports = Vec::new();
     for _ in 0..4 {
         match step::next(ctx, task, spec, tracked).await {

@@ -10,21 +10,13 @@ use tokio::net::TcpStream;
 use crate::{ContainerId, Driver};
 
 /// Runs one probe; `Err` says why it failed.
-pub async fn probe(
-    driver: &dyn Driver,
-    id: &ContainerId,
-    ip: Option<IpAddr>,
-    hc: &HealthCheck,
-) -> Result<(), String> {
+pub async fn probe(driver: &dyn Driver, id: &ContainerId, ip: Option<IpAddr>, hc: &HealthCheck) -> Result<(), String> {
     let timeout = hc.timeout.0;
     let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let run = async {
         match hc.kind() {
             Some(HealthCheckKind::Exec(cmd)) => {
-                let out = driver
-                    .exec(id, cmd, timeout)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let out = driver.exec(id, cmd, timeout).await.map_err(|e| e.to_string())?;
                 if out.exit_code == 0 {
                     Ok(())
                 } else {
@@ -35,9 +27,7 @@ pub async fn probe(
                     ))
                 }
             }
-            Some(HealthCheckKind::Http(h)) => {
-                http_get(SocketAddr::new(ip, h.port as u16), &h.path).await
-            }
+            Some(HealthCheckKind::Http(h)) => http_get(SocketAddr::new(ip, h.port as u16), &h.path).await,
             Some(HealthCheckKind::Tcp(t)) => TcpStream::connect(SocketAddr::new(ip, t.port as u16))
                 .await
                 .map(drop)
@@ -56,8 +46,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> Result<(), String> {
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("http probe {addr}: {e}"))?;
-    let request =
-        format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: flotilla-probe\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: flotilla-probe\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .await

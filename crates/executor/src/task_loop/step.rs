@@ -4,15 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use flotilla_types::{
-    DesiredState, NodeId, Protocol as SpecProtocol, ServiceSpec, Task, TaskReport, TaskState,
-};
+use flotilla_types::{DesiredState, NodeId, Protocol as SpecProtocol, ServiceSpec, Task, TaskReport, TaskState};
 
 use super::probe::probe;
 use super::Tracked;
 use crate::{
-    ContainerSpec, ContainerState, Driver, DriverError, PortMapping, Protocol, LABEL_CLUSTER,
-    LABEL_NODE, LABEL_SERVICE, LABEL_SLOT, LABEL_TASK,
+    ContainerSpec, ContainerState, Driver, DriverError, PortMapping, Protocol, LABEL_CLUSTER, LABEL_NODE,
+    LABEL_SERVICE, LABEL_SLOT, LABEL_TASK,
 };
 
 pub struct Ctx<'a> {
@@ -32,13 +30,7 @@ pub enum Outcome {
     Fatal(TaskReport),
 }
 
-fn report(
-    task: &Task,
-    tracked: &Tracked,
-    state: TaskState,
-    exit_code: Option<i64>,
-    message: String,
-) -> TaskReport {
+fn report(task: &Task, tracked: &Tracked, state: TaskState, exit_code: Option<i64>, message: String) -> TaskReport {
     TaskReport {
         task: task.id.clone(),
         state,
@@ -50,16 +42,10 @@ fn report(
 
 /// A report, unless the replica already shows that state or it was already sent.
 fn change(task: &Task, tracked: &Tracked, state: TaskState, message: String) -> Option<TaskReport> {
-    (task.state != state && tracked.last_report != Some(state))
-        .then(|| report(task, tracked, state, None, message))
+    (task.state != state && tracked.last_report != Some(state)).then(|| report(task, tracked, state, None, message))
 }
 
-pub fn container_spec(
-    cluster: &str,
-    node: NodeId,
-    task: &Task,
-    spec: &ServiceSpec,
-) -> ContainerSpec {
+pub fn container_spec(cluster: &str, node: NodeId, task: &Task, spec: &ServiceSpec) -> ContainerSpec {
     let labels = BTreeMap::from([
         (LABEL_CLUSTER.to_string(), cluster.to_string()),
         (LABEL_NODE.to_string(), node.to_string()),
@@ -95,22 +81,11 @@ fn retry_or_fatal(task: &Task, tracked: &Tracked, e: DriverError) -> Outcome {
     if e.is_retryable() {
         Outcome::RetryLater(e.to_string())
     } else {
-        Outcome::Fatal(report(
-            task,
-            tracked,
-            TaskState::Failed,
-            None,
-            e.to_string(),
-        ))
+        Outcome::Fatal(report(task, tracked, TaskState::Failed, None, e.to_string()))
     }
 }
 
-pub async fn next(
-    ctx: &Ctx<'_>,
-    task: &Task,
-    spec: Option<&ServiceSpec>,
-    tracked: &mut Tracked,
-) -> Outcome {
+pub async fn next(ctx: &Ctx<'_>, task: &Task, spec: Option<&ServiceSpec>, tracked: &mut Tracked) -> Outcome {
     let grace = spec.map_or(Duration::from_secs(10), |s| s.stop_grace.0);
     if task.desired == DesiredState::Shutdown || spec.is_none() {
         return stop_step(ctx, task, tracked, grace).await;
@@ -153,9 +128,7 @@ pub async fn next(
                         tracked.container = Some(found[0].id.clone());
                         Outcome::Done(None)
                     }
-                    Ok(_) => Outcome::RetryLater(
-                        "container name taken by a container of another task".into(),
-                    ),
+                    Ok(_) => Outcome::RetryLater("container name taken by a container of another task".into()),
                     Err(e) => retry_or_fatal(task, tracked, e),
                 }
             }
@@ -196,9 +169,7 @@ pub async fn next(
             }
             let result = probe(ctx.driver.as_ref(), &id, status.ip, hc).await;
             match tracked.health.record(hc, result) {
-                Some(true) => {
-                    Outcome::Done(change(task, tracked, TaskState::Healthy, String::new()))
-                }
+                Some(true) => Outcome::Done(change(task, tracked, TaskState::Healthy, String::new())),
                 Some(false) => {
                     let why = format!("health check failed: {}", tracked.health.last_error);
                     Outcome::Done(change(task, tracked, TaskState::Unhealthy, why))
@@ -206,9 +177,7 @@ pub async fn next(
                 None => Outcome::Idle,
             }
         }
-        ContainerState::Exited { .. } if tracked.last_report == Some(TaskState::Exited) => {
-            Outcome::Idle
-        }
+        ContainerState::Exited { .. } if tracked.last_report == Some(TaskState::Exited) => Outcome::Idle,
         ContainerState::Exited { code } => Outcome::Done(Some(report(
             task,
             tracked,
@@ -223,9 +192,7 @@ pub async fn next(
 /// Stop, then remove, then report stopped.
 async fn stop_step(ctx: &Ctx<'_>, task: &Task, tracked: &mut Tracked, grace: Duration) -> Outcome {
     let Some(id) = tracked.container.clone() else {
-        if task.state == TaskState::Stopped
-            || (task.state.is_terminal() && task.state != TaskState::Lost)
-        {
+        if task.state == TaskState::Stopped || (task.state.is_terminal() && task.state != TaskState::Lost) {
             return Outcome::Idle;
         }
         return match change(task, tracked, TaskState::Stopped, String::new()) {

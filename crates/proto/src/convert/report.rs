@@ -20,8 +20,7 @@ impl TryFrom<&TaskStatusReport> for TaskReport {
     fn try_from(r: &TaskStatusReport) -> Result<Self, String> {
         Ok(TaskReport {
             task: r.task.clone(),
-            state: TaskState::parse(&r.state)
-                .ok_or_else(|| format!("unknown task state {:?}", r.state))?,
+            state: TaskState::parse(&r.state).ok_or_else(|| format!("unknown task state {:?}", r.state))?,
             container_id: (!r.container_id.is_empty()).then(|| r.container_id.clone()),
             exit_code: r.exit_code,
             message: r.message.clone(),

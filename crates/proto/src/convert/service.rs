@@ -12,6 +12,7 @@ impl From<&Service> for ServiceInfo {
             updated_at_ms: s.updated_at,
             image: s.spec.image.clone(),
             replicas: s.spec.replicas,
+            template_version: s.template_version,
         }
     }
 }

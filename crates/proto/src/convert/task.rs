@@ -20,10 +20,7 @@ impl From<&Task> for TaskInfo {
             exit_code: t.exit_code,
             message: t.message.clone(),
             attempt: t.attempt,
-            stop_reason: t
-                .stop_reason
-                .map(|r| r.as_str().to_string())
-                .unwrap_or_default(),
+            stop_reason: t.stop_reason.map(|r| r.as_str().to_string()).unwrap_or_default(),
             created_at_ms: t.created_at,
             updated_at_ms: t.updated_at,
         }

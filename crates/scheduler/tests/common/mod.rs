@@ -5,15 +5,11 @@
 use std::collections::BTreeMap;
 
 use flotilla_types::{
-    Availability, Capacity, DesiredState, Node, NodeStatus, Service, ServiceSpec, State, Task,
-    TaskState,
+    Availability, Capacity, DesiredState, Node, NodeStatus, Service, ServiceSpec, State, Task, TaskState,
 };
 
 pub fn service(name: &str, replicas: u32) -> Service {
-    let spec = ServiceSpec::parse(&format!(
-        "name: {name}\nimage: busybox\nreplicas: {replicas}\n"
-    ))
-    .unwrap();
+    let spec = ServiceSpec::parse(&format!("name: {name}\nimage: busybox\nreplicas: {replicas}\n")).unwrap();
     Service {
         spec,
         version: 1,
@@ -63,10 +59,7 @@ pub fn task(svc: &str, slot: u32, seq: u64, node: Option<u64>, state: TaskState)
 
 pub fn state(services: Vec<Service>, nodes: Vec<Node>, tasks: Vec<Task>) -> State {
     State {
-        services: services
-            .into_iter()
-            .map(|s| (s.spec.name.clone(), s))
-            .collect(),
+        services: services.into_iter().map(|s| (s.spec.name.clone(), s)).collect(),
         nodes: nodes.into_iter().map(|n| (n.id, n)).collect(),
         tasks: tasks.into_iter().map(|t| (t.id.clone(), t)).collect(),
         ..Default::default()

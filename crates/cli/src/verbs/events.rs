@@ -1,0 +1,88 @@
+//! `events [--follow] [--since INDEX]` and `get events`.
+
+use flotilla_proto::v1::EventsRequest;
+use serde::Serialize;
+
+use crate::args::Format;
+use crate::client::Client;
+use crate::error::CliError;
+use crate::output::{age, now_ms, render, table};
+
+#[derive(Serialize)]
+struct EventView {
+    index: u64,
+    at_ms: u64,
+    kind: String,
+    object: String,
+    message: String,
+}
+
+pub async fn events(client: &Client, out: Format, since: u64, follow: bool) -> Result<(), CliError> {
+    let req = EventsRequest { since, follow };
+    let mut stream = client.open_stream(|mut c| async move { c.events(req).await }).await?;
+    let mut rows = Vec::new();
+    let mut header = true;
+    loop {
+        match stream.message().await {
+            Ok(Some(e)) => {
+                let view = EventView {
+                    index: e.index,
+                    at_ms: e.at_ms,
+                    kind: e.kind,
+                    object: e.object,
+                    message: e.message,
+                };
+                if follow {
+                    // One line per event as it arrives (JSON lines for scripts).
+                    let line = match out {
+                        Format::Json => {
+                            serde_json::to_string(&view).map_err(|e| CliError::Failed(e.to_string()))? + "\n"
+                        }
+                        Format::Yaml => render(out, &vec![&view], String::new)?,
+                        _ => {
+                            let text = table(&["INDEX", "AGE", "KIND", "OBJECT", "MESSAGE"], &[row(&view)]);
+                            let mut lines = text.lines();
+                            let head = lines.next().unwrap_or_default().to_string();
+                            let body: String = lines.map(|l| format!("{l}\n")).collect();
+                            if std::mem::take(&mut header) {
+                                format!("{head}\n{body}")
+                            } else {
+                                body
+                            }
+                        }
+                    };
+                    print!("{line}");
+                } else {
+                    rows.push(view);
+                }
+            }
+            Ok(None) => break,
+            Err(s) => return Err(CliError::from_status(&s)),
+        }
+    }
+    if !follow {
+        print!(
+            "{}",
+            render(out, &rows, || {
+                if rows.is_empty() {
+                    return "No events.\n".into();
+                }
+                table(
+                    &["INDEX", "AGE", "KIND", "OBJECT", "MESSAGE"],
+                    &rows.iter().map(row).collect::<Vec<_>>(),
+                )
+            })?
+        );
+    }
+    Ok(())
+}
+
+fn row(e: &EventView) -> Vec<String> {
+    vec![
+        e.index.to_string(),
+        age(e.at_ms, now_ms()),
+        e.kind.clone(),
+        e.object.clone(),
+        e.message.clone(),
+    ]
+}

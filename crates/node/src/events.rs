@@ -1,0 +1,148 @@
+//! `Events` and `DryRun`: read-only views of what changed and what would change.
+
+use std::sync::Arc;
+
+use flotilla_proto::v1::{ApplyOutcome, DryRunResponse, EventInfo, EventsRequest, PlannedTask};
+use flotilla_types::{Command, Event, PutOutcome, Response as CmdResponse, ServiceSpec};
+use futures::{Stream, StreamExt};
+use openraft::ServerState;
+use tokio_stream::wrappers::BroadcastStream;
+use tonic::Status;
+
+use crate::node::{now_ms, Node};
+
+pub type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<EventInfo, Status>> + Send>>;
+
+fn info(e: Event) -> EventInfo {
+    EventInfo {
+        index: e.index,
+        at_ms: e.at,
+        kind: e.kind,
+        object: e.object,
+        message: e.message,
+    }
+}
+
+pub fn stream(node: &Node, req: EventsRequest) -> Result<EventStream, Status> {
+    let (past, rx) = node.state.events_since(req.since).map_err(|oldest| {
+        Status::out_of_range(format!(
+            "events after index {} are no longer kept on node {} (the oldest is at index {oldest}); \\
+             resume with --since {}",
+            req.since,
+            node.id,
+            oldest - 1
+        ))
+    })?;
+    let last = past.last().map(|e| (e.index, e.at, e.kind.clone(), e.object.clone()));
+    let past = futures::stream::iter(past.into_iter().map(|e| Ok(info(e))));
+    if !req.follow {
+        return Ok(Box::pin(past));
+    }
+    // Skip what the copy already had (the receiver was subscribed before it).
+    let mut seen_last = last.is_none();
+    let live = BroadcastStream::new(rx).filter_map(move |r| {
+        let out = match r {
+            Ok(e) => {
+                if !seen_last {
+                    if Some((e.index, e.at, e.kind.clone(), e.object.clone())) == last {
+                        seen_last = true;
+                    }
+                    None
+                } else if e.index > req.since || e.index == 0 {
+                    Some(Ok(info(e)))
+                } else {
+                    None
+                }
+            }
+            Err(_) => Some(Err(Status::data_loss(
+                "this follower fell behind the event stream; resume with --since the last index seen",
+            ))),
+        };
+        async move { out }
+    });
+    Ok(Box::pin(past.chain(live)))
+}
+
+/// Records leader changes seen by this node as events.
+pub async fn watch_leader(node: Arc<Node>) {
+    let mut metrics = node.raft.metrics();
+    let mut last: Option<u64> = None;
+    loop {
+        let (leader, term, applied, leading) = {
+            let m = metrics.borrow_and_update();
+            (
+                m.current_leader,
+                m.current_term,
+                m.last_applied.map_or(0, |l| l.index),
+                m.state == ServerState::Leader,
+            )
+        };
+        if let Some(l) = leader.filter(|_| leader != last) {
+            node.state.push_events(vec![Event {
+                index: applied,
+                at: now_ms(),
+                kind: "leader.changed".into(),
+                object: format!("node/{l}"),
+                message: format!(
+                    "node {l} leads term {term}{}",
+                    if leading { " (this node)" } else { "" }
+                ),
+            }]);
+            last = leader;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// What applying `spec` would do: the outcome, and the placement of the tasks it creates,
+/// computed on a copy of this node's replica (the leader's, when asked through it).
+pub fn dry_run(node: &Node, spec: &ServiceSpec) -> DryRunResponse {
+    let sm = node.state.read();
+    let mut state = sm.state.clone();
+    drop(sm);
+    let current = state
+        .services
+        .get(&spec.name)
+        .map(|s| s.spec.to_json())
+        .unwrap_or_default();
+    let at = now_ms();
+    let response = state.apply(&Command::PutService { spec: spec.clone(), at });
+    let (outcome, previous_version) = match response {
+        CmdResponse::Service { outcome, .. } => (
+            ApplyOutcome::from(outcome),
+            match outcome {
+                PutOutcome::Updated { from } => from,
+                _ => 0,
+            },
+        ),
+        _ => (ApplyOutcome::Unspecified, 0),
+    };
+    let plan = flotilla_control::plan_pass(&state, &[], at);
+    let placements = plan
+        .create
+        .iter()
+        .filter(|c| c.service == spec.name)
+        .map(|c| PlannedTask {
+            slot: c.slot,
+            node_id: c.node.unwrap_or(0),
+            reason: c.message.clone(),
+        })
+        .collect();
+    let stops = plan
+        .stop
+        .iter()
+        .filter(|(id, _)| state.tasks.get(id).is_some_and(|t| t.service == spec.name))
+        .map(|(id, reason)| format!("{id} ({})", reason.as_str()))
+        .collect();
+    DryRunResponse {
+        name: spec.name.clone(),
+        outcome: outcome.into(),
+        previous_version,
+        current_spec_json: current,
+        new_spec_json: spec.to_json(),
+        placements,
+        stops,
+    }
+}

@@ -1,0 +1,166 @@
+//! Events: what changed, derived from each applied command and its result. Every replica
+//! derives the same events from the same log, so an event's position is its log index.
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, PutOutcome, Response};
+use crate::model::{NodeStatus, TaskState};
+use crate::state::State;
+use crate::Millis;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The log index of the entry that caused it (0 for events not in the log, such as a
+    /// leader change, which carry the applied index at the time).
+    pub index: u64,
+    pub at: Millis,
+    /// `service.created`, `task.placed`, `node.down`, `leader.changed`, …
+    pub kind: String,
+    /// What it is about: a service name, a task id, `node/3`.
+    pub object: String,
+    pub message: String,
+}
+
+fn ev(index: u64, at: Millis, kind: &str, object: impl Into<String>, message: impl Into<String>) -> Event {
+    Event {
+        index,
+        at,
+        kind: kind.into(),
+        object: object.into(),
+        message: message.into(),
+    }
+}
+
+/// The events of one applied command, given its response and the state after it.
+pub fn events_of(index: u64, cmd: &Command, resp: &Response, after: &State) -> Vec<Event> {
+    let mut out = Vec::new();
+    collect(index, cmd, resp, after, &mut out);
+    out
+}
+
+fn collect(index: u64, cmd: &Command, resp: &Response, after: &State, out: &mut Vec<Event>) {
+    match (cmd, resp) {
+        (Command::Batch(cmds), Response::Batch(resps)) => {
+            for (c, r) in cmds.iter().zip(resps) {
+                collect(index, c, r, after, out);
+            }
+        }
+        (Command::PutService { at, .. }, Response::Service { name, version, outcome }) => match outcome {
+            PutOutcome::Created => out.push(ev(
+                index,
+                *at,
+                "service.created",
+                name,
+                format!("created at version {version}"),
+            )),
+            PutOutcome::Updated { from } => out.push(ev(
+                index,
+                *at,
+                "service.updated",
+                name,
+                format!("updated from version {from} to {version}"),
+            )),
+            PutOutcome::Unchanged => {}
+        },
+        (Command::DeleteService { at, .. }, Response::Deleted { name, version }) => out.push(ev(
+            index,
+            *at,
+            "service.deleted",
+            name,
+            format!("deleted at version {version}"),
+        )),
+        (
+            Command::ScaleService { at, .. },
+            Response::Scaled {
+                name,
+                replicas,
+                version,
+            },
+        ) => out.push(ev(
+            index,
+            *at,
+            "service.scaled",
+            name,
+            format!("scaled to {replicas} (version {version})"),
+        )),
+        (Command::RegisterNode { node, at }, Response::Node { .. }) => out.push(ev(
+            index,
+            *at,
+            "node.up",
+            format!("node/{}", node.id),
+            format!("ready at {}", node.address),
+        )),
+        (Command::SetNodeStatus { id, status, at }, Response::Node { .. }) => {
+            let kind = if *status == NodeStatus::Ready {
+                "node.up"
+            } else {
+                "node.down"
+            };
+            out.push(ev(index, *at, kind, format!("node/{id}"), status.as_str()))
+        }
+        (Command::SetAvailability { id, availability, at }, Response::Node { .. }) => out.push(ev(
+            index,
+            *at,
+            "node.availability",
+            format!("node/{id}"),
+            availability.as_str(),
+        )),
+        (Command::ApplyPlan { plan, at }, Response::Planned { .. }) => {
+            for id in &plan.nodes_down {
+                out.push(ev(
+                    index,
+                    *at,
+                    "node.down",
+                    format!("node/{id}"),
+                    "silent for longer than the node timeout",
+                ));
+            }
+            for id in &plan.lost {
+                if after
+                    .tasks
+                    .get(id)
+                    .is_some_and(|t| t.state == TaskState::Lost && t.updated_at == *at)
+                {
+                    out.push(ev(index, *at, "task.lost", id, "its node went down"));
+                }
+            }
+            for (id, reason) in &plan.stop {
+                out.push(ev(index, *at, "task.stopping", id, reason.as_str()));
+            }
+            for t in after.tasks.values().filter(|t| t.created_at == *at) {
+                match t.node {
+                    Some(n) => out.push(ev(index, *at, "task.placed", &t.id, format!("placed on node {n}"))),
+                    None => out.push(ev(index, *at, "task.pending", &t.id, t.message.clone())),
+                }
+            }
+            for (id, node) in &plan.assign {
+                if after.tasks.get(id).is_some_and(|t| t.node == Some(*node)) {
+                    out.push(ev(index, *at, "task.placed", id, format!("placed on node {node}")));
+                }
+            }
+        }
+        (Command::ReportStatus { reports, at, .. }, Response::Reported { unknown }) => {
+            for r in reports.iter().filter(|r| !unknown.contains(&r.task)) {
+                let Some(t) = after
+                    .tasks
+                    .get(&r.task)
+                    .filter(|t| t.state == r.state && t.updated_at == *at)
+                else {
+                    continue;
+                };
+                let (kind, message) = match t.state {
+                    TaskState::Starting => ("task.starting", String::new()),
+                    TaskState::Running => ("task.started", String::new()),
+                    TaskState::Healthy => ("task.healthy", String::new()),
+                    TaskState::Unhealthy => ("task.unhealthy", t.message.clone()),
+                    TaskState::Exited if t.exit_code == Some(0) => ("task.exited", "exited with code 0".into()),
+                    TaskState::Exited | TaskState::Failed => ("task.failed", t.message.clone()),
+                    TaskState::Stopped => ("task.stopped", String::new()),
+                    _ => continue,
+                };
+                out.push(ev(index, *at, kind, &t.id, message));
+            }
+        }
+        _ => {}
+    }
+}

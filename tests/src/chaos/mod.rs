@@ -1,0 +1,189 @@
+//! The chaos runner (issue 7): a 3-node cluster of real agents, concurrent clients that
+//! write and read a few services, and a seeded fault schedule; then the checks. One seed
+//! decides the fault schedule and every client's choices, so a seed replays the same
+//! schedule (timing on a loaded machine still varies).
+//!
+//! Run it with `make chaos SEEDS=N`; replay one seed with `CHAOS_SEED=S make chaos`.
+
+pub mod checks;
+pub mod client;
+pub mod faults;
+pub mod history;
+pub mod linearizability;
+pub mod model;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flotilla_testkit::Cluster;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use history::{Entry, Outcome};
+use linearizability::Verdict;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub seed: u64,
+    /// How long faults are injected; clients run through it.
+    pub duration: Duration,
+    pub clients: usize,
+    pub services: Vec<String>,
+    /// The agents' `--node-timeout`; the convergence bound is this plus 10 s.
+    pub node_timeout: Duration,
+    /// `docker` or `process`.
+    pub driver: &'static str,
+}
+
+impl Config {
+    pub fn new(seed: u64, driver: &'static str) -> Config {
+        Config {
+            seed,
+            duration: Duration::from_secs(25),
+            clients: 3,
+            services: ["svc-a", "svc-b", "svc-c"].map(String::from).to_vec(),
+            node_timeout: Duration::from_secs(4),
+            driver,
+        }
+    }
+
+    pub fn convergence_bound(&self) -> Duration {
+        self.node_timeout + Duration::from_secs(10)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub ops: usize,
+    pub ok: usize,
+    pub failed: usize,
+    pub unknown: usize,
+    pub faults: Vec<String>,
+    pub violations: Vec<String>,
+    pub convergence: Option<Duration>,
+    pub history: Vec<Entry>,
+    /// Where the agents' logs were kept (when there are violations).
+    pub kept: Option<String>,
+}
+
+pub async fn run(cfg: &Config) -> Report {
+    let mut report = Report {
+        seed: cfg.seed,
+        ..Report::default()
+    };
+    let node_timeout = format!("{}ms", cfg.node_timeout.as_millis());
+    let mut cluster = Cluster::builder(3)
+        .driver(cfg.driver)
+        .agent_args(&["--node-timeout", &node_timeout, "--cpu", "4", "--memory", "4096"])
+        .start();
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let addrs: Vec<String> = cluster.ids().iter().map(|id| cluster.addr(*id)).collect();
+    let clients: Vec<_> = (0..cfg.clients)
+        .map(|id| {
+            tokio::spawn(client::run(
+                id,
+                cfg.seed,
+                addrs.clone(),
+                cfg.services.clone(),
+                start,
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    report.faults = faults::run(&mut cluster, &mut rng, start, cfg.duration).await;
+    // Healed: every node runs (the schedule restarts what it kills). Clients go on for a
+    // moment against the whole cluster, then stop.
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        report.history.extend(c.await.expect("client task panicked"));
+    }
+
+    // Final reads, after every client call returned: the last word of each history.
+    let mut finals = BTreeMap::new();
+    for service in &cfg.services {
+        let invoke = start.elapsed().as_nanos() as u64;
+        match checks::final_read(&cluster, service, Duration::from_secs(30)).await {
+            Some(r) => {
+                report.history.push(Entry {
+                    client: usize::MAX,
+                    service: service.clone(),
+                    op: history::Op::Get,
+                    invoke,
+                    ret: start.elapsed().as_nanos() as u64,
+                    outcome: Outcome::Ok(r.clone()),
+                });
+                finals.insert(service.clone(), r);
+            }
+            None => report
+                .violations
+                .push(format!("{service}: no node answered a read after healing")),
+        }
+    }
+
+    for service in &cfg.services {
+        let mine: Vec<&Entry> = report.history.iter().filter(|e| &e.service == service).collect();
+        if let Some(fin) = finals.get(service) {
+            report.violations.extend(checks::durability(service, &mine, fin));
+        }
+        let owned: Vec<Entry> = mine.into_iter().cloned().collect();
+        match linearizability::check(&owned) {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable { detail } => report
+                .violations
+                .push(format!("{service}: history not linearizable: {detail}")),
+            Verdict::Inconclusive { explored } => report.violations.push(format!(
+                "{service}: linearizability inconclusive after {explored} configurations"
+            )),
+        }
+    }
+
+    if let Err(e) = checks::verify(&cluster, Duration::from_secs(20)) {
+        report.violations.push(e);
+    }
+    match checks::converge(&cluster, &finals, cfg.convergence_bound(), cfg.driver == "docker").await {
+        Ok(t) => report.convergence = Some(t),
+        Err(v) => report.violations.extend(v),
+    }
+
+    report.ops = report.history.len();
+    for e in &report.history {
+        match e.outcome {
+            Outcome::Ok(_) => report.ok += 1,
+            Outcome::Fail(_) => report.failed += 1,
+            Outcome::Unknown(_) => report.unknown += 1,
+        }
+    }
+    if !report.violations.is_empty() {
+        let dir = cluster.root().to_path_buf();
+        // Keep the agents' logs and data: the evidence for the violations.
+        let kept = std::env::temp_dir().join(format!("flotilla-chaos-seed-{}", cfg.seed));
+        let _ = std::fs::remove_dir_all(&kept);
+        if copy_dir(&dir, &kept).is_ok() {
+            report.kept = Some(kept.display().to_string());
+        }
+    }
+    report
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), target)?;
+        }
+    }
+    Ok(())
+}
