@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/flotilla/target
 BIN := $(CARGO_TARGET_DIR)/debug/flotilla
 export FLOTILLA_BIN ?= $(BIN)
 
-.PHONY: deps build test demo demo-stop bench images lint fmt
+.PHONY: deps build test demo demo-stop bench images lint fmt docs
 
 deps:
 	@bash scripts/deps.sh
@@ -54,6 +54,10 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+# docs/CLI.md is generated from the CLI's definitions (a test fails when it is stale).
+docs: build
+	$(BIN) docs > docs/CLI.md
 
 # Chaos runs (docs/RELIABILITY.md): a 3-node Docker cluster, concurrent clients and a
 # seeded fault schedule, then the checks. SEEDS runs; CHAOS_SEED=S replays one seed.

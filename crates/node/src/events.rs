@@ -33,27 +33,14 @@ pub fn stream(node: &Node, req: EventsRequest) -> Result<EventStream, Status> {
             oldest - 1
         ))
     })?;
-    let last = past.last().map(|e| (e.index, e.at, e.kind.clone(), e.object.clone()));
     let past = futures::stream::iter(past.into_iter().map(|e| Ok(info(e))));
     if !req.follow {
         return Ok(Box::pin(past));
     }
-    // Skip what the copy already had (the receiver was subscribed before it).
-    let mut seen_last = last.is_none();
     let live = BroadcastStream::new(rx).filter_map(move |r| {
         let out = match r {
-            Ok(e) => {
-                if !seen_last {
-                    if Some((e.index, e.at, e.kind.clone(), e.object.clone())) == last {
-                        seen_last = true;
-                    }
-                    None
-                } else if e.index > req.since || e.index == 0 {
-                    Some(Ok(info(e)))
-                } else {
-                    None
-                }
-            }
+            Ok(e) if e.index > req.since || e.index == 0 || req.since == 0 => Some(Ok(info(e))),
+            Ok(_) => None,
             Err(_) => Some(Err(Status::data_loss(
                 "this follower fell behind the event stream; resume with --since the last index seen",
             ))),

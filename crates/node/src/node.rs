@@ -220,6 +220,10 @@ impl Node {
                 },
             };
             if Instant::now() >= deadline {
+                // Never reached a leader: say why in the operator's terms.
+                if is_not_leader(&err) || is_connect_failure(&err) {
+                    return Err(self.no_leader().await);
+                }
                 return Err(err);
             }
             tokio::time::sleep(Duration::from_millis(20 + rand::random::<u64>() % 30)).await;
@@ -240,7 +244,17 @@ impl Node {
     /// Makes the local replica linearizable: confirms leadership with a quorum and waits
     /// until everything committed before now is applied here.
     pub async fn read_barrier(&self) -> Result<(), LocalError> {
-        match self.raft.ensure_linearizable().await {
+        // A busy machine can delay the heartbeat round that confirms leadership; a few
+        // quick retries ride that out before the caller is told.
+        let mut result = self.raft.ensure_linearizable().await;
+        for _ in 0..4 {
+            if !matches!(result, Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            result = self.raft.ensure_linearizable().await;
+        }
+        match result {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(LocalError::NotLeader),
             Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err(LocalError::Status(
