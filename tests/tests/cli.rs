@@ -279,6 +279,17 @@ async fn every_read_verb_answers_and_tables_keep_their_shape() {
         "{later}"
     );
 
+    // The CLI remembers the leader it heard of, and tries it first next time.
+    let cache = cluster.root().join("cache");
+    let leader = cluster.wait_for_leader(T).await;
+    Command::new(flotilla_bin())
+        .env("XDG_CACHE_HOME", &cache)
+        .args(["--addr", &cluster.addrs(), "get", "services"])
+        .assert()
+        .success();
+    let remembered = std::fs::read_to_string(cache.join("flotilla").join("last-leader")).expect("remembered leader");
+    assert_eq!(remembered, cluster.addr(leader));
+
     ok(cluster.cli(&["cluster", "status"]));
     ok(cluster.cli(&["cluster", "verify"]));
     let v = ok(cluster.cli(&["version"]));

@@ -31,7 +31,49 @@ fn describe(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// Where the CLI remembers the last leader it heard of.
+fn leader_cache() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    Some(base.join("flotilla").join("last-leader"))
+}
+
 impl Client {
+    /// `--addr` in order, except that the last leader heard of (when it is one of them)
+    /// comes first: writes then skip the forwarding hop.
+    fn ordered(&self) -> Vec<String> {
+        let mut addrs = self.addrs.clone();
+        let remembered = leader_cache().and_then(|p| std::fs::read_to_string(p).ok());
+        if let Some(leader) = remembered.map(|s| s.trim().to_string()) {
+            if let Some(i) = addrs.iter().position(|a| *a == leader) {
+                let a = addrs.remove(i);
+                addrs.insert(0, a);
+            }
+        }
+        addrs
+    }
+
+    fn remember_leader<T>(&self, r: &tonic::Response<T>) {
+        let Some(leader) = r
+            .metadata()
+            .get(flotilla_proto::LEADER_HEADER)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return;
+        };
+        if !self.addrs.iter().any(|a| a == leader) {
+            return;
+        }
+        if let Some(path) = leader_cache() {
+            // Best effort: a read-only home only loses the shortcut.
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(leader) {
+                let _ = std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")));
+                let _ = std::fs::write(&path, leader);
+            }
+        }
+    }
+
     pub fn new(addrs: &[String], timeout: Duration) -> Result<Self, CliError> {
         let addrs: Vec<String> = addrs
             .iter()
@@ -90,7 +132,7 @@ impl Client {
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let mut failures = Vec::new();
-        for addr in &self.addrs {
+        for addr in &self.ordered() {
             let client = match self.connect_with(addr, timeout).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -99,7 +141,10 @@ impl Client {
                 }
             };
             match f(client).await {
-                Ok(r) => return Ok(r.into_inner()),
+                Ok(r) => {
+                    self.remember_leader(&r);
+                    return Ok(r.into_inner());
+                }
                 // The connection broke before an answer: another node may do.
                 Err(s) if s.code() == tonic::Code::Unavailable && s.source().is_some() => {
                     failures.push(format!("{addr}: {}", s.message()));

@@ -53,6 +53,19 @@ fn unexpected(r: CmdResponse) -> Status {
 }
 
 impl ClusterApi {
+    /// Wraps an answer with the leader's address (`x-flotilla-leader`), so the CLI can go
+    /// to the leader first next time.
+    fn with_leader<T>(&self, msg: T) -> Response<T> {
+        let mut r = Response::new(msg);
+        let leader = self.node.raft.metrics().borrow().current_leader;
+        if let Some(addr) = leader.and_then(|l| self.node.member_addr(l)) {
+            if let Ok(v) = addr.parse() {
+                r.metadata_mut().insert(flotilla_proto::LEADER_HEADER, v);
+            }
+        }
+        r
+    }
+
     async fn apply_local(&self, spec: &ServiceSpec) -> Result<ApplyResponse, LocalError> {
         let node = &self.node;
         // An identical spec writes nothing. The local replica may be stale until the read
@@ -252,7 +265,7 @@ impl ClusterService for ClusterApi {
                 |mut c| async move { c.dry_run(forward(msg.clone())).await },
             )
             .await
-            .map(Response::new)
+            .map(|r| self.with_leader(r))
     }
 
     async fn verify(
@@ -268,7 +281,7 @@ impl ClusterService for ClusterApi {
     ) -> Result<Response<flotilla_proto::v1::StateDigestResponse>, Status> {
         crate::verify::local(&self.node, req.into_inner().index)
             .await
-            .map(Response::new)
+            .map(|r| self.with_leader(r))
     }
 
     async fn logs(&self, req: Request<flotilla_proto::v1::LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
@@ -300,7 +313,7 @@ impl ClusterService for ClusterApi {
                 |mut c| async move { c.apply(forward(msg.clone())).await },
             )
             .await
-            .map(Response::new)
+            .map(|r| self.with_leader(r))
     }
 
     #[tracing::instrument(skip_all, fields(node = self.node.id))]
@@ -319,7 +332,7 @@ impl ClusterService for ClusterApi {
                 |mut c| async move { c.delete_service(forward(msg.clone())).await },
             )
             .await
-            .map(Response::new)
+            .map(|r| self.with_leader(r))
     }
 
     async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<ServiceInfo>, Status> {
@@ -340,7 +353,7 @@ impl ClusterService for ClusterApi {
                 |mut c| async move { c.get_service(forward(msg.clone())).await },
             )
             .await
-            .map(Response::new)
+            .map(|r| self.with_leader(r))
     }
 
     async fn list_services(&self, req: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
@@ -361,7 +374,7 @@ impl ClusterService for ClusterApi {
                 |mut c| async move { c.list_services(forward(*msg)).await },
             )
             .await
-            .map(Response::new)
+            .map(|r| self.with_leader(r))
     }
 
     async fn cluster_status(
@@ -429,7 +442,7 @@ impl ClusterService for ClusterApi {
                 |mut c| async move { c.scale_service(forward(msg.clone())).await },
             )
             .await
-            .map(Response::new)
+            .map(|r| self.with_leader(r))
     }
 
     async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
@@ -450,7 +463,7 @@ impl ClusterService for ClusterApi {
                 |mut c| async move { c.list_tasks(forward(msg.clone())).await },
             )
             .await
-            .map(Response::new)
+            .map(|r| self.with_leader(r))
     }
 
     async fn list_nodes(&self, req: Request<ListNodesRequest>) -> Result<Response<ListNodesResponse>, Status> {
@@ -471,7 +484,7 @@ impl ClusterService for ClusterApi {
                 |mut c| async move { c.list_nodes(forward(*msg)).await },
             )
             .await
-            .map(Response::new)
+            .map(|r| self.with_leader(r))
     }
 
     #[tracing::instrument(skip_all, fields(node = self.node.id))]
@@ -500,6 +513,6 @@ impl ClusterService for ClusterApi {
                 |mut c| async move { c.set_node_availability(forward(msg.clone())).await },
             )
             .await
-            .map(Response::new)
+            .map(|r| self.with_leader(r))
     }
 }

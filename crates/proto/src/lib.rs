@@ -14,3 +14,6 @@ pub use v1::*;
 /// gRPC metadata key set on requests a follower forwards to the leader, so a request is
 /// forwarded at most once.
 pub const FORWARDED_HEADER: &str = "x-flotilla-forwarded";
+
+/// gRPC response metadata key carrying the leader's address, when known.
+pub const LEADER_HEADER: &str = "x-flotilla-leader";

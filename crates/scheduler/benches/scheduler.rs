@@ -95,6 +95,7 @@ fn bench_reconcile(c: &mut Criterion) {
                     state: TaskState::Healthy,
                     cpu_millis: 100,
                     memory_mb: 64,
+                    stop_grace_ms: 10_000,
                     attempt: 0,
                     stop_reason: None,
                     container_id: None,

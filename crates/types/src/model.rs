@@ -132,6 +132,10 @@ pub struct Capacity {
     pub memory_mb: u64,
 }
 
+fn default_stop_grace_ms() -> u64 {
+    10_000
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     pub id: TaskId,
@@ -146,6 +150,9 @@ pub struct Task {
     pub state: TaskState,
     pub cpu_millis: u32,
     pub memory_mb: u32,
+    /// SIGTERM-to-SIGKILL time, kept on the task: the service may be gone when it stops.
+    #[serde(default = "default_stop_grace_ms")]
+    pub stop_grace_ms: u64,
     /// How many times this slot was restarted after failures before this task.
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]

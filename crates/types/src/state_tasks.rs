@@ -150,6 +150,7 @@ impl State {
             return false;
         };
         let (cpu_millis, memory_mb) = (svc.spec.resources.cpu_millis, svc.spec.resources.memory_mb);
+        let stop_grace_ms = svc.spec.stop_grace.as_millis();
         let node = new
             .node
             .filter(|n| self.nodes.get(n).is_some_and(|n| n.status == NodeStatus::Ready));
@@ -171,6 +172,7 @@ impl State {
             },
             cpu_millis,
             memory_mb,
+            stop_grace_ms,
             attempt: new.attempt,
             stop_reason: None,
             container_id: None,

@@ -86,7 +86,7 @@ fn retry_or_fatal(task: &Task, tracked: &Tracked, e: DriverError) -> Outcome {
 }
 
 pub async fn next(ctx: &Ctx<'_>, task: &Task, spec: Option<&ServiceSpec>, tracked: &mut Tracked) -> Outcome {
-    let grace = spec.map_or(Duration::from_secs(10), |s| s.stop_grace.0);
+    let grace = Duration::from_millis(task.stop_grace_ms);
     if task.desired == DesiredState::Shutdown || spec.is_none() {
         return stop_step(ctx, task, tracked, grace).await;
     }

@@ -47,6 +47,7 @@ pub fn task(svc: &str, slot: u32, seq: u64, node: Option<u64>, state: TaskState)
         state,
         cpu_millis: 100,
         memory_mb: 64,
+        stop_grace_ms: 10_000,
         attempt: 0,
         stop_reason: None,
         container_id: None,
