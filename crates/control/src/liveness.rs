@@ -52,6 +52,14 @@ impl Liveness {
             .collect()
     }
 
+    /// The earliest moment one of `ids` would become silent for longer than `timeout`.
+    pub fn next_deadline(&self, ids: impl IntoIterator<Item = NodeId>, timeout: Duration) -> Option<Instant> {
+        let inner = self.lock();
+        ids.into_iter()
+            .map(|id| inner.last_seen.get(&id).copied().unwrap_or(inner.epoch) + timeout)
+            .min()
+    }
+
     /// Whether `id` was heard from within `timeout`.
     pub fn alive(&self, id: NodeId, timeout: Duration) -> bool {
         self.silent([id], timeout).is_empty()

@@ -92,9 +92,27 @@ impl Control {
         let mut tick = tokio::time::interval(self.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Besides the tick and every apply, wake when a node's silence would pass the
+            // timeout, so a dead node is declared down on time rather than on the next tick.
+            let deadline = {
+                let sm = self.state.read();
+                let ready = sm
+                    .state
+                    .nodes
+                    .values()
+                    .filter(|n| n.status == NodeStatus::Ready)
+                    .map(|n| n.id);
+                self.liveness.next_deadline(ready, self.config.node_timeout)
+            };
+            let wake = deadline.map_or(self.config.tick, |d| {
+                // At least 50 ms: a pass that could not write must not spin.
+                (d.saturating_duration_since(std::time::Instant::now()) + Duration::from_millis(5))
+                    .max(Duration::from_millis(50))
+            });
             tokio::select! {
                 _ = tick.tick() => {}
                 changed = applied.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(wake) => {}
             }
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = %e, "scheduling pass failed");
