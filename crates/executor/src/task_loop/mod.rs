@@ -94,7 +94,7 @@ impl Executor {
 
     /// Finds the containers this node already runs. Returns false when the driver cannot
     /// list them yet (the caller retries: starting work blind could duplicate it).
-    async fn adopt(&mut self) -> bool {
+    pub async fn adopt(&mut self) -> bool {
         let containers = match self.driver.list(&self.own_labels()).await {
             Ok(c) => c,
             Err(e) => {

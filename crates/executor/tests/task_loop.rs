@@ -1,0 +1,207 @@
+//! The node-side task loop against the real process driver: steps, reports re-sent until
+//! acknowledged, adoption without duplicates, orphans removed, stops.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use flotilla_executor::task_loop::{DesiredSource, Executor, ExecutorConfig, Reporter};
+use flotilla_executor::{ContainerState, Driver, ProcessDriver, LABEL_CLUSTER, LABEL_TASK};
+use flotilla_types::{DesiredState, ServiceSpec, Task, TaskId, TaskReport, TaskState};
+
+#[derive(Default)]
+struct Source(Mutex<Vec<(Task, Option<ServiceSpec>)>>);
+
+impl DesiredSource for Source {
+    fn assignments(&self) -> Vec<(Task, Option<ServiceSpec>)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[derive(Default)]
+struct Leader {
+    delivered: Mutex<Vec<TaskReport>>,
+    down: Mutex<bool>,
+}
+
+#[async_trait]
+impl Reporter for Leader {
+    async fn report(&self, reports: Vec<TaskReport>) -> Result<Vec<TaskId>, String> {
+        if *self.down.lock().unwrap() {
+            return Err("leader unreachable".into());
+        }
+        self.delivered.lock().unwrap().extend(reports);
+        Ok(Vec::new())
+    }
+}
+
+fn spec() -> ServiceSpec {
+    ServiceSpec::parse("name: web\nimage: none\ncommand: [\"sleep\", \"30\"]\nstop_grace: 1s\n").unwrap()
+}
+
+fn task(id: &str) -> Task {
+    Task {
+        id: id.into(),
+        service: "web".into(),
+        slot: 0,
+        seq: 1,
+        spec_version: 1,
+        node: Some(1),
+        desired: DesiredState::Running,
+        state: TaskState::Assigned,
+        cpu_millis: 100,
+        memory_mb: 64,
+        stop_grace_ms: 1000,
+        attempt: 0,
+        stop_reason: None,
+        container_id: None,
+        exit_code: None,
+        message: String::new(),
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    driver: Arc<dyn Driver>,
+    source: Arc<Source>,
+    leader: Arc<Leader>,
+    cluster: String,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let driver: Arc<dyn Driver> = Arc::new(ProcessDriver::new(dir.path().join("process")));
+        Rig {
+            _dir: dir,
+            driver,
+            source: Arc::default(),
+            leader: Arc::default(),
+            cluster: format!("loop{}", std::process::id()),
+        }
+    }
+
+    fn executor(&self) -> Executor {
+        Executor::new(
+            self.driver.clone(),
+            self.source.clone(),
+            self.leader.clone(),
+            ExecutorConfig {
+                cluster: self.cluster.clone(),
+                node: 1,
+                interval: Duration::from_millis(100),
+            },
+        )
+    }
+
+    fn set(&self, tasks: Vec<Task>) {
+        *self.source.0.lock().unwrap() = tasks.into_iter().map(|t| (t, Some(spec()))).collect();
+    }
+
+    async fn containers(&self) -> Vec<flotilla_executor::ContainerStatus> {
+        let labels = BTreeMap::from([(LABEL_CLUSTER.to_string(), self.cluster.clone())]);
+        self.driver.list(&labels).await.unwrap()
+    }
+
+    fn delivered(&self) -> Vec<(String, TaskState)> {
+        self.leader
+            .delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| (r.task.clone(), r.state))
+            .collect()
+    }
+}
+
+async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn starts_reports_and_resends_until_acknowledged() {
+    let rig = Rig::new();
+    let mut ex = rig.executor();
+    assert!(ex.adopt().await);
+    rig.set(vec![task("web.0.1")]);
+    *rig.leader.down.lock().unwrap() = true;
+    ex.pass().await;
+    ex.flush().await;
+    assert!(
+        rig.delivered().is_empty(),
+        "nothing can be delivered while the leader is down"
+    );
+    let running = rig.containers().await;
+    assert_eq!(running.len(), 1);
+    assert!(running[0].labels.get(LABEL_TASK).is_some_and(|t| t == "web.0.1"));
+
+    // The leader is back: the newest state of the task is delivered once.
+    *rig.leader.down.lock().unwrap() = false;
+    ex.flush().await;
+    assert_eq!(rig.delivered(), vec![("web.0.1".into(), TaskState::Running)]);
+    ex.pass().await;
+    ex.flush().await;
+    assert_eq!(rig.delivered().len(), 1, "an acknowledged report is not sent again");
+
+    // Asked to stop: stopped and removed, then reported.
+    let mut t = task("web.0.1");
+    t.state = TaskState::Running;
+    t.desired = DesiredState::Shutdown;
+    rig.set(vec![t]);
+    until("the stop to be reported", async || {
+        ex.pass().await;
+        ex.flush().await;
+        rig.delivered()
+            .contains(&("web.0.1".into(), TaskState::Stopped))
+            .then_some(())
+    })
+    .await;
+    assert!(rig.containers().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_new_executor_adopts_what_runs_and_removes_what_is_not_wanted() {
+    let rig = Rig::new();
+    let mut first = rig.executor();
+    first.adopt().await;
+    rig.set(vec![task("web.0.1"), task("web.1.2")]);
+    first.pass().await;
+    let before = rig.containers().await;
+    assert_eq!(before.len(), 2);
+    drop(first); // the agent dies; its workloads keep running
+
+    // Restarted: web.0.1 is still wanted, web.1.2 no longer is.
+    let mut t = task("web.0.1");
+    t.state = TaskState::Running;
+    rig.set(vec![t]);
+    let mut second = rig.executor();
+    assert!(second.adopt().await);
+    second.pass().await;
+    let after = until("the unwanted container to go", async || {
+        let c = rig.containers().await;
+        (c.len() == 1).then_some(c)
+    })
+    .await;
+    let kept = before.iter().find(|c| c.labels[LABEL_TASK] == "web.0.1").unwrap();
+    assert_eq!(
+        after[0].id, kept.id,
+        "the running workload was adopted, not started again"
+    );
+    assert!(matches!(after[0].state, ContainerState::Running));
+    // A second pass never creates a duplicate.
+    second.pass().await;
+    assert_eq!(rig.containers().await.len(), 1);
+    for c in rig.containers().await {
+        rig.driver.remove(&c.id).await.unwrap();
+    }
+}
