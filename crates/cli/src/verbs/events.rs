@@ -40,15 +40,14 @@ pub async fn events(client: &Client, out: Format, since: u64, follow: bool) -> R
                         }
                         Format::Yaml => render(out, &vec![&view], String::new)?,
                         _ => {
-                            let text = table(&["INDEX", "AGE", "KIND", "OBJECT", "MESSAGE"], &[row(&view)]);
-                            let mut lines = text.lines();
-                            let head = lines.next().unwrap_or_default().to_string();
-                            let body: String = lines.map(|l| format!("{l}\n")).collect();
-                            if std::mem::take(&mut header) {
-                                format!("{head}\n{body}")
+                            // Fixed widths: each line is printed as it arrives.
+                            let head = if std::mem::take(&mut header) {
+                                format!("{:<7} {:<5} {:<18} {:<20} MESSAGE\n", "INDEX", "AGE", "KIND", "OBJECT")
                             } else {
-                                body
-                            }
+                                String::new()
+                            };
+                            let r = row(&view);
+                            format!("{head}{:<7} {:<5} {:<18} {:<20} {}\n", r[0], r[1], r[2], r[3], r[4])
                         }
                     };
                     print!("{line}");
