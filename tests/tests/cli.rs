@@ -405,3 +405,40 @@ fn the_cli_reference_is_current() {
         "docs/CLI.md is stale: run `make docs`"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_watch_prints_again_when_the_list_changes() {
+    let cluster = ready_cluster().await;
+    let mut watch = std::process::Command::new(flotilla_bin())
+        .args(["--addr", &cluster.addrs(), "get", "services", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("get --watch");
+    let reader = std::io::BufReader::new(watch.stdout.take().expect("stdout"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in reader.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(rx.recv_timeout(T).expect("first output"), "No services.");
+    cli(&cluster)
+        .args(["apply", "-f", "-"])
+        .write_stdin(spec("watched", 0))
+        .assert()
+        .success();
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("a new list");
+        if line.starts_with("watched ") {
+            break;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
