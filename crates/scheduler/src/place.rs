@@ -1,18 +1,18 @@
 //! `place`: a node for each pending task, or the reasons none fits.
 //!
 //! Filters (in order, the first failing one is the node's reason): node ready, availability
-//! active, label constraints, `max_per_node`, cpu, memory — counting what this same plan
-//! already placed. Scoring spreads: fewest tasks of the service on the node, then least
+//! active, label constraints, `max_per_node`, published host ports free, cpu, memory —
+//! counting what this same plan already placed. Scoring spreads: fewest tasks of the service on the node, then least
 //! allocated, then the lowest node id, so the same input always gives the same plan.
 //!
 //! Tasks are placed service by service; for one service the feasible nodes sit in a
 //! min-heap keyed by score (built in O(nodes)), so each placement costs O(log nodes).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::fmt;
 
-use flotilla_types::{Availability, Constraint, NodeId, NodeStatus};
+use flotilla_types::{Availability, Constraint, NodeId, NodeStatus, Protocol};
 
 use crate::view::ClusterView;
 
@@ -31,6 +31,8 @@ pub enum Reason {
     Drained,
     Constraint(String),
     MaxPerNode,
+    /// A published host port of the task is taken on the node.
+    PortInUse,
     InsufficientCpu,
     InsufficientMemory,
     ServiceDeleted,
@@ -44,6 +46,7 @@ impl fmt::Display for Reason {
             Reason::Drained => f.write_str("drained"),
             Reason::Constraint(c) => write!(f, "not matching `{c}`"),
             Reason::MaxPerNode => f.write_str("at max_per_node"),
+            Reason::PortInUse => f.write_str("host port in use"),
             Reason::InsufficientCpu => f.write_str("insufficient cpu"),
             Reason::InsufficientMemory => f.write_str("insufficient memory"),
             Reason::ServiceDeleted => f.write_str("service deleted"),
@@ -111,6 +114,14 @@ pub fn place(view: &ClusterView<'_>, pending: &[PendingTask]) -> Plan {
         }
     }
 
+    // Published host ports taken on each node, by the tasks that hold resources there.
+    let mut ports_used: HashMap<NodeId, BTreeSet<(u32, Protocol)>> = HashMap::new();
+    for t in view.tasks.values().filter(|t| t.state.holds_resources()) {
+        if let (Some(node), Some(svc)) = (t.node, view.services.get(&t.service)) {
+            ports_used.entry(node).or_default().extend(host_ports(&svc.spec));
+        }
+    }
+
     let mut by_service: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, p) in pending.iter().enumerate() {
         by_service.entry(p.service.as_str()).or_default().push(i);
@@ -134,6 +145,7 @@ pub fn place(view: &ClusterView<'_>, pending: &[PendingTask]) -> Plan {
             .filter_map(|c| Constraint::parse(c).ok().map(|p| (p, c.as_str())))
             .collect();
         let max_per_node = svc.spec.placement.max_per_node;
+        let wanted_ports = host_ports(&svc.spec);
         let counts = per_service.entry(service).or_default();
 
         // Static filters: the same answer for every task of this service.
@@ -172,8 +184,14 @@ pub fn place(view: &ClusterView<'_>, pending: &[PendingTask]) -> Plan {
             while let Some(Reverse((count, _, id))) = candidates.pop() {
                 let node = &view.nodes[&id];
                 let a = alloc.get(&id).copied().unwrap_or_default();
+                let port_taken = !wanted_ports.is_empty()
+                    && ports_used
+                        .get(&id)
+                        .is_some_and(|used| wanted_ports.iter().any(|p| used.contains(p)));
                 let misfit = if max_per_node.is_some_and(|m| count >= m) {
                     Some(Reason::MaxPerNode)
+                } else if port_taken {
+                    Some(Reason::PortInUse)
                 } else if a.cpu + u64::from(task.cpu_millis) > node.capacity.cpu_millis {
                     Some(Reason::InsufficientCpu)
                 } else if a.mem + u64::from(task.memory_mb) > node.capacity.memory_mb {
@@ -190,6 +208,7 @@ pub fn place(view: &ClusterView<'_>, pending: &[PendingTask]) -> Plan {
                 let a = alloc.entry(id).or_default();
                 a.cpu += u64::from(task.cpu_millis);
                 a.mem += u64::from(task.memory_mb);
+                ports_used.entry(id).or_default().extend(wanted_ports.iter().copied());
                 let new_count = count + 1;
                 counts.insert(id, new_count);
                 candidates.push(Reverse((new_count, score(node, *a), id)));
@@ -211,6 +230,13 @@ pub fn place(view: &ClusterView<'_>, pending: &[PendingTask]) -> Plan {
             .map(|p| p.expect("every pending task is decided"))
             .collect(),
     }
+}
+
+fn host_ports(spec: &flotilla_types::ServiceSpec) -> Vec<(u32, Protocol)> {
+    spec.ports
+        .iter()
+        .filter_map(|p| p.host.map(|h| (h, p.protocol)))
+        .collect()
 }
 
 /// How full a node is, cpu and memory weighted equally, in millionths of capacity.

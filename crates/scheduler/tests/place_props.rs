@@ -234,3 +234,35 @@ fn reasons_read_like_an_operator_expects() {
     let err = plan.placements[0].as_ref().unwrap_err();
     assert_eq!(err.to_string(), "0/3 nodes: 2 not matching `zone == b`, 1 drained");
 }
+
+#[test]
+fn a_published_host_port_is_used_once_per_node() {
+    let (mut state, _) = build(&[], &[]);
+    for id in 1..=2 {
+        state.nodes.insert(id, node(id, 10_000, 10_000));
+    }
+    let mut web = service("web", 3);
+    web.spec.ports = vec![flotilla_types::Port {
+        container: 80,
+        host: Some(8080),
+        protocol: flotilla_types::Protocol::Tcp,
+    }];
+    state.services.insert("web".into(), web);
+    let pending: Vec<PendingTask> = (0..3)
+        .map(|_| PendingTask {
+            service: "web".into(),
+            cpu_millis: 100,
+            memory_mb: 64,
+        })
+        .collect();
+    let plan = place(&ClusterView::of(&state), &pending);
+    let placed: Vec<u64> = plan
+        .placements
+        .iter()
+        .filter_map(|p| p.as_ref().ok().copied())
+        .collect();
+    assert_eq!(placed.len(), 2, "{plan:?}");
+    assert_ne!(placed[0], placed[1]);
+    let err = plan.placements[2].as_ref().unwrap_err();
+    assert_eq!(err.to_string(), "0/2 nodes: 2 host port in use");
+}
