@@ -10,6 +10,8 @@ fi
 command -v clang >/dev/null || need_apt+=(clang)
 # The workload image is built offline from Debian's static busybox.
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
+# The chaos runner's network partitions are iptables rules on the loopback.
+command -v iptables >/dev/null || need_apt+=(iptables)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}"

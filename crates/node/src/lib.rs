@@ -84,7 +84,7 @@ pub async fn run(
             addr: config.listen.to_string(),
             source,
         })?;
-    let raft = Raft::new(config.id, raft_config, network::Network, log, sm)
+    let raft = Raft::new(config.id, raft_config, network::Network::new(config.listen), log, sm)
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
     let node = Arc::new(node::Node::new(config.clone(), raft.clone(), state.clone()));

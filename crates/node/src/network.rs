@@ -1,6 +1,7 @@
 //! The client half of the Raft transport: openraft's `RaftNetwork` over tonic.
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use flotilla_proto::v1::raft_service_client::RaftServiceClient;
@@ -29,7 +30,19 @@ pub const MAX_RAFT_MESSAGE: usize = 256 << 20;
 
 type RpcResult<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, BasicNode, E>>;
 
-pub struct Network;
+/// Opens Raft channels to peers, from `local` (see [`source_ip`]) when set.
+pub struct Network {
+    pub local: Option<IpAddr>,
+}
+
+impl Network {
+    /// For a node listening on `listen`.
+    pub fn new(listen: SocketAddr) -> Network {
+        Network {
+            local: source_ip(listen),
+        }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
@@ -37,7 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            client: connect_lazy(&node.addr).map(|c| {
+            client: connect_lazy(&node.addr, self.local).map(|c| {
                 RaftServiceClient::new(c)
                     .max_decoding_message_size(MAX_RAFT_MESSAGE)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE)
@@ -47,8 +60,19 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     }
 }
 
-/// A channel that connects on first use and reconnects after failures.
-pub fn connect_lazy(addr: &str) -> Result<Channel, String> {
+/// The source address for a node's outbound connections to other nodes: its own listen
+/// IP when it listens on a specific one, so that packet filters (the chaos suite's
+/// partitions) can tell nodes apart. `None` (the kernel's choice, as before) for the
+/// unspecified address and for 127.0.0.1 / ::1.
+pub fn source_ip(listen: SocketAddr) -> Option<IpAddr> {
+    let ip = listen.ip();
+    let default = ip.is_unspecified() || ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || ip.is_loopback() && ip.is_ipv6();
+    (!default).then_some(ip)
+}
+
+/// A channel that connects on first use and reconnects after failures; its connections
+/// are made from `local` when set.
+pub fn connect_lazy(addr: &str, local: Option<IpAddr>) -> Result<Channel, String> {
     let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
         addr.to_string()
     } else {
@@ -60,6 +84,7 @@ pub fn connect_lazy(addr: &str) -> Result<Channel, String> {
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(5))
                 .keep_alive_timeout(Duration::from_secs(5))
+                .local_address(local)
                 .connect_lazy()
         })
         .map_err(|e| format!("invalid peer address {addr:?}: {e}"))

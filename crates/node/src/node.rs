@@ -83,7 +83,7 @@ impl Node {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = connect_lazy(addr).map_err(Status::internal)?;
+        let c = connect_lazy(addr, crate::network::source_ip(self.config.listen)).map_err(Status::internal)?;
         channels.insert(addr.to_string(), c.clone());
         Ok(c)
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +14,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::partition::Partitions;
 use crate::wait::wait_until_async;
 
 /// The `flotilla` binary under test: `FLOTILLA_BIN`, else next to the test executable's
@@ -38,9 +39,9 @@ pub fn flotilla_bin() -> PathBuf {
     bin
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+/// A free TCP port on `ip` (bound, then released).
+fn free_port(ip: IpAddr) -> u16 {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
@@ -48,6 +49,8 @@ fn free_port() -> u16 {
 
 pub struct Agent {
     pub id: u64,
+    /// The address it listens on (and, with distinct IPs, connects to peers from).
+    pub ip: IpAddr,
     pub addr: String,
     pub data_dir: PathBuf,
     log: PathBuf,
@@ -73,6 +76,7 @@ pub struct ClusterBuilder {
     size: u64,
     args: Vec<String>,
     driver: &'static str,
+    distinct_ips: bool,
 }
 
 impl ClusterBuilder {
@@ -88,9 +92,32 @@ impl ClusterBuilder {
         self
     }
 
+    /// Each agent on its own loopback address, `127.<a>.<b>.<10 + id>` with `a.b` unique
+    /// to this cluster among those of this process (and most likely of others), instead
+    /// of all on 127.0.0.1. Agents then connect to each other from their own address, so
+    /// [`Cluster::isolate`] can cut one off.
+    pub fn distinct_ips(mut self) -> Self {
+        self.distinct_ips = true;
+        self
+    }
+
     pub fn start(self) -> Cluster {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let name = format!("t{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("t{}-{n}", std::process::id());
+        assert!(
+            !self.distinct_ips || self.size <= 200,
+            "at most 200 agents with distinct IPs"
+        );
+        // 127.<a>.<b>: from the pid and the counter; never 127.0.0 (127.0.0.1's block).
+        let block = {
+            let k = (std::process::id() as u64)
+                .wrapping_mul(31)
+                .wrapping_add(n.wrapping_mul(7919));
+            let a = 1 + (k % 254) as u8;
+            let b = ((k / 254) % 256) as u8;
+            (a, b)
+        };
         let mut args = vec![
             "--driver".to_string(),
             self.driver.to_string(),
@@ -105,11 +132,17 @@ impl ClusterBuilder {
         let mut agents = BTreeMap::new();
         for id in 1..=self.size {
             let dir = root.path().join(format!("node{id}"));
+            let ip = if self.distinct_ips {
+                IpAddr::V4(Ipv4Addr::new(127, block.0, block.1, 10 + id as u8))
+            } else {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            };
             agents.insert(
                 id,
                 Agent {
                     id,
-                    addr: format!("127.0.0.1:{}", free_port()),
+                    ip,
+                    addr: format!("{ip}:{}", free_port(ip)),
                     data_dir: dir.join("data"),
                     log: dir.join("agent.log"),
                     child: None,
@@ -123,6 +156,7 @@ impl ClusterBuilder {
             agents,
             args,
             name,
+            partitions: Partitions::new(),
         };
         for id in 1..=self.size {
             cluster.start_agent(id);
@@ -137,6 +171,8 @@ pub struct Cluster {
     args: Vec<String>,
     /// The cluster's `flotilla.cluster` label, unique per test cluster.
     name: String,
+    /// Cuts made by [`Cluster::isolate`]; healed on drop.
+    partitions: Partitions,
 }
 
 /// Set on every agent (and so inherited by the processes it starts) to find them again.
@@ -148,6 +184,7 @@ impl Cluster {
             size,
             args: Vec::new(),
             driver: "process",
+            distinct_ips: false,
         }
     }
 
@@ -171,6 +208,34 @@ impl Cluster {
 
     pub fn agent(&self, id: u64) -> &Agent {
         &self.agents[&id]
+    }
+
+    pub fn ip(&self, id: u64) -> IpAddr {
+        self.agents[&id].ip
+    }
+
+    /// Cuts agent `id` off from every other agent, both directions (iptables, root; the
+    /// cluster must be built with [`ClusterBuilder::distinct_ips`]). Clients still reach
+    /// every agent. One cut at a time: it replaces any earlier one.
+    pub fn isolate(&mut self, id: u64) -> Result<(), String> {
+        let me = self.agents[&id].ip;
+        let others: Vec<IpAddr> = self.agents.values().map(|a| a.ip).filter(|ip| *ip != me).collect();
+        if others.is_empty() {
+            return Err(format!(
+                "agent {id} shares its IP with every other agent: build with distinct_ips()"
+            ));
+        }
+        self.partitions.heal();
+        let r = self.partitions.isolate(me, &others);
+        if r.is_err() {
+            self.partitions.heal();
+        }
+        r
+    }
+
+    /// Removes every cut.
+    pub fn heal(&mut self) {
+        self.partitions.heal();
     }
 
     pub fn addr(&self, id: u64) -> String {
@@ -413,6 +478,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        self.partitions.heal();
         let ids: Vec<u64> = self.agents.keys().copied().collect();
         for id in ids {
             self.kill(id);

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flotilla_testkit::docker;
+use flotilla_testkit::partition::Partitions;
 use flotilla_tests::chaos::{self, history::Outcome, Config};
 
 fn env_u64(key: &str) -> Option<u64> {
@@ -42,6 +43,24 @@ fn main() -> ExitCode {
             "process"
         }
     };
+    // Partitions need iptables (root). Rules left by killed runs are removed first.
+    let partitions = match Partitions::available() {
+        Ok(()) => {
+            let stale = Partitions::remove_stale();
+            if stale > 0 {
+                println!("removed {stale} stale partition rules of dead chaos runs");
+            }
+            true
+        }
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            eprintln!("CI=true requires iptables (root) for the partitions: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("NOTICE: {e}: no partitions (scheduled partitions become pauses)");
+            false
+        }
+    };
     let duration = env_u64("CHAOS_DURATION").map(Duration::from_secs);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -53,6 +72,7 @@ fn main() -> ExitCode {
     let mut failed_seeds = Vec::new();
     for seed in seeds {
         let mut cfg = Config::new(seed, driver);
+        cfg.partitions = partitions;
         if let Some(d) = duration {
             cfg.duration = d;
         }

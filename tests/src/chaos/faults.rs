@@ -1,5 +1,7 @@
 //! The seeded fault schedule: one fault at a time (the cluster keeps a quorum), each
 //! injected, held for a while, then healed. The leader is picked more often.
+//! Partitions are iptables cuts between the agents' own loopback addresses (see
+//! `flotilla_testkit::partition`): the node keeps running and clients still reach it.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,8 @@ pub enum Kind {
     Pause,
     /// SIGKILL and an immediate start.
     Restart,
+    /// Cut off from both other nodes (not from clients), then healed.
+    Partition,
 }
 
 /// The leader as the running agents see it.
@@ -30,7 +34,14 @@ pub async fn leader(cluster: &Cluster) -> Option<u64> {
 }
 
 /// Injects faults until `until` (measured from `start`); returns one line per fault.
-pub async fn run(cluster: &mut Cluster, rng: &mut StdRng, start: Instant, until: Duration) -> Vec<String> {
+/// Without `partitions` (no iptables), a scheduled partition is a pause instead.
+pub async fn run(
+    cluster: &mut Cluster,
+    rng: &mut StdRng,
+    start: Instant,
+    until: Duration,
+    partitions: bool,
+) -> Vec<String> {
     let mut log = Vec::new();
     while start.elapsed() < until {
         tokio::time::sleep(Duration::from_millis(rng.random_range(500..2500))).await;
@@ -41,11 +52,19 @@ pub async fn run(cluster: &mut Cluster, rng: &mut StdRng, start: Instant, until:
             _ => ids[rng.random_range(0..ids.len())],
         };
         let kind = match rng.random_range(0..100) {
-            0..45 => Kind::Kill,
-            45..75 => Kind::Pause,
-            _ => Kind::Restart,
+            0..35 => Kind::Kill,
+            35..55 => Kind::Pause,
+            55..70 => Kind::Restart,
+            _ => Kind::Partition,
         };
-        let hold = Duration::from_millis(rng.random_range(500..4000));
+        let hold = match kind {
+            Kind::Partition => Duration::from_millis(rng.random_range(1000..5000)),
+            _ => Duration::from_millis(rng.random_range(500..4000)),
+        };
+        let kind = match kind {
+            Kind::Partition if !partitions => Kind::Pause,
+            k => k,
+        };
         let role = if leader == Some(target) { "leader" } else { "follower" };
         let held = match kind {
             Kind::Restart => String::new(),
@@ -67,6 +86,27 @@ pub async fn run(cluster: &mut Cluster, rng: &mut StdRng, start: Instant, until:
                 cluster.resume(target);
             }
             Kind::Restart => cluster.restart(target),
+            Kind::Partition => {
+                if let Err(e) = cluster.isolate(target) {
+                    if let Some(last) = log.last_mut() {
+                        last.push_str(&format!(" (partition failed: {e})"));
+                    }
+                }
+                tokio::time::sleep(hold).await;
+                // Evidence that the cut is real: what the two sides believe before healing.
+                let mut views = Vec::new();
+                for id in cluster.ids() {
+                    let v = match cluster.status(id).await {
+                        Some(s) => format!("node {id}: leader {} term {}", s.leader_id, s.term),
+                        None => format!("node {id}: no answer"),
+                    };
+                    views.push(v);
+                }
+                if let Some(last) = log.last_mut() {
+                    last.push_str(&format!("; before heal: {}", views.join(", ")));
+                }
+                cluster.heal();
+            }
         }
     }
     log

@@ -35,6 +35,8 @@ pub struct Config {
     pub node_timeout: Duration,
     /// `docker` or `process`.
     pub driver: &'static str,
+    /// Whether partitions are injected (iptables usable); otherwise they become pauses.
+    pub partitions: bool,
 }
 
 impl Config {
@@ -46,6 +48,7 @@ impl Config {
             services: ["svc-a", "svc-b", "svc-c"].map(String::from).to_vec(),
             node_timeout: Duration::from_secs(4),
             driver,
+            partitions: true,
         }
     }
 
@@ -77,6 +80,7 @@ pub async fn run(cfg: &Config) -> Report {
     let node_timeout = format!("{}ms", cfg.node_timeout.as_millis());
     let mut cluster = Cluster::builder(3)
         .driver(cfg.driver)
+        .distinct_ips()
         .agent_args(&["--node-timeout", &node_timeout, "--cpu", "4", "--memory", "4096"])
         .start();
     cluster.wait_for_leader(Duration::from_secs(30)).await;
@@ -97,8 +101,9 @@ pub async fn run(cfg: &Config) -> Report {
         })
         .collect();
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    report.faults = faults::run(&mut cluster, &mut rng, start, cfg.duration).await;
-    // Healed: every node runs (the schedule restarts what it kills). Clients go on for a
+    report.faults = faults::run(&mut cluster, &mut rng, start, cfg.duration, cfg.partitions).await;
+    // Healed: every node runs (the schedule restarts what it kills) and no cut remains.
+    // Clients go on for a
     // moment against the whole cluster, then stop.
     cluster.wait_for_leader(Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
