@@ -15,6 +15,7 @@
 //!                                    timeouts: "--election-timeout-min 250ms --election-timeout-max 500ms"
 //!   FLOTILLA_BIN                     the agent binary (see flotilla_testkit::flotilla_bin)
 
+use flotilla_tests::bench::{env_usize, loadavg, ms, percentile};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -60,16 +61,6 @@ struct Config {
     clients: usize,
     kills: usize,
     agent_args: Vec<String>,
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a non-negative integer")),
-        Err(_) => default,
-    }
 }
 
 impl Config {
@@ -145,25 +136,6 @@ async fn apply(
 
 // ---------------------------------------------------------------------------------------
 // Statistics and printing.
-
-/// Nearest-rank percentile of sorted samples (`p` in 0..=1).
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
 
 /// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
 fn cpu_time(pid: &str) -> Duration {

@@ -22,6 +22,7 @@
 //!   BENCH_LOGS=DIR               copy the agents' logs there before the clusters go
 //!   FLOTILLA_BIN                 the agent binary (see flotilla_testkit::flotilla_bin)
 
+use flotilla_tests::bench::{env_usize, loadavg, ms, percentile};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -76,16 +77,6 @@ struct Config {
     logs: Option<std::path::PathBuf>,
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a non-negative integer")),
-        Err(_) => default,
-    }
-}
-
 impl Config {
     fn from_env() -> Config {
         let only = match std::env::var("BENCH_ONLY").as_deref() {
@@ -110,26 +101,7 @@ impl Config {
 }
 
 // ---------------------------------------------------------------------------------------
-// Statistics (the same nearest-rank rules as benches/cluster.rs).
-
-/// Nearest-rank percentile of sorted samples (`p` in 0..=1).
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
+// Statistics (percentiles from flotilla_tests::bench, as in benches/cluster.rs).
 
 struct Summary {
     count: usize,

@@ -3,6 +3,7 @@
 
 use std::process::Output;
 
+pub mod bench;
 pub mod chaos;
 
 /// A minimal valid spec whose tasks run until stopped (with any driver).
@@ -36,4 +37,25 @@ pub fn ok(o: Output) -> String {
 pub fn json(o: Output) -> serde_json::Value {
     let out = ok(o);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// Each node's status (`ready`, `down`) as `get nodes` reports it, or `None` when the call
+/// fails.
+pub fn node_status(cluster: &flotilla_testkit::Cluster) -> Option<std::collections::BTreeMap<u64, String>> {
+    let o = cluster.cli(&["get", "nodes", "-o", "json"]);
+    if !o.status.success() {
+        return None;
+    }
+    Some(
+        json(o)
+            .as_array()?
+            .iter()
+            .map(|n| {
+                (
+                    n["id"].as_u64().unwrap_or(0),
+                    n["status"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect(),
+    )
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use flotilla_testkit::docker::{self, Container, WORKLOAD_IMAGE};
 use flotilla_testkit::{wait_until_async, Cluster};
-use flotilla_tests::{json, ok};
+use flotilla_tests::{json, node_status, ok};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -36,23 +36,6 @@ fn docker_cluster(test: &str, node_timeout: &str) -> Option<Cluster> {
             .driver("docker")
             .agent_args(&["--node-timeout", node_timeout, "--cpu", "4", "--memory", "4096"])
             .start(),
-    )
-}
-
-fn node_status(cluster: &Cluster) -> Option<BTreeMap<u64, String>> {
-    let o = cluster.cli(&["get", "nodes", "-o", "json"]);
-    if !o.status.success() {
-        return None;
-    }
-    Some(
-        json(o)
-            .as_array()?
-            .iter()
-            .map(|n| {
-                let id = n["id"].as_u64().unwrap_or(0);
-                (id, n["status"].as_str().unwrap_or("").to_string())
-            })
-            .collect(),
     )
 }
 

@@ -87,16 +87,14 @@ async fn logs_stream_from_the_node_running_the_task_through_any_node() {
 #[test]
 fn driver_docker_without_an_engine_stops_the_agent_at_once() {
     let dir = tempfile_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let peers = format!("1={listen}");
     let out = Command::new(flotilla_bin())
-        .args([
-            "agent",
-            "--id",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--peers",
-            "1=127.0.0.1:1",
-        ])
+        .args(["agent", "--id", "1", "--listen", &listen, "--peers", &peers])
         .arg("--data-dir")
         .arg(&dir)
         .args(["--driver", "docker"])

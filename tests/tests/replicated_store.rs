@@ -128,7 +128,8 @@ async fn a_node_that_missed_a_snapshot_interval_catches_up_through_a_multi_megab
     let lagging = cluster.ids().into_iter().find(|i| *i != leader).expect("a follower");
     cluster.kill(lagging);
 
-    // 30 services of ~256 KiB each: the state, and so the snapshot, is ~7.5 MiB.
+    // 30 services of ~256 KiB each (~7.5 MiB of state). The snapshot the lagging node
+    // installs is built at the 20th entry and holds the services applied by then: MiBs.
     let filler = "x".repeat(256 * 1024);
     for i in 0..30 {
         let text = format!("{}env:\n  FILLER: {filler}\n", spec(&format!("big-{i}"), 0));

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use flotilla_testkit::{wait_until_async, Cluster};
-use flotilla_tests::{json, ok, spec, stderr};
+use flotilla_tests::{json, node_status, ok, spec, stderr};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -42,25 +42,6 @@ fn per_node(tasks: &[Value]) -> BTreeMap<u64, usize> {
         }
     }
     m
-}
-
-fn node_status(cluster: &Cluster) -> Option<BTreeMap<u64, String>> {
-    let o = cluster.cli(&["get", "nodes", "-o", "json"]);
-    if !o.status.success() {
-        return None;
-    }
-    Some(
-        json(o)
-            .as_array()?
-            .iter()
-            .map(|n| {
-                (
-                    n["id"].as_u64().unwrap_or(0),
-                    n["status"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect(),
-    )
 }
 
 async fn all_registered(cluster: &Cluster) {

@@ -60,11 +60,6 @@ impl Liveness {
             .min()
     }
 
-    /// Whether `id` was heard from within `timeout`.
-    pub fn alive(&self, id: NodeId, timeout: Duration) -> bool {
-        self.silent([id], timeout).is_empty()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("liveness lock poisoned")
     }

@@ -12,6 +12,7 @@ use bollard::Docker;
 use flotilla_docker::DockerDriver;
 use flotilla_executor::conformance::{Fixture, Scope};
 use flotilla_executor::{ContainerSpec, Driver, PortMapping, Protocol};
+use flotilla_testkit::wait_until_async;
 use tokio::sync::OnceCell;
 
 const IMAGE: &str = "flotilla/busybox:latest";
@@ -98,31 +99,23 @@ async fn limits_and_loopback_ports() {
             assert_eq!(host.memory, Some(64 * 1024 * 1024));
 
             // The engine picks the host port once the container runs.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            let binding = loop {
+            let binding = wait_until_async("port 8080 to be published", Duration::from_secs(30), async || {
                 let info = engine.inspect_container(id.as_str(), None).await.expect("inspect");
-                let bound = info
-                    .network_settings
+                info.network_settings
                     .and_then(|n| n.ports)
                     .and_then(|mut ports| ports.remove("8080/tcp"))
                     .flatten()
-                    .and_then(|b| b.into_iter().next());
-                if let Some(binding) = bound {
-                    break binding;
-                }
-                assert!(tokio::time::Instant::now() < deadline, "port 8080 never published");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            };
+                    .and_then(|b| b.into_iter().next())
+            })
+            .await;
             assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
             let port: u16 = binding.host_port.expect("host port").parse().expect("port");
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "127.0.0.1:{port} never answered"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            wait_until_async(
+                &format!("127.0.0.1:{port} to answer"),
+                Duration::from_secs(30),
+                async || tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop),
+            )
+            .await;
         })
         .await;
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use flotilla_executor::conformance::{Fixture, Scope};
 use flotilla_executor::{ContainerSpec, ContainerState, Driver, DriverError, ProcessDriver};
+use flotilla_testkit::wait_until_async;
 use futures::StreamExt;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -140,25 +141,22 @@ async fn wait_state(
     id: &flotilla_executor::ContainerId,
     matches: impl Fn(&ContainerState) -> bool,
 ) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = driver.inspect(id).await.unwrap().state;
-        if matches(&state) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "last state {state:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_async(
+        &format!("{id} to reach the expected state"),
+        Duration::from_secs(30),
+        async || matches(&driver.inspect(id).await.unwrap().state).then_some(()),
+    )
+    .await
 }
 
 async fn first_stdout_line(driver: &ProcessDriver, id: &flotilla_executor::ContainerId) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut logs = driver.logs(id, Default::default());
-        if let Some(Ok(line)) = logs.next().await {
-            return line.text;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no output from {id}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_async(
+        &format!("output from {id}"),
+        Duration::from_secs(30),
+        async || match driver.logs(id, Default::default()).next().await {
+            Some(Ok(line)) => Some(line.text),
+            _ => None,
+        },
+    )
+    .await
 }

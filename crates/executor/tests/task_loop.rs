@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use flotilla_executor::task_loop::{DesiredSource, Executor, ExecutorConfig, Reporter};
 use flotilla_executor::{ContainerState, Driver, ProcessDriver, LABEL_CLUSTER, LABEL_TASK};
+use flotilla_testkit::wait_until_async;
 use flotilla_types::{DesiredState, ServiceSpec, Task, TaskId, TaskReport, TaskState};
 
 #[derive(Default)]
@@ -117,17 +118,6 @@ impl Rig {
     }
 }
 
-async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn starts_reports_and_resends_until_acknowledged() {
     let rig = Rig::new();
@@ -158,7 +148,7 @@ async fn starts_reports_and_resends_until_acknowledged() {
     t.state = TaskState::Running;
     t.desired = DesiredState::Shutdown;
     rig.set(vec![t]);
-    until("the stop to be reported", async || {
+    wait_until_async("the stop to be reported", Duration::from_secs(15), async || {
         ex.pass().await;
         ex.flush().await;
         rig.delivered()
@@ -187,7 +177,7 @@ async fn a_new_executor_adopts_what_runs_and_removes_what_is_not_wanted() {
     let mut second = rig.executor();
     assert!(second.adopt().await);
     second.pass().await;
-    let after = until("the unwanted container to go", async || {
+    let after = wait_until_async("the unwanted container to go", Duration::from_secs(15), async || {
         let c = rig.containers().await;
         (c.len() == 1).then_some(c)
     })

@@ -1,9 +1,11 @@
 //! `ClusterService`: the operator API. Writes and linearizable reads run on the leader
 //! (forwarded there from followers); `stale` reads and `NodeStatus` answer locally.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::cluster_service_server::ClusterService;
 use flotilla_proto::v1::{
     ApplyOutcome, ApplyRequest, ApplyResponse, ClusterStatusRequest, ClusterStatusResponse, DeleteServiceRequest,
@@ -13,6 +15,7 @@ use flotilla_proto::v1::{
 };
 use flotilla_proto::FORWARDED_HEADER;
 use flotilla_types::{Availability, Command, CommandError, PutOutcome, Response as CmdResponse, ServiceSpec};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::node::{now_ms, LocalError, Node};
@@ -64,6 +67,32 @@ impl ClusterApi {
             }
         }
         r
+    }
+
+    /// A read: this node's replica when `stale`, else on the leader after a read barrier
+    /// (forwarded there from a follower).
+    async fn read<T, L, R, RF>(&self, fwd: bool, stale: bool, local: L, remote: R) -> Result<Response<T>, Status>
+    where
+        L: Fn() -> Result<T, Status>,
+        R: Fn(ClusterServiceClient<Channel>) -> RF,
+        RF: Future<Output = Result<Response<T>, Status>>,
+    {
+        if stale {
+            return local().map(Response::new);
+        }
+        let local = &local;
+        self.node
+            .on_leader(
+                fwd,
+                true,
+                || async move {
+                    self.node.read_barrier().await?;
+                    local().map_err(LocalError::Status)
+                },
+                remote,
+            )
+            .await
+            .map(|r| self.with_leader(r))
     }
 
     async fn apply_local(&self, spec: &ServiceSpec) -> Result<ApplyResponse, LocalError> {
@@ -338,43 +367,26 @@ impl ClusterService for ClusterApi {
     async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<ServiceInfo>, Status> {
         let fwd = forwarded(&req);
         let msg = req.into_inner();
-        if msg.stale {
-            return self.get_local(&msg.name).map(Response::new);
-        }
         let msg = &msg;
-        self.node
-            .on_leader(
-                fwd,
-                true,
-                || async move {
-                    self.node.read_barrier().await?;
-                    self.get_local(&msg.name).map_err(LocalError::Status)
-                },
-                |mut c| async move { c.get_service(forward(msg.clone())).await },
-            )
-            .await
-            .map(|r| self.with_leader(r))
+        self.read(
+            fwd,
+            msg.stale,
+            || self.get_local(&msg.name),
+            |mut c| async move { c.get_service(forward(msg.clone())).await },
+        )
+        .await
     }
 
     async fn list_services(&self, req: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
         let fwd = forwarded(&req);
         let msg = req.into_inner();
-        if msg.stale {
-            return Ok(Response::new(self.list_local()));
-        }
-        let msg = &msg;
-        self.node
-            .on_leader(
-                fwd,
-                true,
-                || async move {
-                    self.node.read_barrier().await?;
-                    Ok(self.list_local())
-                },
-                |mut c| async move { c.list_services(forward(*msg)).await },
-            )
-            .await
-            .map(|r| self.with_leader(r))
+        self.read(
+            fwd,
+            msg.stale,
+            || Ok(self.list_local()),
+            |mut c| async move { c.list_services(forward(msg)).await },
+        )
+        .await
     }
 
     async fn cluster_status(
@@ -448,43 +460,26 @@ impl ClusterService for ClusterApi {
     async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
         let fwd = forwarded(&req);
         let msg = req.into_inner();
-        if msg.stale {
-            return self.tasks_local(&msg.service).map(Response::new);
-        }
         let msg = &msg;
-        self.node
-            .on_leader(
-                fwd,
-                true,
-                || async move {
-                    self.node.read_barrier().await?;
-                    self.tasks_local(&msg.service).map_err(LocalError::Status)
-                },
-                |mut c| async move { c.list_tasks(forward(msg.clone())).await },
-            )
-            .await
-            .map(|r| self.with_leader(r))
+        self.read(
+            fwd,
+            msg.stale,
+            || self.tasks_local(&msg.service),
+            |mut c| async move { c.list_tasks(forward(msg.clone())).await },
+        )
+        .await
     }
 
     async fn list_nodes(&self, req: Request<ListNodesRequest>) -> Result<Response<ListNodesResponse>, Status> {
         let fwd = forwarded(&req);
         let msg = req.into_inner();
-        if msg.stale {
-            return Ok(Response::new(self.nodes_local()));
-        }
-        let msg = &msg;
-        self.node
-            .on_leader(
-                fwd,
-                true,
-                || async move {
-                    self.node.read_barrier().await?;
-                    Ok(self.nodes_local())
-                },
-                |mut c| async move { c.list_nodes(forward(*msg)).await },
-            )
-            .await
-            .map(|r| self.with_leader(r))
+        self.read(
+            fwd,
+            msg.stale,
+            || Ok(self.nodes_local()),
+            |mut c| async move { c.list_nodes(forward(msg)).await },
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(node = self.node.id))]

@@ -1,6 +1,5 @@
 //! Waiting on conditions with deadlines, never on bare sleeps.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(50);
@@ -21,11 +20,7 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> O
 }
 
 /// Async form of [`wait_until`].
-pub async fn wait_until_async<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
+pub async fn wait_until_async<T>(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check().await {

@@ -103,10 +103,13 @@ pub async fn run(cfg: &Config) -> Report {
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     report.faults = faults::run(&mut cluster, &mut rng, start, cfg.duration, cfg.partitions).await;
     // Healed: every node runs (the schedule restarts what it kills) and no cut remains.
-    // Clients go on for a
-    // moment against the whole cluster, then stop.
-    cluster.wait_for_leader(Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Clients go on against the whole cluster until every replica has caught up with the
+    // leader, then stop.
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let target = cluster.status(leader).await.map_or(0, |s| s.applied_index);
+    for id in cluster.ids() {
+        cluster.wait_applied(id, target, Duration::from_secs(30)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         report.history.extend(c.await.expect("client task panicked"));

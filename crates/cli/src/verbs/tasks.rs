@@ -1,6 +1,6 @@
 //! `get tasks`, `describe service`, `scale`.
 
-use flotilla_proto::v1::{GetServiceRequest, ListTasksRequest, ScaleServiceRequest, TaskInfo};
+use flotilla_proto::v1::{GetServiceRequest, ListTasksRequest, ScaleServiceRequest, ServiceInfo, TaskInfo};
 use serde::Serialize;
 
 use crate::args::Format;
@@ -202,7 +202,12 @@ struct Described {
     tasks: Vec<TaskView>,
 }
 
-pub async fn describe_service(client: &Client, out: Format, name: &str, stale: bool) -> Result<(), CliError> {
+/// A service and its tasks, as two reads.
+pub async fn service_and_tasks(
+    client: &Client,
+    name: &str,
+    stale: bool,
+) -> Result<(ServiceInfo, Vec<TaskInfo>), CliError> {
     let get = GetServiceRequest {
         name: name.to_string(),
         stale,
@@ -217,15 +222,19 @@ pub async fn describe_service(client: &Client, out: Format, name: &str, stale: b
         service: name.to_string(),
         stale,
     };
-    let tasks = ordered(
-        client
-            .call(|mut c| {
-                let list = list.clone();
-                async move { c.list_tasks(list).await }
-            })
-            .await?
-            .tasks,
-    );
+    let tasks = client
+        .call(|mut c| {
+            let list = list.clone();
+            async move { c.list_tasks(list).await }
+        })
+        .await?
+        .tasks;
+    Ok((svc, tasks))
+}
+
+pub async fn describe_service(client: &Client, out: Format, name: &str, stale: bool) -> Result<(), CliError> {
+    let (svc, tasks) = service_and_tasks(client, name, stale).await?;
+    let tasks = ordered(tasks);
     let described = Described {
         service: super::view(&svc)?,
         tasks: tasks.iter().map(TaskView::from).collect(),

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use flotilla_proto::v1::{GetServiceRequest, ListTasksRequest, TaskInfo};
+use flotilla_proto::v1::TaskInfo;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::Global;
@@ -72,27 +72,7 @@ pub async fn converge(client: &Client, global: &Global, names: &[String]) -> Res
         );
         bar.set_prefix(name.clone());
         let result = loop {
-            let get = GetServiceRequest {
-                name: name.clone(),
-                stale: false,
-            };
-            let svc = client
-                .call(|mut c| {
-                    let get = get.clone();
-                    async move { c.get_service(get).await }
-                })
-                .await?;
-            let list = ListTasksRequest {
-                service: name.clone(),
-                stale: false,
-            };
-            let tasks = client
-                .call(|mut c| {
-                    let list = list.clone();
-                    async move { c.list_tasks(list).await }
-                })
-                .await?
-                .tasks;
+            let (svc, tasks) = super::tasks::service_and_tasks(client, name, false).await?;
             let spec: serde_json::Value = serde_json::from_str(&svc.spec_json).unwrap_or_default();
             let checked = !spec["health_check"].is_null();
             let p = assess(svc.replicas, svc.template_version, checked, &spec["restart"], &tasks);

@@ -27,8 +27,4 @@ impl Outbox {
             }
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
 }
