@@ -22,7 +22,13 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
     if args.id == 0 {
         return Err(CliError::Usage("--id must be a positive integer".into()));
     }
-    let peers = parse_peers(&args.peers).map_err(|e| CliError::Usage(format!("--peers: {e}")))?;
+    let peers = match &args.peers {
+        Some(p) => parse_peers(p).map_err(|e| CliError::Usage(format!("--peers: {e}")))?,
+        None => Default::default(),
+    };
+    if args.join.iter().any(|a| a.trim().is_empty()) {
+        return Err(CliError::Usage("--join: empty address".into()));
+    }
     let labels = parse_labels(&args.labels).map_err(|e| CliError::Usage(format!("--label: {e}")))?;
     let mut capacity = machine_capacity();
     if let Some(cores) = args.cpu {
@@ -62,6 +68,10 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
         },
         heartbeat: std::time::Duration::from_secs(1),
         cluster: args.cluster_name.clone(),
+        join: args.join.iter().map(|a| a.trim().to_string()).collect(),
+        voters: args.voters,
+        dead_voter_timeout: args.dead_voter_timeout.filter(|d| !d.is_zero()),
+        force_new_cluster: args.force_new_cluster,
     };
     let driver = driver(args.driver, &config.data_dir).await?;
     flotilla_node::run(config, driver, shutdown_signal())

@@ -59,6 +59,14 @@ pub enum Format {
     Yaml,
 }
 
+fn parse_voters(s: &str) -> Result<usize, String> {
+    match s {
+        "3" => Ok(3),
+        "5" => Ok(5),
+        _ => Err(format!("{s:?}: the voter target is 3 or 5")),
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e}; write it like 5s or 250ms"))
 }
@@ -76,7 +84,8 @@ pub enum Verb {
         #[arg(long)]
         dry_run: bool,
         /// Wait, with a progress bar, until every applied service runs (and is healthy)
-        /// at its new version; fail with the reason when it cannot converge.
+        /// at its new version, following a rollout to its end; fail with the reason when it
+        /// cannot converge. A task without a health check counts once seen running for 1s.
         #[arg(long)]
         wait: bool,
     },
@@ -143,6 +152,60 @@ pub enum Verb {
         #[command(subcommand)]
         what: NodeWhat,
     },
+    /// Rolling updates: progress, history, undo, pause and resume.
+    Rollout {
+        #[command(subcommand)]
+        what: RolloutWhat,
+    },
+    /// Backups: save the cluster's state to a file, inspect one, restore a data dir from one.
+    Snapshot {
+        #[command(subcommand)]
+        what: SnapshotWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RolloutWhat {
+    /// Progress of a service's rollout, its batches, what it waits for, why it paused.
+    Status {
+        name: String,
+        #[arg(long)]
+        stale: bool,
+    },
+    /// The kept versions of a service's spec (`update.history`, default 10).
+    History {
+        name: String,
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Roll back to the previous template, or to that of `--to-version`.
+    Undo {
+        name: String,
+        /// A version from `rollout history`.
+        #[arg(long)]
+        to_version: Option<u64>,
+    },
+    /// Start no new batch; tasks already replaced keep running.
+    Pause { name: String },
+    /// Go on with a paused rollout (its failures so far are forgiven).
+    Resume { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotWhat {
+    /// Save a consistent point-in-time copy of the cluster's state (taken on the leader,
+    /// while it serves traffic) to FILE, with its log index and a checksum.
+    Save { file: PathBuf },
+    /// Verify a snapshot file and print its index, term, epoch, contents and checksum.
+    Inspect { file: PathBuf },
+    /// Verify FILE, then prepare the empty DIR from it; `flotilla agent --data-dir DIR
+    /// --force-new-cluster` then starts a one-node cluster with that state, which other
+    /// nodes join with `--join`. A corrupt file or a non-empty DIR changes nothing.
+    Restore {
+        file: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,6 +238,10 @@ pub enum NodeWhat {
     Pause { id: u64 },
     /// Make the node eligible for placement again.
     Activate { id: u64 },
+    /// Remove the node from the cluster for good: its tasks move first when it is alive,
+    /// then it leaves the Raft membership (a learner is promoted if voters fall short).
+    /// Its id is never reused.
+    Remove { id: u64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -245,8 +312,25 @@ pub struct AgentArgs {
     #[arg(long)]
     pub data_dir: PathBuf,
     /// Initial members: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT` (this node included).
-    #[arg(long)]
-    pub peers: String,
+    #[arg(long, required_unless_present_any = ["join", "force_new_cluster"], conflicts_with = "join")]
+    pub peers: Option<String>,
+    /// Join a running cluster through any of its members: the leader adds this node as a
+    /// learner, waits until it caught up, and promotes it while voters are below target.
+    #[arg(long, value_name = "ADDR[,ADDR…]", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// Voters the cluster aims for (leader setting): 3 or 5. Default: 3 for clusters of up
+    /// to 4 nodes, 5 above; further nodes stay learners.
+    #[arg(long, value_parser = parse_voters)]
+    pub voters: Option<usize>,
+    /// Replace a voter down this long by promoting a healthy learner (leader setting;
+    /// default off), e.g. `10m`.
+    #[arg(long, value_parser = parse_duration)]
+    pub dead_voter_timeout: Option<std::time::Duration>,
+    /// Start a one-node cluster from this node's data dir (a surviving node of a cluster
+    /// that lost its quorum, or a dir prepared by `snapshot restore`), keeping its state
+    /// under a new cluster epoch; old members that come back are refused. Use once.
+    #[arg(long, conflicts_with_all = ["peers", "join"])]
+    pub force_new_cluster: bool,
     /// Raft heartbeat interval.
     #[arg(long, default_value = "50ms", value_parser = parse_duration)]
     pub heartbeat_interval: std::time::Duration,

@@ -32,6 +32,7 @@ pub fn plan_pass(state: &State, down: &[NodeId], now: Millis) -> PlanUpdate {
                 slot,
                 spec_version,
                 attempt,
+                start_first,
             } => creates.push(NewTask {
                 service,
                 slot,
@@ -39,7 +40,9 @@ pub fn plan_pass(state: &State, down: &[NodeId], now: Millis) -> PlanUpdate {
                 attempt,
                 node: None,
                 message: String::new(),
+                start_first,
             }),
+            Action::Rollout(change) => update.rollouts.push(change),
             Action::Stop { task, reason } => {
                 stopped.insert(task.clone());
                 update.stop.push((task, reason));
@@ -64,10 +67,10 @@ pub fn plan_pass(state: &State, down: &[NodeId], now: Millis) -> PlanUpdate {
         })
         .collect();
     for c in &creates {
-        let (cpu_millis, memory_mb) = state
-            .services
-            .get(&c.service)
-            .map_or((0, 0), |s| (s.spec.resources.cpu_millis, s.spec.resources.memory_mb));
+        let (cpu_millis, memory_mb) = state.services.get(&c.service).map_or((0, 0), |s| {
+            let r = s.spec_at(c.spec_version).resources;
+            (r.cpu_millis, r.memory_mb)
+        });
         pending.push(PendingTask {
             service: c.service.clone(),
             cpu_millis,

@@ -54,6 +54,7 @@ fn task(id: &str) -> Task {
         cpu_millis: 100,
         memory_mb: 64,
         stop_grace_ms: 1000,
+        state_since: 0,
         attempt: 0,
         stop_reason: None,
         container_id: None,

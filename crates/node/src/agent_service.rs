@@ -60,6 +60,7 @@ impl AgentService for AgentApi {
         if !is_leader(&self.node) {
             return Err(not_leader_status(format!("node {} is not the leader", self.node.id)));
         }
+        crate::membership::admit_heartbeat(&self.node, req.get_ref().node_id, req.get_ref().epoch)?;
         self.control
             .heartbeat(registration(req.get_ref()))
             .await
@@ -132,6 +133,7 @@ pub async fn heartbeat_loop(node: Arc<Node>, control: Arc<Control>) {
         labels: cfg.labels.clone().into_iter().collect(),
         cpu_millis: cfg.capacity.cpu_millis,
         memory_mb: cfg.capacity.memory_mb,
+        epoch: 0,
     };
     let mut tick = tokio::time::interval(cfg.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -141,8 +143,16 @@ pub async fn heartbeat_loop(node: Arc<Node>, control: Arc<Control>) {
             Err(e) => Err(e),
             Ok(None) => control.heartbeat(registration(&req)).await.map_err(|e| e.to_string()),
             Ok(Some(mut client)) => {
-                match tokio::time::timeout(Duration::from_secs(1), client.heartbeat(req.clone())).await {
+                let req = HeartbeatRequest {
+                    epoch: node.epoch.get(),
+                    ..req.clone()
+                };
+                match tokio::time::timeout(Duration::from_secs(1), client.heartbeat(req)).await {
                     Ok(Ok(_)) => Ok(()),
+                    Ok(Err(s)) if crate::fence::is_fenced_status(&s) => {
+                        crate::fence::fence(format!("refused by the leader: {}", s.message()));
+                        Err(s.message().to_string())
+                    }
                     Ok(Err(s)) => Err(s.message().to_string()),
                     Err(_) => Err("timed out".into()),
                 }

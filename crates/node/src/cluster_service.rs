@@ -24,7 +24,7 @@ use crate::node::{now_ms, LocalError, Node};
 const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
 
 pub struct ClusterApi {
-    node: Arc<Node>,
+    pub(crate) node: Arc<Node>,
     driver: Arc<dyn flotilla_executor::Driver>,
 }
 
@@ -34,31 +34,33 @@ impl ClusterApi {
     }
 }
 
-fn forwarded<T>(req: &Request<T>) -> bool {
+pub(crate) fn forwarded<T>(req: &Request<T>) -> bool {
     req.metadata().contains_key(FORWARDED_HEADER)
 }
 
-fn forward<T>(msg: T) -> Request<T> {
+pub(crate) fn forward<T>(msg: T) -> Request<T> {
     let mut r = Request::new(msg);
     r.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
     r
 }
 
-fn command_error(e: CommandError) -> Status {
+pub(crate) fn command_error(e: CommandError) -> Status {
     match e {
         CommandError::ServiceNotFound { .. } | CommandError::NodeNotFound { .. } => Status::not_found(e.to_string()),
         CommandError::InvalidSpec(_) => Status::invalid_argument(e.to_string()),
+        CommandError::Rollout { .. } => Status::failed_precondition(e.to_string()),
+        CommandError::NodeRemoved { .. } => Status::failed_precondition(e.to_string()),
     }
 }
 
-fn unexpected(r: CmdResponse) -> Status {
+pub(crate) fn unexpected(r: CmdResponse) -> Status {
     Status::internal(format!("unexpected state machine response {r:?}"))
 }
 
 impl ClusterApi {
     /// Wraps an answer with the leader's address (`x-flotilla-leader`), so the CLI can go
     /// to the leader first next time.
-    fn with_leader<T>(&self, msg: T) -> Response<T> {
+    pub(crate) fn with_leader<T>(&self, msg: T) -> Response<T> {
         let mut r = Response::new(msg);
         let leader = self.node.raft.metrics().borrow().current_leader;
         if let Some(addr) = leader.and_then(|l| self.node.member_addr(l)) {
@@ -71,7 +73,13 @@ impl ClusterApi {
 
     /// A read: this node's replica when `stale`, else on the leader after a read barrier
     /// (forwarded there from a follower).
-    async fn read<T, L, R, RF>(&self, fwd: bool, stale: bool, local: L, remote: R) -> Result<Response<T>, Status>
+    pub(crate) async fn read<T, L, R, RF>(
+        &self,
+        fwd: bool,
+        stale: bool,
+        local: L,
+        remote: R,
+    ) -> Result<Response<T>, Status>
     where
         L: Fn() -> Result<T, Status>,
         R: Fn(ClusterServiceClient<Channel>) -> RF,
@@ -429,11 +437,17 @@ impl ClusterService for ClusterApi {
             .max_by_key(|s| (s.term, s.leader_id != 0))
             .cloned()
             .unwrap_or(me);
+        let (voters, reachable_voters, can_lose) = crate::status::annotate(&mut statuses, best.leader_id);
+        let epoch = self.node.epoch.get().max(self.node.state.read().state.cluster_epoch());
         Ok(Response::new(ClusterStatusResponse {
             leader_id: best.leader_id,
             term: best.term,
             members: statuses,
             answered_by: self.node.id,
+            voters,
+            reachable_voters,
+            can_lose,
+            epoch,
         }))
     }
 
@@ -482,6 +496,27 @@ impl ClusterService for ClusterApi {
         .await
     }
 
+    async fn rollout_status(
+        &self,
+        req: Request<flotilla_proto::v1::RolloutRequest>,
+    ) -> Result<Response<flotilla_proto::v1::RolloutInfo>, Status> {
+        self.rollout_status_rpc(req).await
+    }
+
+    async fn rollout_history(
+        &self,
+        req: Request<flotilla_proto::v1::RolloutRequest>,
+    ) -> Result<Response<flotilla_proto::v1::RolloutHistoryResponse>, Status> {
+        self.rollout_history_rpc(req).await
+    }
+
+    async fn rollout_control(
+        &self,
+        req: Request<flotilla_proto::v1::RolloutControlRequest>,
+    ) -> Result<Response<flotilla_proto::v1::RolloutInfo>, Status> {
+        self.rollout_control_rpc(req).await
+    }
+
     #[tracing::instrument(skip_all, fields(node = self.node.id))]
     async fn set_node_availability(
         &self,
@@ -506,6 +541,62 @@ impl ClusterService for ClusterApi {
                 true,
                 || self.availability_local(msg.id, availability),
                 |mut c| async move { c.set_node_availability(forward(msg.clone())).await },
+            )
+            .await
+            .map(|r| self.with_leader(r))
+    }
+
+    #[tracing::instrument(skip_all, fields(node = self.node.id))]
+    async fn join(
+        &self,
+        req: Request<flotilla_proto::v1::JoinRequest>,
+    ) -> Result<Response<flotilla_proto::v1::JoinResponse>, Status> {
+        let fwd = forwarded(&req);
+        let msg = req.into_inner();
+        tracing::info!(id = msg.id, addr = %msg.address, fresh = msg.fresh, "join request");
+        let msg = &msg;
+        self.node
+            .on_leader(
+                fwd,
+                true,
+                || crate::membership::join(&self.node, msg),
+                |mut c| async move { c.join(forward(msg.clone())).await },
+            )
+            .await
+            .map(Response::new)
+    }
+
+    #[tracing::instrument(skip_all, fields(node = self.node.id))]
+    async fn remove_node(
+        &self,
+        req: Request<flotilla_proto::v1::RemoveNodeRequest>,
+    ) -> Result<Response<flotilla_proto::v1::RemoveNodeResponse>, Status> {
+        let fwd = forwarded(&req);
+        let msg = req.into_inner();
+        let msg = &msg;
+        self.node
+            .on_leader(
+                fwd,
+                false,
+                || crate::membership::remove(&self.node, msg.id),
+                |mut c| async move { c.remove_node(forward(*msg)).await },
+            )
+            .await
+            .map(|r| self.with_leader(r))
+    }
+
+    async fn save_snapshot(
+        &self,
+        req: Request<flotilla_proto::v1::SaveSnapshotRequest>,
+    ) -> Result<Response<flotilla_proto::v1::SaveSnapshotResponse>, Status> {
+        let fwd = forwarded(&req);
+        let msg = req.into_inner();
+        self.node
+            .on_leader(
+                fwd,
+                true,
+                || crate::backup::save(&self.node),
+                |mut c| async move { c.save_snapshot(forward(msg)).await },
             )
             .await
             .map(|r| self.with_leader(r))

@@ -27,6 +27,14 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// The `flotilla.cluster` label on every container this node starts.
     pub cluster: String,
+    /// Members to ask to join through (`--join`), instead of `--peers`.
+    pub join: Vec<String>,
+    /// Voters the cluster aims for (`--voters`); `None`: 3 up to 4 nodes, 5 above.
+    pub voters: Option<usize>,
+    /// A voter down this long is replaced by a healthy learner (leader setting).
+    pub dead_voter_timeout: Option<Duration>,
+    /// Re-form a one-node cluster from this node's data dir before starting.
+    pub force_new_cluster: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -18,12 +18,23 @@ pub struct ReplicaSource {
 
 impl DesiredSource for ReplicaSource {
     fn assignments(&self) -> Vec<(Task, Option<ServiceSpec>)> {
+        // A fenced node (removed, or of an older epoch) runs nothing: its replica is stale.
+        if crate::fence::is_fenced() {
+            return Vec::new();
+        }
         let sm = self.state.read();
         sm.state
             .tasks
             .values()
             .filter(|t| t.node == Some(self.node))
-            .map(|t| (t.clone(), sm.state.services.get(&t.service).map(|s| s.spec.clone())))
+            .map(|t| {
+                let spec = sm
+                    .state
+                    .services
+                    .get(&t.service)
+                    .map(|s| s.spec_at(t.spec_version).clone());
+                (t.clone(), spec)
+            })
             .collect()
     }
 }

@@ -6,16 +6,23 @@
 #![allow(clippy::result_large_err)]
 
 mod agent_service;
+mod backup;
 mod batcher;
 mod bootstrap;
 mod cluster_service;
 pub mod config;
+mod epoch;
 mod events;
 mod executor;
+mod fence;
+mod join;
 mod logs;
+mod membership;
 mod network;
 mod node;
 mod raft_service;
+mod rollout_service;
+mod status;
 mod verify;
 
 use std::future::Future;
@@ -31,6 +38,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 pub use config::{machine_capacity, parse_labels, parse_peers, NodeConfig, RaftTuning};
 pub use flotilla_control::ControlConfig;
 pub use network::connect_lazy;
+
+/// How long a fenced node waits for its tasks to stop and its connections to close.
+const FENCED_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Largest API message (a spec is at most 1 MiB; a list of many services is larger).
 pub const MAX_API_MESSAGE: usize = 64 << 20;
@@ -55,6 +65,9 @@ pub enum NodeError {
     Raft(String),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// This node must not take part (removed, refused on join, older epoch).
+    #[error("{0}")]
+    Fenced(String),
 }
 
 /// Runs an agent, starting tasks through `driver`, until `shutdown` completes.
@@ -71,27 +84,55 @@ pub async fn run(
     }
     let raft_config = Arc::new(config.raft_config().map_err(NodeError::Config)?);
     let dir = DataDir::new(&config.data_dir);
-    let (log, sm) = flotilla_store::open(&dir, config.id)
-        .await
-        .map_err(|source| NodeError::Store {
-            dir: config.data_dir.display().to_string(),
-            source,
-        })?;
+    let store_error = |source| NodeError::Store {
+        dir: config.data_dir.display().to_string(),
+        source,
+    };
+    if config.force_new_cluster {
+        let r = flotilla_store::backup::force_new_cluster(&dir, config.id, &config.advertised(), node::now_ms())
+            .await
+            .map_err(store_error)?;
+        tracing::warn!(
+            epoch = r.epoch,
+            index = r.index,
+            replayed = r.replayed,
+            dropped = ?r.dropped,
+            restored = r.restored,
+            "--force-new-cluster: re-formed a one-node cluster from this node's state; other nodes \
+             join it with --join (old members are refused); start this node without the flag from now on"
+        );
+    }
+    let (log, sm) = flotilla_store::open(&dir, config.id).await.map_err(store_error)?;
     let state = sm.shared();
+    let took_part = log.has_history().map_err(store_error)?;
+    let epoch = Arc::new(epoch::Epoch::load(dir.clone(), config.id, &state, took_part).map_err(store_error)?);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| NodeError::Listen {
             addr: config.listen.to_string(),
             source,
         })?;
-    let raft = Raft::new(config.id, raft_config, network::Network::new(config.listen), log, sm)
-        .await
-        .map_err(|e| NodeError::Raft(e.to_string()))?;
-    let node = Arc::new(node::Node::new(config.clone(), raft.clone(), state.clone()));
+    let raft = Raft::new(
+        config.id,
+        raft_config,
+        network::Network::new(config.listen, epoch.clone()),
+        log,
+        sm,
+    )
+    .await
+    .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let node = Arc::new(node::Node::new(
+        config.clone(),
+        raft.clone(),
+        state.clone(),
+        epoch.clone(),
+    ));
     tracing::info!(id = config.id, listen = %config.listen, data_dir = %config.data_dir.display(), "agent started");
     tokio::spawn(bootstrap::run(node.clone()));
+    let membership = tokio::spawn(membership::run(node.clone()));
+    tokio::spawn(join::run(node.clone()));
     let leader_events = tokio::spawn(events::watch_leader(node.clone()));
-    let control = flotilla_control::Control::new(raft.clone(), state, config.control.clone());
+    let control = flotilla_control::Control::new(raft.clone(), state.clone(), config.control.clone());
     let supervisor = control.spawn();
     let heartbeats = tokio::spawn(agent_service::heartbeat_loop(node.clone(), control.clone()));
     tracing::info!(driver = driver.name(), cluster = %config.cluster, "executor started");
@@ -112,10 +153,34 @@ pub async fn run(
         },
     );
     let executor = tokio::spawn(executor.run(node.state.subscribe()));
+    let fenced_node = node.clone();
+    let fenced = async move {
+        let why = fence::fenced().await;
+        // Give the executor (which now sees no assignments) a moment to stop this node's
+        // tasks: a fenced node's replica is stale and must not keep them running.
+        let has_tasks = {
+            let sm = fenced_node.state.read();
+            sm.state
+                .tasks
+                .values()
+                .any(|t| t.node == Some(fenced_node.id) && !t.state.is_terminal())
+        };
+        if has_tasks {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        }
+        why
+    };
+    // A fenced node stops like one asked to: the gRPC server drains, Raft shuts down.
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = fenced => {}
+        }
+    };
 
-    let result = tonic::transport::Server::builder()
+    let serve = tonic::transport::Server::builder()
         .add_service(
-            RaftServiceServer::new(raft_service::RaftServer::new(raft.clone()))
+            RaftServiceServer::new(raft_service::RaftServer::new(raft.clone(), epoch, state.clone()))
                 .max_decoding_message_size(network::MAX_RAFT_MESSAGE)
                 .max_encoding_message_size(network::MAX_RAFT_MESSAGE),
         )
@@ -129,9 +194,18 @@ pub async fn run(
                 .max_decoding_message_size(MAX_API_MESSAGE)
                 .max_encoding_message_size(MAX_API_MESSAGE),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    // A graceful stop waits for every open connection (other nodes keep theirs); a fenced
+    // node has nothing to finish, so it waits a bounded time.
+    let result = tokio::select! {
+        r = serve => r,
+        _ = async {
+            fence::fenced().await;
+            tokio::time::sleep(FENCED_EXIT).await;
+        } => Ok(()),
+    };
     heartbeats.abort();
+    membership.abort();
     supervisor.abort();
     executor.abort();
     leader_events.abort();
@@ -139,5 +213,9 @@ pub async fn run(
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }
-    result.map_err(NodeError::from)
+    result.map_err(NodeError::from)?;
+    if fence::is_fenced() {
+        return Err(NodeError::Fenced(fence::fenced().await));
+    }
+    Ok(())
 }

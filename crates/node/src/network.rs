@@ -1,8 +1,10 @@
 //! The client half of the Raft transport: openraft's `RaftNetwork` over tonic.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use flotilla_proto::v1::raft_service_client::RaftServiceClient;
 use flotilla_proto::v1::{snapshot_chunk, RaftMessage, SnapshotChunk, SnapshotHeader};
@@ -33,15 +35,37 @@ type RpcResult<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, BasicNode,
 /// Opens Raft channels to peers, from `local` (see [`source_ip`]) when set.
 pub struct Network {
     pub local: Option<IpAddr>,
+    /// Stamped on every request: the receiver refuses an older incarnation.
+    epoch: Arc<crate::epoch::Epoch>,
 }
 
 impl Network {
     /// For a node listening on `listen`.
-    pub fn new(listen: SocketAddr) -> Network {
+    pub fn new(listen: SocketAddr, epoch: Arc<crate::epoch::Epoch>) -> Network {
         Network {
             local: source_ip(listen),
+            epoch,
         }
     }
+}
+
+fn contacts() -> &'static Mutex<HashMap<NodeId, Instant>> {
+    static CONTACTS: OnceLock<Mutex<HashMap<NodeId, Instant>>> = OnceLock::new();
+    CONTACTS.get_or_init(Default::default)
+}
+
+/// How long ago a Raft RPC to member `id` last got an answer (on a leader: its last
+/// heartbeat round trip); `None` when never.
+pub fn last_contact(id: NodeId) -> Option<Duration> {
+    let c = contacts().lock().expect("contacts lock poisoned");
+    c.get(&id).map(|t| t.elapsed())
+}
+
+fn contacted(id: NodeId) {
+    contacts()
+        .lock()
+        .expect("contacts lock poisoned")
+        .insert(id, Instant::now());
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -56,6 +80,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                     .max_encoding_message_size(MAX_RAFT_MESSAGE)
             }),
             addr: node.addr.clone(),
+            epoch: self.epoch.clone(),
         }
     }
 }
@@ -94,6 +119,7 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     client: Result<RaftServiceClient<Channel>, String>,
+    epoch: Arc<crate::epoch::Epoch>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,11 +142,16 @@ impl PeerClient {
     /// Maps a failed call: connection trouble makes openraft back off, anything else is
     /// retried at once.
     fn status_error(&self, status: tonic::Status) -> StatusKind {
+        if crate::fence::is_fenced_status(&status) {
+            crate::fence::fence(format!("refused by node {}: {}", self.target, status.message()));
+        }
         let err = TransportError(format!("node {} at {}: {}", self.target, self.addr, status.message()));
         match status.code() {
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-                StatusKind::Unreachable(Unreachable::new(&err))
-            }
+            // A refusal (older epoch, removed node) is not retried at once either.
+            tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::FailedPrecondition => StatusKind::Unreachable(Unreachable::new(&err)),
             _ => StatusKind::Network(NetworkError::new(&err)),
         }
     }
@@ -130,11 +161,12 @@ impl PeerClient {
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
-        F: FnOnce(RaftServiceClient<Channel>, RaftMessage) -> Fut,
+        F: FnOnce(RaftServiceClient<Channel>, tonic::Request<RaftMessage>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
     {
         let client = self.client().map_err(RPCError::Unreachable)?;
-        let msg = RaftMessage { data: encode(req) };
+        let mut msg = tonic::Request::new(RaftMessage { data: encode(req) });
+        self.epoch.stamp(msg.metadata_mut());
         let reply = match tokio::time::timeout(ttl, f(client, msg)).await {
             Err(_) => {
                 let err = TransportError(format!(
@@ -151,6 +183,7 @@ impl PeerClient {
             }
             Ok(Ok(r)) => r.into_inner(),
         };
+        contacted(self.target);
         let result: Result<Resp, E> = decode(&reply.data).map_err(RPCError::Network)?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
@@ -218,7 +251,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         );
         // The request stream is complete before the call is awaited: awaiting the call
         // before feeding a channel-backed stream hangs with tonic 0.14.
-        let call = client.install_snapshot(tokio_stream::iter(chunks));
+        let mut request = tonic::Request::new(tokio_stream::iter(chunks));
+        self.epoch.stamp(request.metadata_mut());
+        let call = client.install_snapshot(request);
         let ttl = option.hard_ttl().max(Duration::from_secs(30));
         let reply = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),
@@ -237,6 +272,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             }
             Ok(Ok(r)) => r.into_inner(),
         };
+        contacted(self.target);
         let result: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> = decode(&reply.data)?;
         result.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
     }

@@ -32,6 +32,8 @@ pub struct Node {
     pub state: SharedState,
     pub config: NodeConfig,
     channels: Mutex<HashMap<String, Channel>>,
+    /// The cluster incarnation this node belongs to.
+    pub epoch: std::sync::Arc<crate::epoch::Epoch>,
 }
 
 /// Where a request that needs the leader goes.
@@ -67,8 +69,9 @@ fn is_connect_failure(s: &Status) -> bool {
 }
 
 impl Node {
-    pub fn new(config: NodeConfig, raft: Raft, state: SharedState) -> Self {
+    pub fn new(config: NodeConfig, raft: Raft, state: SharedState, epoch: std::sync::Arc<crate::epoch::Epoch>) -> Self {
         Node {
+            epoch,
             id: config.id,
             batcher: crate::batcher::Batcher::spawn(raft.clone()),
             raft,
@@ -257,9 +260,27 @@ impl Node {
         match result {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(LocalError::NotLeader),
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err(LocalError::Status(
-                Status::unavailable(format!("leader cannot reach a quorum: {e}")),
-            )),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                let voters: Vec<NodeId> = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .collect();
+                let heard: Vec<String> = e.got.iter().map(u64::to_string).collect();
+                Err(LocalError::Status(Status::unavailable(format!(
+                    "no quorum: the leader (node {}) hears from {} of {} voters ({}); a majority ({}) \
+                     is needed. Start or reconnect the missing nodes; if they are lost for good, \
+                     recover with `flotilla agent --force-new-cluster` on a surviving node",
+                    self.id,
+                    e.got.len(),
+                    voters.len(),
+                    heard.join(", "),
+                    voters.len() / 2 + 1
+                ))))
+            }
             Err(e) => Err(LocalError::Status(Status::internal(format!(
                 "read barrier failed: {e}"
             )))),
@@ -293,6 +314,9 @@ impl Node {
             snapshot_index: m.snapshot.map_or(0, |l| l.index),
             snapshots_installed: self.state.snapshots_installed(),
             initialized,
+            epoch: self.epoch.get(),
+            replication: crate::status::replication(&m),
+            ..Default::default()
         }
     }
 }

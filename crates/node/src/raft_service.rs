@@ -4,18 +4,22 @@ use std::io::Cursor;
 
 use flotilla_proto::v1::raft_service_server::RaftService;
 use flotilla_proto::v1::{snapshot_chunk, RaftMessage, SnapshotChunk};
-use flotilla_store::{Raft, SnapshotMeta};
+use std::sync::Arc;
+
+use flotilla_store::{Raft, SharedState, SnapshotMeta};
 use openraft::{Snapshot, Vote};
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct RaftServer {
     raft: Raft,
+    epoch: Arc<crate::epoch::Epoch>,
+    state: SharedState,
 }
 
 impl RaftServer {
-    pub fn new(raft: Raft) -> Self {
-        RaftServer { raft }
+    pub fn new(raft: Raft, epoch: Arc<crate::epoch::Epoch>, state: SharedState) -> Self {
+        RaftServer { raft, epoch, state }
     }
 }
 
@@ -32,16 +36,19 @@ fn reply<T: serde::Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
 #[tonic::async_trait]
 impl RaftService for RaftServer {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.epoch.check(req.metadata(), &self.state, false)?;
         let rpc = decode(&req.into_inner().data, "append entries request")?;
         reply(&self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.epoch.check(req.metadata(), &self.state, true)?;
         let rpc = decode(&req.into_inner().data, "vote request")?;
         reply(&self.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftMessage>, Status> {
+        self.epoch.check(req.metadata(), &self.state, false)?;
         let mut stream = req.into_inner();
         let header = match stream.message().await? {
             Some(SnapshotChunk {

@@ -35,6 +35,8 @@ fn service(name: &str, replicas: u32) -> Service {
         template_version: 1,
         created_at: 0,
         updated_at: 0,
+        history: Vec::new(),
+        rollout: None,
     }
 }
 
@@ -96,6 +98,7 @@ fn bench_reconcile(c: &mut Criterion) {
                     cpu_millis: 100,
                     memory_mb: 64,
                     stop_grace_ms: 10_000,
+                    state_since: 0,
                     attempt: 0,
                     stop_reason: None,
                     container_id: None,

@@ -4,8 +4,10 @@
 
 mod place;
 mod reconcile;
+mod rollout;
 mod view;
 
 pub use place::{place, PendingTask, Plan, Reason, Unplaced};
 pub use reconcile::{backoff, reconcile, Action, HISTORY_PER_SLOT};
+pub use rollout::{rollout_report, BatchReport, RolloutReport};
 pub use view::ClusterView;

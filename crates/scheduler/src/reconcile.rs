@@ -5,10 +5,11 @@
 use std::collections::{BTreeMap, HashSet};
 
 use flotilla_types::{
-    Availability, DesiredState, Millis, NodeStatus, RestartCondition, RestartPolicy, Service, StopReason, Task,
-    TaskState,
+    Availability, DesiredState, Millis, NodeStatus, RestartCondition, RestartPolicy, RolloutChange, Service,
+    StopReason, Task, TaskState,
 };
 
+use crate::rollout::{drive_rollout, is_serving, passed_monitor, SlotProgress};
 use crate::view::ClusterView;
 
 /// Finished tasks kept per slot, besides the current one, for `describe`.
@@ -22,6 +23,8 @@ pub enum Action {
         slot: u32,
         spec_version: u64,
         attempt: u32,
+        /// Beside the slot's running task of another version (start-first update).
+        start_first: bool,
     },
     Stop {
         task: String,
@@ -35,6 +38,8 @@ pub enum Action {
     Remove {
         task: String,
     },
+    /// A rollout decision (batch started, failure counted, pause, rollback, completion).
+    Rollout(RolloutChange),
 }
 
 /// Delay before restart number `attempt + 1`: `delay * 2^attempt`, capped at `max_delay`.
@@ -93,10 +98,13 @@ pub fn reconcile(view: &ClusterView<'_>, now: Millis) -> Vec<Action> {
 
     for (name, svc) in view.services {
         let slots = by_service.get(name.as_str());
+        let mut progress = Vec::with_capacity(svc.spec.replicas as usize);
         for slot in 0..svc.spec.replicas {
             let tasks: &[&Task] = slots.and_then(|s| s.get(&slot)).map_or(&[], Vec::as_slice);
-            reconcile_slot(view, svc, slot, tasks, now, &finished, &mut actions);
+            progress.push(reconcile_slot(view, svc, slot, tasks, now, &finished, &mut actions));
         }
+        let service_tasks = slots.into_iter().flat_map(|s| s.values().flatten().copied());
+        drive_rollout(svc, &progress, service_tasks, now, &mut actions);
     }
     actions
 }
@@ -113,29 +121,89 @@ fn stop_or_forget(t: &Task, reason: StopReason, finished: &impl Fn(&Task) -> boo
     }
 }
 
-fn reconcile_slot(
+/// The version a replacement of `t` (after a failure, a lost node, a drain) runs: the
+/// current template, but for a task of another version while its rollout is paused —
+/// a halted rollout must not spread a version through the back door.
+fn replacement_version(svc: &Service, t: &Task) -> u64 {
+    let halted = svc.rollout.as_ref().is_some_and(|r| !r.is_running());
+    if t.spec_version != svc.template_version && halted && svc.template_revision(t.spec_version).is_some() {
+        t.spec_version
+    } else {
+        svc.template_version
+    }
+}
+
+/// Keeps one slot filled and says where it stands for the rollout. Outdated tasks are
+/// left to `drive_rollout`, which replaces them batch by batch.
+fn reconcile_slot<'a>(
     view: &ClusterView<'_>,
     svc: &Service,
     slot: u32,
-    tasks: &[&Task],
+    tasks: &[&'a Task],
     now: Millis,
     finished: &impl Fn(&Task) -> bool,
     actions: &mut Vec<Action>,
-) {
-    let create = |attempt: u32| Action::Create {
+) -> SlotProgress<'a> {
+    let target = svc.template_version;
+    let create = |spec_version: u64, attempt: u32, start_first: bool| Action::Create {
         service: svc.spec.name.clone(),
         slot,
-        spec_version: svc.template_version,
+        spec_version,
         attempt,
+        start_first,
     };
-    let Some((latest, older)) = tasks.split_last() else {
-        actions.push(create(0));
-        return;
+    // The slot's current task: the newest one meant to run, else the newest of all.
+    let Some(current) = tasks
+        .iter()
+        .rev()
+        .find(|t| t.desired == DesiredState::Running)
+        .or_else(|| tasks.last())
+        .copied()
+    else {
+        actions.push(create(target, 0, false));
+        return SlotProgress::Filling;
     };
+    // A start-first pair caught by a rollback: the older task runs the target again,
+    // so it stays and its replacement goes.
+    let mut reverted = None;
+    let current = match tasks.iter().rev().find(|t| {
+        t.seq < current.seq
+            && t.desired == DesiredState::Running
+            && !finished(t)
+            && t.spec_version == target
+            && current.spec_version != target
+            && current.desired == DesiredState::Running
+    }) {
+        Some(older) => {
+            if !finished(current) {
+                actions.push(Action::Stop {
+                    task: current.id.clone(),
+                    reason: StopReason::Outdated,
+                });
+            }
+            reverted = Some(current.id.as_str());
+            *older
+        }
+        None => current,
+    };
+    // An older task of another version still serving while a start-first replacement
+    // at the target comes up.
+    let outgoing = tasks
+        .iter()
+        .rev()
+        .find(|t| {
+            t.seq < current.seq
+                && t.desired == DesiredState::Running
+                && !finished(t)
+                && t.spec_version != current.spec_version
+                && current.spec_version == target
+        })
+        .copied();
 
-    // Defensive: a slot never keeps two live tasks; the newest wins.
-    for t in older {
-        if t.desired == DesiredState::Running && !finished(t) {
+    for t in tasks {
+        let extra = t.id != current.id && outgoing.is_none_or(|o| o.id != t.id) && reverted != Some(t.id.as_str());
+        // Defensive: a slot never keeps another live task; the current one wins.
+        if extra && t.desired == DesiredState::Running && !finished(t) {
             actions.push(Action::Stop {
                 task: t.id.clone(),
                 reason: StopReason::Removed,
@@ -143,68 +211,110 @@ fn reconcile_slot(
         }
     }
     // History: keep the newest few finished tasks, forget the rest.
-    let done: Vec<&&Task> = older.iter().filter(|t| finished(t)).collect();
+    let done: Vec<&&Task> = tasks.iter().filter(|t| t.id != current.id && finished(t)).collect();
     if done.len() > HISTORY_PER_SLOT {
         for t in &done[..done.len() - HISTORY_PER_SLOT] {
             actions.push(Action::Remove { task: t.id.clone() });
         }
     }
 
-    let drained = latest
+    let drained = current
         .node
         .and_then(|n| view.nodes.get(&n))
         .is_some_and(|n| n.availability == Availability::Drain);
+    let beside = outgoing.is_some();
 
-    if latest.desired == DesiredState::Running {
-        if finished(latest) {
-            if latest.state == TaskState::Lost || !latest.state.is_terminal() {
-                // Lost with its node: not the workload's fault, replace at once.
-                actions.push(create(latest.attempt));
-            } else {
-                restart_after_failure(svc, latest, now, actions, create);
+    if current.desired != DesiredState::Running {
+        // Asked to stop and nothing replaced it yet.
+        match current.stop_reason {
+            Some(StopReason::Unhealthy) => {
+                let version = replacement_version(svc, current);
+                if restart_after_failure(svc, current, now, actions, |a| create(version, a, beside)) {
+                    return SlotProgress::Failed { retrying: true };
+                }
+                return SlotProgress::Failed { retrying: false };
             }
-            return;
+            Some(StopReason::Drained) | Some(StopReason::NodeDown) | Some(StopReason::Removed) => {
+                actions.push(create(replacement_version(svc, current), current.attempt, beside))
+            }
+            _ => actions.push(create(target, 0, beside)),
         }
-        if latest.spec_version < svc.template_version {
-            actions.push(Action::Stop {
-                task: latest.id.clone(),
-                reason: StopReason::Outdated,
-            });
-            actions.push(create(0));
-        } else if drained && latest.state != TaskState::Pending {
-            actions.push(Action::Stop {
-                task: latest.id.clone(),
-                reason: StopReason::Drained,
-            });
-            actions.push(create(latest.attempt));
-        } else if latest.state == TaskState::Unhealthy {
-            // Stopped now; its replacement follows the restart policy on a later pass.
-            actions.push(Action::Stop {
-                task: latest.id.clone(),
-                reason: StopReason::Unhealthy,
-            });
-        }
-        return;
+        return SlotProgress::Filling;
     }
 
-    // The newest task was asked to stop and nothing replaced it yet.
-    match latest.stop_reason {
-        Some(StopReason::Unhealthy) => restart_after_failure(svc, latest, now, actions, create),
-        Some(StopReason::Drained) | Some(StopReason::NodeDown) | Some(StopReason::Removed) => {
-            actions.push(create(latest.attempt))
+    if finished(current) {
+        let version = replacement_version(svc, current);
+        if current.state == TaskState::Lost || !current.state.is_terminal() {
+            // Lost with its node: not the workload's fault, replace at once.
+            actions.push(create(version, current.attempt, beside));
+            return SlotProgress::Filling;
         }
-        _ => actions.push(create(0)),
+        let retrying = restart_after_failure(svc, current, now, actions, |a| create(version, a, beside));
+        return SlotProgress::Failed { retrying };
+    }
+
+    if current.spec_version != target {
+        if drained && current.state != TaskState::Pending {
+            actions.push(Action::Stop {
+                task: current.id.clone(),
+                reason: StopReason::Drained,
+            });
+            actions.push(create(replacement_version(svc, current), current.attempt, false));
+            return SlotProgress::Filling;
+        }
+        if current.state == TaskState::Unhealthy {
+            actions.push(Action::Stop {
+                task: current.id.clone(),
+                reason: StopReason::Unhealthy,
+            });
+            return SlotProgress::Filling;
+        }
+        return SlotProgress::Outdated {
+            task: current,
+            serving: is_serving(svc, current),
+        };
+    }
+
+    if drained && current.state != TaskState::Pending {
+        actions.push(Action::Stop {
+            task: current.id.clone(),
+            reason: StopReason::Drained,
+        });
+        actions.push(create(target, current.attempt, beside));
+        return SlotProgress::Filling;
+    }
+    if current.state == TaskState::Unhealthy {
+        // Stopped now; its replacement follows the restart policy on a later pass.
+        actions.push(Action::Stop {
+            task: current.id.clone(),
+            reason: StopReason::Unhealthy,
+        });
+        return SlotProgress::Failed { retrying: true };
+    }
+    match passed_monitor(svc, current, now) {
+        Some(at) => {
+            if let Some(old) = outgoing {
+                // The replacement proved itself: the old task may go.
+                actions.push(Action::Stop {
+                    task: old.id.clone(),
+                    reason: StopReason::Outdated,
+                });
+            }
+            SlotProgress::Done { task: current, at }
+        }
+        None => SlotProgress::Updating,
     }
 }
 
 /// The restart policy for a slot whose task ended: maybe a new attempt, after backoff.
+/// Returns whether a restart is still to come (now or later).
 fn restart_after_failure(
     svc: &Service,
     latest: &Task,
     now: Millis,
     actions: &mut Vec<Action>,
     create: impl Fn(u32) -> Action,
-) {
+) -> bool {
     let policy = &svc.spec.restart;
     let succeeded = latest.state == TaskState::Exited && latest.exit_code == Some(0);
     let wanted = match policy.condition {
@@ -213,13 +323,14 @@ fn restart_after_failure(
         RestartCondition::Always => true,
     };
     if !wanted {
-        return;
+        return false;
     }
     if policy.max_attempts > 0 && latest.attempt >= policy.max_attempts {
-        return;
+        return false;
     }
     let ready_at = latest.updated_at.saturating_add(backoff(policy, latest.attempt));
     if now >= ready_at {
         actions.push(create(latest.attempt + 1));
     }
+    true
 }

@@ -12,6 +12,7 @@ fn create(svc: &str, slot: u32, attempt: u32) -> Action {
         slot,
         spec_version: 1,
         attempt,
+        start_first: false,
     }
 }
 
@@ -232,7 +233,8 @@ fn an_outdated_task_is_replaced_by_the_current_version() {
                 service: "web".into(),
                 slot: 0,
                 spec_version: 2,
-                attempt: 0
+                attempt: 0,
+                start_first: false,
             },
             stop("web.0.1", StopReason::Outdated),
         ]

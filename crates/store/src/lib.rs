@@ -5,6 +5,7 @@
 // openraft's StorageError and RaftError are large and fixed by its traits.
 #![allow(clippy::result_large_err)]
 
+pub mod backup;
 mod error;
 mod log_store;
 pub mod snapshot_file;
@@ -68,6 +69,18 @@ impl DataDir {
     pub fn identity_file(&self) -> PathBuf {
         self.root.join("flotilla-node.json")
     }
+
+    /// Present while `--force-new-cluster` rewrites the dir: a crash in between leaves a
+    /// dir that must be forced again, never one that opens at the old epoch.
+    pub fn reform_marker(&self) -> PathBuf {
+        self.root.join("reform-in-progress")
+    }
+
+    /// Left by `flotilla snapshot restore`: the dir holds a restored snapshot that
+    /// `flotilla agent --force-new-cluster` turns into a one-node cluster.
+    pub fn restore_marker(&self) -> PathBuf {
+        self.root.join("restore.json")
+    }
 }
 
 /// Opens (or creates) both halves of the store in `dir` for node `id`.
@@ -76,6 +89,25 @@ impl DataDir {
 /// RocksDB or the snapshot is corrupt, or when the log was compacted past what the snapshot
 /// holds (a deleted or truncated snapshot).
 pub async fn open(dir: &DataDir, id: NodeId) -> Result<(LogStore, StateMachineStore), StoreError> {
+    if dir.restore_marker().exists() {
+        return Err(StoreError::Inconsistent(format!(
+            "{} was prepared by `flotilla snapshot restore`; start this node once with \
+             --force-new-cluster to form a one-node cluster from it",
+            dir.root().display()
+        )));
+    }
+    if dir.reform_marker().exists() {
+        return Err(StoreError::Inconsistent(format!(
+            "a --force-new-cluster on {} was interrupted; start this node with \
+             --force-new-cluster again to finish it",
+            dir.root().display()
+        )));
+    }
+    open_unchecked(dir, id).await
+}
+
+/// [`open`] without the restore check: for `--force-new-cluster`, which consumes it.
+pub(crate) async fn open_unchecked(dir: &DataDir, id: NodeId) -> Result<(LogStore, StateMachineStore), StoreError> {
     let fresh = check_identity(dir, id)?;
     let log = LogStore::open(&dir.raft_db(), fresh)?;
     let sm = StateMachineStore::open(dir.snapshot_file())?;
@@ -98,6 +130,32 @@ pub async fn open(dir: &DataDir, id: NodeId) -> Result<(LogStore, StateMachineSt
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Identity {
     node_id: NodeId,
+    /// The cluster incarnation this dir belongs to; 0 until known (see `read_epoch`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    epoch: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// The cluster epoch recorded in `dir`'s identity file (0 when none is recorded).
+pub fn read_epoch(dir: &DataDir) -> Result<u64, StoreError> {
+    let path = dir.identity_file();
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<Identity>(&bytes)
+            .map(|i| i.epoch)
+            .map_err(|e| StoreError::Corrupt(format!("{} is not a node identity file: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(StoreError::Io { path, source: e }),
+    }
+}
+
+/// Records the cluster epoch node `id` belongs to, atomically.
+pub fn write_epoch(dir: &DataDir, id: NodeId, epoch: u64) -> Result<(), StoreError> {
+    let path = dir.identity_file();
+    let body = serde_json::to_vec(&Identity { node_id: id, epoch }).expect("serializable");
+    snapshot_file::write_atomically(&path, &body).map_err(|e| StoreError::Io { path, source: e })
 }
 
 /// Returns true when the dir is new (and claims it for `id`).
@@ -129,7 +187,7 @@ fn check_identity(dir: &DataDir, id: NodeId) -> Result<bool, StoreError> {
                 )));
             }
             std::fs::create_dir_all(dir.root()).map_err(io)?;
-            let body = serde_json::to_vec(&Identity { node_id: id }).expect("serializable");
+            let body = serde_json::to_vec(&Identity { node_id: id, epoch: 0 }).expect("serializable");
             snapshot_file::write_atomically(&path, &body).map_err(io)?;
             Ok(true)
         }

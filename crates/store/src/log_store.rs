@@ -126,6 +126,15 @@ impl LogStore {
         self.db.put_cf_opt(self.cf(CF_META), key, bytes, &opts)
     }
 
+    /// Whether this log ever took part in a cluster: it holds a vote, an entry or a purge
+    /// point. (A node killed before it recorded its epoch is still no fresh node.)
+    pub fn has_history(&self) -> Result<bool, StoreError> {
+        let corrupt = |e: String| StoreError::Corrupt(e);
+        let vote: Option<Vote> = self.read_meta(KEY_VOTE).map_err(|e| corrupt(e.to_string()))?;
+        let entry = self.last_entry_id().map_err(|e| corrupt(e.to_string()))?;
+        Ok(vote.is_some() || entry.is_some() || self.last_purged()?.is_some())
+    }
+
     pub fn last_purged(&self) -> Result<Option<LogId>, StoreError> {
         self.read_meta(KEY_LAST_PURGED)
             .map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -149,6 +158,26 @@ impl LogStore {
         tokio::task::spawn_blocking(move || db.write_opt(batch, &synced()))
             .await
             .expect("rocksdb write task panicked")
+    }
+}
+
+impl LogStore {
+    /// `--force-new-cluster`: forgets every entry, as if the log had been compacted up to
+    /// `last` (which a snapshot file then covers), commits it, and votes for `me` in
+    /// `term` so the next election starts past every old entry's term.
+    pub(crate) async fn reset_to(&self, last: LogId, me: NodeId, term: u64) -> Result<(), rocksdb::Error> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf(CF_LOGS), index_key(0), index_key(u64::MAX));
+        batch.delete_cf(self.cf(CF_LOGS), index_key(u64::MAX));
+        let json = |v: serde_json::Result<Vec<u8>>| v.expect("meta serializes");
+        batch.put_cf(self.cf(CF_META), KEY_LAST_PURGED, json(serde_json::to_vec(&last)));
+        batch.put_cf(self.cf(CF_META), KEY_COMMITTED, json(serde_json::to_vec(&Some(last))));
+        batch.put_cf(
+            self.cf(CF_META),
+            KEY_VOTE,
+            json(serde_json::to_vec(&Vote::new(term, me))),
+        );
+        self.write_synced(batch).await
     }
 }
 

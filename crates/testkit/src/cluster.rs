@@ -56,6 +56,9 @@ pub struct Agent {
     log: PathBuf,
     child: Option<Child>,
     paused: bool,
+    /// How it finds the cluster when not `--peers <initial members>`, e.g.
+    /// `["--join", "127.0.0.1:7001"]` or `["--force-new-cluster"]`.
+    membership_args: Option<Vec<String>>,
 }
 
 impl Agent {
@@ -147,16 +150,23 @@ impl ClusterBuilder {
                     log: dir.join("agent.log"),
                     child: None,
                     paused: false,
+                    membership_args: None,
                 },
             );
             std::fs::create_dir_all(&dir).expect("node dir");
         }
+        let initial_peers = agents
+            .values()
+            .map(|a| format!("{}={}", a.id, a.addr))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut cluster = Cluster {
             root: Some(root),
             agents,
             args,
             name,
             partitions: Partitions::new(),
+            initial_peers,
         };
         for id in 1..=self.size {
             cluster.start_agent(id);
@@ -173,6 +183,8 @@ pub struct Cluster {
     name: String,
     /// Cuts made by [`Cluster::isolate`]; healed on drop.
     partitions: Partitions,
+    /// `--peers` of the agents the cluster started with.
+    initial_peers: String,
 }
 
 /// Set on every agent (and so inherited by the processes it starts) to find them again.
@@ -279,16 +291,58 @@ impl Cluster {
             .arg("--listen")
             .arg(&a.addr)
             .arg("--data-dir")
-            .arg(&a.data_dir)
-            .arg("--peers")
-            .arg(self.peers())
-            .args(&self.args)
+            .arg(&a.data_dir);
+        match &a.membership_args {
+            Some(args) => cmd.args(args),
+            None => cmd.arg("--peers").arg(&self.initial_peers),
+        };
+        cmd.args(&self.args)
             .env(
                 "RUST_LOG",
                 std::env::var("FLOTILLA_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
             )
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// Adds agent `id` (its own data dir and a free port on 127.0.0.1; not started) that
+    /// finds the cluster with `membership_args` instead of `--peers`, e.g.
+    /// `["--join", &cluster.addrs()]`.
+    pub fn add_agent(&mut self, id: u64, membership_args: &[&str]) {
+        assert!(!self.agents.contains_key(&id), "agent {id} exists already");
+        let dir = self.root().join(format!("node{id}"));
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        self.agents.insert(
+            id,
+            Agent {
+                id,
+                ip,
+                addr: format!("{ip}:{}", free_port(ip)),
+                data_dir: dir.join("data"),
+                log: dir.join("agent.log"),
+                child: None,
+                paused: false,
+                membership_args: Some(membership_args.iter().map(|s| s.to_string()).collect()),
+            },
+        );
+    }
+
+    /// How agent `id` finds the cluster from its next start on (see [`Cluster::add_agent`]).
+    pub fn set_membership_args(&mut self, id: u64, membership_args: &[&str]) {
+        let a = self.agents.get_mut(&id).expect("agent");
+        a.membership_args = Some(membership_args.iter().map(|s| s.to_string()).collect());
+    }
+
+    /// Deletes agent `id`'s data dir (the agent must be stopped).
+    pub fn wipe(&mut self, id: u64) {
+        let a = &self.agents[&id];
+        assert!(!a.is_running(), "stop agent {id} before wiping its data");
+        match std::fs::remove_dir_all(&a.data_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("wipe {}: {e}", a.data_dir.display()),
+        }
     }
 
     /// Starts (or restarts) agent `id` with the same flags as before.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CommandError;
 use crate::model::{Availability, NodeRegistration, NodeStatus, PlanUpdate, TaskId, TaskReport};
+use crate::rollout::RolloutOp;
 use crate::spec::ServiceSpec;
 use crate::{Millis, NodeId};
 
@@ -54,9 +55,21 @@ pub enum Command {
         reports: Vec<TaskReport>,
         at: Millis,
     },
+    /// An operator's pause, resume or undo of a service's rollout.
+    Rollout {
+        name: String,
+        op: RolloutOp,
+        at: Millis,
+    },
     /// Several independent client commands in one log entry (group commit): each is
     /// applied in order and answered on its own.
     Batch(Vec<Command>),
+    /// A node leaves the cluster for good (`flotilla node remove`): its id is recorded as
+    /// removed (never reused), its record dropped and its remaining tasks marked lost.
+    RemoveNode {
+        id: NodeId,
+        at: Millis,
+    },
 }
 
 impl Command {
@@ -71,7 +84,9 @@ impl Command {
             Command::SetAvailability { .. } => "set_availability",
             Command::ApplyPlan { .. } => "apply_plan",
             Command::ReportStatus { .. } => "report_status",
+            Command::Rollout { .. } => "rollout",
             Command::Batch(_) => "batch",
+            Command::RemoveNode { .. } => "remove_node",
         }
     }
 }
@@ -114,6 +129,11 @@ pub enum Response {
     /// the executor should stop those.
     Reported {
         unknown: Vec<TaskId>,
+    },
+    /// A rollout was paused, resumed or undone; `version` is the service's version after.
+    Rollout {
+        name: String,
+        version: u64,
     },
     /// One response per command of a `Command::Batch`, in order.
     Batch(Vec<Response>),

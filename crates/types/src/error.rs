@@ -38,4 +38,8 @@ pub enum CommandError {
     InvalidSpec(SpecError),
     #[error("node {id} not found")]
     NodeNotFound { id: u64 },
+    #[error("rollout of {name}: {reason}")]
+    Rollout { name: String, reason: String },
+    #[error("node id {id} was removed from this cluster and cannot be reused; pick a new id")]
+    NodeRemoved { id: u64 },
 }

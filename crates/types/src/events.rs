@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, PutOutcome, Response};
 use crate::model::{NodeStatus, TaskState};
+use crate::rollout::{RolloutChange, RolloutOp, RolloutPhase};
 use crate::state::State;
 use crate::Millis;
 
@@ -138,6 +139,23 @@ fn collect(index: u64, cmd: &Command, resp: &Response, after: &State, out: &mut 
                     out.push(ev(index, *at, "task.placed", id, format!("placed on node {node}")));
                 }
             }
+            for change in &plan.rollouts {
+                rollout_event(index, *at, change, after, out);
+            }
+        }
+        (Command::Rollout { name, op, at }, Response::Rollout { version, .. }) => {
+            let (kind, message) = match op {
+                RolloutOp::Pause => ("rollout.paused", "paused by operator".to_string()),
+                RolloutOp::Resume => ("rollout.resumed", "resumed by operator".to_string()),
+                RolloutOp::Undo { .. } => {
+                    let to = after.services.get(name).map_or(0, |s| s.template_version);
+                    (
+                        "rollout.undo",
+                        format!("version {version}: back to the template of version {to}"),
+                    )
+                }
+            };
+            out.push(ev(index, *at, kind, name.clone(), message));
         }
         (Command::ReportStatus { reports, at, .. }, Response::Reported { unknown }) => {
             for r in reports.iter().filter(|r| !unknown.contains(&r.task)) {
@@ -161,6 +179,49 @@ fn collect(index: u64, cmd: &Command, resp: &Response, after: &State, out: &mut 
                 out.push(ev(index, *at, kind, &t.id, message));
             }
         }
+        (Command::RemoveNode { id, at }, Response::Node { .. }) => out.push(ev(
+            index,
+            *at,
+            "node.removed",
+            format!("node/{id}"),
+            "removed from the cluster; its id is never reused",
+        )),
         _ => {}
     }
+}
+
+/// Events of the rollout decisions that took effect (the rollout's `updated_at` is the
+/// plan's time only when something changed).
+fn rollout_event(index: u64, at: Millis, change: &RolloutChange, after: &State, out: &mut Vec<Event>) {
+    let name = change.service();
+    let Some(r) = after
+        .services
+        .get(name)
+        .and_then(|s| s.rollout.as_ref())
+        .filter(|r| r.updated_at == at)
+    else {
+        return;
+    };
+    let object = name.to_string();
+    let (kind, message) = match change {
+        RolloutChange::Batch { slots, target, .. } => (
+            "rollout.batch",
+            format!(
+                "batch {}: slots {} to version {target}",
+                r.batches.last().map_or(0, |b| b.number),
+                slots.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+            ),
+        ),
+        RolloutChange::Failed { task, .. } => ("rollout.task-failed", format!("new task {task} failed")),
+        RolloutChange::Pause { reason, .. } => ("rollout.paused", reason.clone()),
+        RolloutChange::Rollback { reason, .. } => (
+            "rollout.rolling-back",
+            format!("back to version {}: {reason}", r.from_version),
+        ),
+        RolloutChange::Complete { target, .. } => match r.phase {
+            RolloutPhase::RolledBack => ("rollout.rolled-back", format!("every task back on version {target}")),
+            _ => ("rollout.completed", format!("every task on version {target}")),
+        },
+    };
+    out.push(ev(index, at, kind, object, message));
 }

@@ -7,9 +7,12 @@ pub mod duration;
 pub mod error;
 pub mod events;
 pub mod model;
+pub mod rollout;
 pub mod spec;
 pub mod state;
+mod state_members;
 mod state_tasks;
+pub mod update;
 mod validate;
 
 pub use command::{Command, PutOutcome, Response};
@@ -20,11 +23,13 @@ pub use model::{
     Availability, Capacity, DesiredState, NewTask, Node, NodeRegistration, NodeStatus, PlanUpdate, StopReason, Task,
     TaskId, TaskReport, TaskState,
 };
+pub use rollout::{Batch, Revision, Rollout, RolloutChange, RolloutOp, RolloutPhase};
 pub use spec::{Constraint, ConstraintOp};
 pub use spec::{
     HealthCheck, HealthCheckKind, Placement, Port, Protocol, Resources, RestartCondition, RestartPolicy, ServiceSpec,
 };
 pub use state::{Service, State};
+pub use update::{FailureAction, Ratio, UpdateOrder, UpdatePolicy};
 pub use validate::validate_dns_label;
 
 /// Node ids are chosen by the operator (`--id N`) and never reused.

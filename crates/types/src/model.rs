@@ -155,6 +155,9 @@ pub struct Task {
     pub stop_grace_ms: u64,
     /// How many times this slot was restarted after failures before this task.
     pub attempt: u32,
+    /// When `state` last changed (0 in states written before this field existed).
+    #[serde(default)]
+    pub state_since: Millis,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<StopReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,6 +238,10 @@ pub struct NewTask {
     pub node: Option<NodeId>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Start beside the slot's running task of another version (a start-first update)
+    /// instead of into an empty slot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub start_first: bool,
 }
 
 /// One pass of the leader, applied as one Raft entry.
@@ -258,6 +265,9 @@ pub struct PlanUpdate {
     /// Finished tasks dropped from history.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<TaskId>,
+    /// Rollout decisions: batches started, failures counted, pause, rollback, completion.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<crate::rollout::RolloutChange>,
 }
 
 impl PlanUpdate {
@@ -269,6 +279,7 @@ impl PlanUpdate {
             && self.assign.is_empty()
             && self.unplaced.is_empty()
             && self.remove.is_empty()
+            && self.rollouts.is_empty()
     }
 }
 

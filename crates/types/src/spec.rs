@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 use crate::error::SpecError;
+use crate::update::UpdatePolicy;
 
 pub const MAX_REPLICAS: u32 = 10_000;
 
@@ -39,6 +40,9 @@ pub struct ServiceSpec {
     /// Time between SIGTERM and SIGKILL when a task is stopped.
     #[serde(default = "default_stop_grace")]
     pub stop_grace: Duration,
+    /// How a change of the task template rolls out.
+    #[serde(default, skip_serializing_if = "UpdatePolicy::is_default")]
+    pub update: UpdatePolicy,
 }
 
 fn default_replicas() -> u32 {
@@ -256,6 +260,15 @@ impl ServiceSpec {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a spec always serializes")
+    }
+
+    /// Whether tasks built from `self` and from `other` are the same: everything but the
+    /// replica count and the update policy is part of the task template.
+    pub fn same_template(&self, other: &ServiceSpec) -> bool {
+        let mut a = self.clone();
+        a.replicas = other.replicas;
+        a.update = other.update;
+        a == *other
     }
 }
 

@@ -1,12 +1,13 @@
 //! The replicated desired state and its deterministic transition function.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, PutOutcome, Response};
 use crate::error::{CommandError, SpecError};
 use crate::model::{Node, Task, TaskId};
+use crate::rollout::{Revision, Rollout};
 use crate::spec::{ServiceSpec, MAX_REPLICAS};
 use crate::{Millis, NodeId};
 
@@ -22,6 +23,13 @@ pub struct Service {
     pub template_version: u64,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// The last versions of the spec, oldest first (`update.history` of them, plus any a
+    /// task or an active rollout still needs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Revision>,
+    /// The last rollout of a template change, finished or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +45,18 @@ pub struct State {
     /// Source of task sequence numbers (and so of unique task ids).
     #[serde(default)]
     pub next_task_seq: u64,
+    /// Node ids removed from the cluster (`node remove`, or the old members dropped by
+    /// `--force-new-cluster`): never reused.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub removed: BTreeSet<NodeId>,
+    /// The cluster's incarnation (0 reads as 1): raised by every `--force-new-cluster`, so
+    /// members of an older incarnation are refused instead of merged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl State {
@@ -52,7 +72,9 @@ impl State {
             Command::SetAvailability { id, availability, at } => self.set_availability(*id, *availability, *at),
             Command::ApplyPlan { plan, at } => self.apply_plan(plan, *at),
             Command::ReportStatus { node, reports, at } => self.report_status(*node, reports, *at),
+            Command::Rollout { name, op, at } => self.rollout_op(name, op, *at),
             Command::Batch(cmds) => Response::Batch(cmds.iter().map(|c| self.apply(c)).collect()),
+            Command::RemoveNode { id, at } => self.remove_node(*id, *at),
         }
     }
 
@@ -70,31 +92,35 @@ impl State {
                 };
             }
             let from = existing.version;
-            let mut template_changed = existing.spec.clone();
-            template_changed.replicas = spec.replicas;
             existing.version += 1;
-            if template_changed != *spec {
+            if !existing.spec.same_template(spec) {
+                let previous = existing.template_version;
                 existing.template_version = existing.version;
+                existing.rollout = Some(Rollout::new(previous, existing.version, "apply", at));
             }
             existing.spec = spec.clone();
             existing.updated_at = at;
+            existing.record("updated", at);
+            let version = existing.version;
+            self.trim_history(&name);
             return Response::Service {
                 name,
-                version: existing.version,
+                version,
                 outcome: PutOutcome::Updated { from },
             };
         }
         let version = self.tombstones.remove(&name).unwrap_or(0) + 1;
-        self.services.insert(
-            name.clone(),
-            Service {
-                spec: spec.clone(),
-                version,
-                template_version: version,
-                created_at: at,
-                updated_at: at,
-            },
-        );
+        let mut svc = Service {
+            spec: spec.clone(),
+            version,
+            template_version: version,
+            created_at: at,
+            updated_at: at,
+            history: Vec::new(),
+            rollout: None,
+        };
+        svc.record("created", at);
+        self.services.insert(name.clone(), svc);
         Response::Service {
             name,
             version,
@@ -129,10 +155,13 @@ impl State {
             svc.spec.replicas = replicas;
             svc.version += 1;
             svc.updated_at = at;
+            svc.record(format!("scaled to {replicas}"), at);
         }
+        let version = svc.version;
+        self.trim_history(name);
         Response::Scaled {
             name: name.into(),
-            version: svc.version,
+            version,
             replicas,
         }
     }

@@ -3,7 +3,7 @@
 //! stale one is skipped, never half-applied: in particular a slot never gets a second
 //! live task.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::command::Response;
 use crate::error::CommandError;
@@ -11,11 +11,15 @@ use crate::model::{
     Availability, DesiredState, NewTask, Node, NodeRegistration, NodeStatus, PlanUpdate, StopReason, Task, TaskReport,
     TaskState,
 };
+use crate::rollout::RolloutChange;
 use crate::state::State;
 use crate::{Millis, NodeId};
 
 impl State {
     pub(crate) fn register_node(&mut self, reg: &NodeRegistration, at: Millis) -> Response {
+        if self.removed.contains(&reg.id) {
+            return Response::Error(CommandError::NodeRemoved { id: reg.id });
+        }
         let node = self.nodes.entry(reg.id).or_insert_with(|| Node {
             id: reg.id,
             address: reg.address.clone(),
@@ -56,13 +60,20 @@ impl State {
         }
     }
 
-    /// Slots that have a live task meant to run: a create into one of them is stale.
-    fn occupied_slots(&self) -> HashSet<(String, u32)> {
-        self.tasks
-            .values()
-            .filter(|t| t.desired == DesiredState::Running && !t.state.is_terminal())
-            .map(|t| (t.service.clone(), t.slot))
-            .collect()
+    /// Slots that have a live task meant to run, with those tasks' versions: a create
+    /// into one is stale, but for a start-first replacement beside exactly one task of
+    /// another version.
+    fn occupied_slots(&self) -> HashMap<(String, u32), Vec<u64>> {
+        let mut slots: HashMap<(String, u32), Vec<u64>> = HashMap::new();
+        for t in self.tasks.values() {
+            if t.desired == DesiredState::Running && !t.state.is_terminal() {
+                slots
+                    .entry((t.service.clone(), t.slot))
+                    .or_default()
+                    .push(t.spec_version);
+            }
+        }
+        slots
     }
 
     pub(crate) fn apply_plan(&mut self, plan: &PlanUpdate, at: Millis) -> Response {
@@ -77,13 +88,32 @@ impl State {
         for id in &plan.lost {
             count(self.mark_lost(id, at));
         }
+        // A batch decided before an operator's pause (or a newer template) committed must
+        // not start: its stops and creates are skipped with it.
+        let stale_batch = self.stale_batch_slots(plan);
+        let in_stale_batch = |service: &str, slot: u32| stale_batch.contains(&(service.to_string(), slot));
         for (id, reason) in &plan.stop {
-            count(self.stop_task(id, *reason, at));
+            let stale = *reason == StopReason::Outdated
+                && self.tasks.get(id).is_some_and(|t| in_stale_batch(&t.service, t.slot));
+            count(!stale && self.stop_task(id, *reason, at));
         }
         let mut occupied = self.occupied_slots();
         for new in &plan.create {
-            let fresh = occupied.insert((new.service.clone(), new.slot));
-            count(fresh && self.create_task(new, at));
+            if in_stale_batch(&new.service, new.slot) {
+                count(false);
+                continue;
+            }
+            let live = occupied.entry((new.service.clone(), new.slot)).or_default();
+            let fits = match live.as_slice() {
+                [] => true,
+                [other] => new.start_first && *other != new.spec_version,
+                _ => false,
+            };
+            let created = fits && self.create_task(new, at);
+            if created {
+                live.push(new.spec_version);
+            }
+            count(created);
         }
         for (id, node) in &plan.assign {
             count(self.assign_task(id, *node, at));
@@ -107,7 +137,48 @@ impl State {
             }
             count(removable);
         }
+        for change in &plan.rollouts {
+            count(self.apply_rollout_change(change, at));
+        }
+        // Versions no task runs any more may leave the history. (Service names have no
+        // dots, so a task id starts with its service's name.)
+        let touched: BTreeSet<String> = plan
+            .rollouts
+            .iter()
+            .map(|c| c.service())
+            .chain(
+                plan.remove
+                    .iter()
+                    .chain(plan.stop.iter().map(|(id, _)| id))
+                    .filter_map(|id| id.split('.').next()),
+            )
+            .map(str::to_string)
+            .collect();
+        if !touched.is_empty() {
+            self.trim_histories(&touched);
+        }
         Response::Planned { applied, skipped }
+    }
+
+    /// The slots of the plan's batches that may no longer start: their rollout is paused,
+    /// finished or moving to another template by now.
+    fn stale_batch_slots(&self, plan: &PlanUpdate) -> BTreeSet<(String, u32)> {
+        let mut stale = BTreeSet::new();
+        for change in &plan.rollouts {
+            if let RolloutChange::Batch { service, target, slots } = change {
+                let runs = self.services.get(service).is_some_and(|svc| {
+                    svc.template_version == *target
+                        && svc
+                            .rollout
+                            .as_ref()
+                            .is_some_and(|r| r.is_running() && r.target() == *target)
+                });
+                if !runs {
+                    stale.extend(slots.iter().map(|slot| (service.clone(), *slot)));
+                }
+            }
+        }
+        stale
     }
 
     fn mark_lost(&mut self, id: &str, at: Millis) -> bool {
@@ -118,6 +189,7 @@ impl State {
             return false;
         }
         t.state = TaskState::Lost;
+        t.state_since = at;
         t.desired = DesiredState::Shutdown;
         t.stop_reason = Some(StopReason::NodeDown);
         t.message = match t.node {
@@ -141,6 +213,7 @@ impl State {
         // Nothing runs for a task that was never placed.
         if t.state == TaskState::Pending {
             t.state = TaskState::Stopped;
+            t.state_since = at;
         }
         true
     }
@@ -149,8 +222,9 @@ impl State {
         let Some(svc) = self.services.get(&new.service) else {
             return false;
         };
-        let (cpu_millis, memory_mb) = (svc.spec.resources.cpu_millis, svc.spec.resources.memory_mb);
-        let stop_grace_ms = svc.spec.stop_grace.as_millis();
+        let spec = svc.spec_at(new.spec_version);
+        let (cpu_millis, memory_mb) = (spec.resources.cpu_millis, spec.resources.memory_mb);
+        let stop_grace_ms = spec.stop_grace.as_millis();
         let node = new
             .node
             .filter(|n| self.nodes.get(n).is_some_and(|n| n.status == NodeStatus::Ready));
@@ -174,6 +248,7 @@ impl State {
             memory_mb,
             stop_grace_ms,
             attempt: new.attempt,
+            state_since: at,
             stop_reason: None,
             container_id: None,
             exit_code: None,
@@ -195,6 +270,7 @@ impl State {
             Some(t) if ready && t.state == TaskState::Pending && t.desired == DesiredState::Running => {
                 t.node = Some(node);
                 t.state = TaskState::Assigned;
+                t.state_since = at;
                 t.message.clear();
                 t.updated_at = at;
                 true
@@ -218,12 +294,16 @@ impl State {
                 // nothing else revives a finished task.
                 if t.state == TaskState::Lost && r.state == TaskState::Stopped {
                     t.state = TaskState::Stopped;
+                    t.state_since = at;
                     t.updated_at = at;
                 }
                 continue;
             }
             if r.state == TaskState::Pending || r.state == TaskState::Lost {
                 continue; // not states an executor reports
+            }
+            if t.state != r.state {
+                t.state_since = at;
             }
             t.state = r.state;
             if r.exit_code.is_some() {

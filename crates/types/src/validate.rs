@@ -49,6 +49,7 @@ impl ServiceSpec {
             ));
         }
         validate_placement(&self.placement)?;
+        self.update.validate()?;
         let size = self.to_json().len();
         if size > MAX_SPEC_BYTES {
             return Err(SpecError::invalid(

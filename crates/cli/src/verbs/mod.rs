@@ -3,8 +3,11 @@
 mod apply;
 mod events;
 mod logs;
+mod members;
 mod misc;
 mod nodes;
+mod rollout;
+mod snapshot;
 mod tasks;
 mod wait;
 mod watch;
@@ -18,6 +21,9 @@ use crate::args::{ClusterWhat, DeleteWhat, DescribeWhat, Format, GetWhat, Global
 use crate::client::Client;
 use crate::error::CliError;
 use crate::output::{age, ids, now_ms, print, render, table};
+
+/// Default deadline of the calls that take long by nature (`node remove`, `snapshot save`).
+const LONG_CALL: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
     let client = Client::new(&global.addr, global.call_timeout())?;
@@ -76,7 +82,19 @@ pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Verb::Node {
+            what: crate::args::NodeWhat::Remove { id },
+        } => {
+            // Removal drains a live node first (up to a minute on the leader).
+            let client = Client::new(&global.addr, global.timeout.unwrap_or(LONG_CALL))?;
+            members::remove(&client, out, id).await
+        }
         Verb::Node { what } => nodes::set_availability(&client, out, what).await,
+        Verb::Rollout { what } => rollout::run(&client, out, what).await,
+        Verb::Snapshot { what } => {
+            let client = Client::new(&global.addr, global.timeout.unwrap_or(LONG_CALL))?;
+            snapshot::run(&client, out, what).await
+        }
         Verb::Logs { target, follow, tail } => logs::logs(&client, &target, follow, tail).await,
     }
 }
@@ -228,6 +246,12 @@ struct StatusView {
     term: u64,
     answered_by: u64,
     members: Vec<MemberView>,
+    epoch: u64,
+    voters: u32,
+    reachable_voters: u32,
+    /// Voters the cluster can lose now and keep a majority.
+    can_lose: u32,
+    fault_tolerance: String,
 }
 
 #[derive(Serialize)]
@@ -244,6 +268,12 @@ struct MemberView {
     applied_index: u64,
     snapshot_index: u64,
     snapshots_installed: u64,
+    /// From the leader: the last index it knows this member holds, how far behind its own
+    /// last log that is, and how long ago it last heard from it.
+    match_index: u64,
+    lag: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_contact_ms: Option<u64>,
 }
 
 impl From<&MemberStatus> for MemberView {
@@ -264,6 +294,9 @@ impl From<&MemberStatus> for MemberView {
             applied_index: m.applied_index,
             snapshot_index: m.snapshot_index,
             snapshots_installed: m.snapshots_installed,
+            match_index: m.match_index,
+            lag: m.lag,
+            last_contact_ms: (m.last_contact_ms > 0).then_some(m.last_contact_ms),
         }
     }
 }
@@ -277,10 +310,15 @@ async fn cluster_status(client: &Client, out: Format) -> Result<(), CliError> {
         term: r.term,
         answered_by: r.answered_by,
         members: r.members.iter().map(MemberView::from).collect(),
+        epoch: r.epoch,
+        voters: r.voters,
+        reachable_voters: r.reachable_voters,
+        can_lose: r.can_lose,
+        fault_tolerance: fault_tolerance(r.voters, r.reachable_voters, r.can_lose),
     };
     print(out, &view, || {
         let leader = view.leader.map_or("none".to_string(), |l| l.to_string());
-        let mut text = format!("Leader: {leader}   Term: {}\n\n", view.term);
+        let mut text = format!("Leader: {leader}   Term: {}   Epoch: {}\n\n", view.term, view.epoch);
         let rows: Vec<Vec<String>> = view
             .members
             .iter()
@@ -292,27 +330,68 @@ async fn cluster_status(client: &Client, out: Format) -> Result<(), CliError> {
                         "-".into()
                     }
                 };
+                let is_leader = view.leader == Some(m.id);
                 vec![
                     m.id.to_string(),
                     m.address.clone(),
                     m.role.clone(),
                     if m.voter { "yes" } else { "no" }.into(),
+                    if m.reachable { "yes" } else { "no" }.into(),
                     dash(m.term),
                     dash(m.last_log_index),
                     dash(m.applied_index),
                     dash(m.snapshot_index),
+                    if view.leader.is_some() {
+                        m.match_index.to_string()
+                    } else {
+                        "-".into()
+                    },
+                    if view.leader.is_some() {
+                        m.lag.to_string()
+                    } else {
+                        "-".into()
+                    },
+                    match m.last_contact_ms {
+                        _ if is_leader => "-".into(),
+                        Some(ms) => format!("{ms}ms ago"),
+                        None => "never".into(),
+                    },
                     m.error.clone(),
                 ]
             })
             .collect();
         text.push_str(&table(
             &[
-                "ID", "ADDRESS", "ROLE", "VOTER", "TERM", "LAST LOG", "APPLIED", "SNAPSHOT", "ERROR",
+                "ID",
+                "ADDRESS",
+                "ROLE",
+                "VOTER",
+                "REACHABLE",
+                "TERM",
+                "LAST LOG",
+                "APPLIED",
+                "SNAPSHOT",
+                "MATCH",
+                "LAG",
+                "LAST CONTACT",
+                "ERROR",
             ],
             &rows,
         ));
+        text.push_str(&format!("\nfault tolerance: {}\n", view.fault_tolerance));
         text
     })
+}
+
+/// "can lose 1 node (3 voters, 3 reachable)" or "cannot lose a node now (…)".
+fn fault_tolerance(voters: u32, reachable: u32, can_lose: u32) -> String {
+    let plural = if voters == 1 { "" } else { "s" };
+    let counts = format!("{voters} voter{plural}, {reachable} reachable");
+    match can_lose {
+        0 => format!("cannot lose a node now ({counts})"),
+        1 => format!("can lose 1 node ({counts})"),
+        n => format!("can lose {n} nodes ({counts})"),
+    }
 }
 
 #[derive(Serialize)]

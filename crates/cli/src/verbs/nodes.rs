@@ -89,6 +89,7 @@ pub async fn set_availability(client: &Client, out: Format, what: NodeWhat) -> R
         NodeWhat::Drain { id } => (id, "drain", "draining: its tasks move to other nodes"),
         NodeWhat::Pause { id } => (id, "pause", "paused: no new tasks are placed on it"),
         NodeWhat::Activate { id } => (id, "active", "active"),
+        NodeWhat::Remove { .. } => unreachable!("handled by members::remove"),
     };
     let req = SetNodeAvailabilityRequest {
         id,

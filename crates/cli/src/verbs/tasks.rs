@@ -234,6 +234,7 @@ pub async fn service_and_tasks(
 
 pub async fn describe_service(client: &Client, out: Format, name: &str, stale: bool) -> Result<(), CliError> {
     let (svc, tasks) = service_and_tasks(client, name, stale).await?;
+    let rollout = super::rollout::status(client, name, stale).await?;
     let tasks = ordered(tasks);
     let described = Described {
         service: super::view(&svc)?,
@@ -257,6 +258,17 @@ pub async fn describe_service(client: &Client, out: Format, name: &str, stale: b
         );
         for t in &pending {
             text.push_str(&format!("Pending:   {} (slot {}): {}\n", t.id, t.slot, t.message));
+        }
+        if rollout.phase == "updating" || rollout.phase == "rolling-back" {
+            let paused = rollout
+                .paused
+                .as_ref()
+                .map(|p| format!(", paused: {p}"))
+                .unwrap_or_default();
+            text.push_str(&format!(
+                "Rollout:   {} to version {}, {}/{} done{paused} (`flotilla rollout status {}`)\n",
+                rollout.phase, rollout.template_version, rollout.done, rollout.replicas, svc.name
+            ));
         }
         text.push_str("\nTasks:\n");
         if tasks.is_empty() {

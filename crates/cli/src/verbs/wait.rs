@@ -1,6 +1,7 @@
 //! `--wait`: follow services until they converge, with a progress bar; fail with the
 //! reason when they cannot.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use flotilla_proto::v1::TaskInfo;
@@ -11,6 +12,34 @@ use crate::client::Client;
 use crate::error::CliError;
 
 const POLL: Duration = Duration::from_millis(300);
+/// A task without a health check counts as up once this wait has seen it running (same
+/// attempt) for this long: a process that exits at once is briefly "running" first.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// When this wait first saw each task attempt running, by its own clock (the CLI's
+/// clock is not compared with the cluster's).
+#[derive(Default)]
+struct Seen(HashMap<(String, u32), Instant>);
+
+impl Seen {
+    fn observe(&mut self, tasks: &[TaskInfo], now: Instant) {
+        let up: Vec<(String, u32)> = tasks
+            .iter()
+            .filter(|t| t.state == "running" || t.state == "healthy")
+            .map(|t| (t.id.clone(), t.attempt))
+            .collect();
+        self.0.retain(|k, _| up.contains(k));
+        for k in up {
+            self.0.entry(k).or_insert(now);
+        }
+    }
+
+    fn settled(&self, t: &TaskInfo, now: Instant) -> bool {
+        self.0
+            .get(&(t.id.clone(), t.attempt))
+            .is_some_and(|since| now.duration_since(*since) >= SETTLE)
+    }
+}
 
 struct Progress {
     replicas: u32,
@@ -21,7 +50,14 @@ struct Progress {
     pending: Vec<String>,
 }
 
-fn assess(replicas: u32, template: u64, checked: bool, restart: &serde_json::Value, tasks: &[TaskInfo]) -> Progress {
+fn assess(
+    replicas: u32,
+    template: u64,
+    checked: bool,
+    restart: &serde_json::Value,
+    tasks: &[TaskInfo],
+    up: impl Fn(&TaskInfo) -> bool,
+) -> Progress {
     let current: Vec<&TaskInfo> = tasks
         .iter()
         .filter(|t| t.desired == "running" && t.spec_version == template)
@@ -31,6 +67,10 @@ fn assess(replicas: u32, template: u64, checked: bool, restart: &serde_json::Val
         .filter(|t| t.state == "running" || t.state == "healthy")
         .count() as u32;
     let healthy = current.iter().filter(|t| t.state == "healthy").count() as u32;
+    let settled = current
+        .iter()
+        .filter(|t| (t.state == "running" || t.state == "healthy") && up(t))
+        .count() as u32;
     let condition = restart["condition"].as_str().unwrap_or("on-failure");
     let max_attempts = restart["max_attempts"].as_u64().unwrap_or(0) as u32;
     let failed = current.iter().find_map(|t| {
@@ -55,7 +95,7 @@ fn assess(replicas: u32, template: u64, checked: bool, restart: &serde_json::Val
     Progress {
         replicas,
         running,
-        healthy: if checked { healthy } else { running },
+        healthy: if checked { healthy } else { settled },
         failed,
         pending,
     }
@@ -71,19 +111,46 @@ pub async fn converge(client: &Client, global: &Global, names: &[String]) -> Res
                 .progress_chars("=> "),
         );
         bar.set_prefix(name.clone());
+        // The template this wait is about: a rollout away from it is this change failing.
+        let mut wanted: Option<u64> = None;
+        let mut seen = Seen::default();
         let result = loop {
             let (svc, tasks) = super::tasks::service_and_tasks(client, name, false).await?;
+            let rollout = super::rollout::status(client, name, false).await?;
+            let wanted = *wanted.get_or_insert(svc.template_version);
             let spec: serde_json::Value = serde_json::from_str(&svc.spec_json).unwrap_or_default();
             let checked = !spec["health_check"].is_null();
-            let p = assess(svc.replicas, svc.template_version, checked, &spec["restart"], &tasks);
+            let now = Instant::now();
+            seen.observe(&tasks, now);
+            let p = assess(svc.replicas, svc.template_version, checked, &spec["restart"], &tasks, |t| {
+                seen.settled(t, now)
+            });
             bar.set_length(u64::from(p.replicas));
             bar.set_position(u64::from(p.healthy.min(p.replicas)));
-            bar.set_message(format!("{} running", p.running));
+            let ours = rollout.to_version == wanted;
+            let rolling = ours && (rollout.phase == "updating" || rollout.phase == "rolling-back");
+            bar.set_message(match (rolling, rollout.phase.as_str()) {
+                (true, "rolling-back") => format!("{} running, rolling back: {}", p.running, rollout.reason),
+                (true, _) => format!("{} running, rollout {}/{} updated", p.running, rollout.done, p.replicas),
+                _ => format!("{} running", p.running),
+            });
+            if ours && rollout.phase == "rolled-back" {
+                break Err(CliError::Failed(format!(
+                    "service/{name}: version {wanted} was rolled back to version {}: {}",
+                    rollout.from_version, rollout.reason
+                )));
+            }
+            if let Some(why) = rollout.paused.as_ref().filter(|_| rolling) {
+                break Err(CliError::Failed(format!(
+                    "service/{name}: rollout {} paused: {why} (see `flotilla rollout status {name}`)",
+                    rollout.phase
+                )));
+            }
             let settled = tasks
                 .iter()
                 .filter(|t| t.desired == "running")
                 .all(|t| t.spec_version == svc.template_version);
-            if p.healthy >= p.replicas && settled {
+            if p.healthy >= p.replicas && settled && !rolling {
                 break Ok(format!(
                     "service/{name} converged: {}/{} {} (version {})",
                     p.healthy,
@@ -92,7 +159,8 @@ pub async fn converge(client: &Client, global: &Global, names: &[String]) -> Res
                     svc.version
                 ));
             }
-            if let Some(why) = p.failed {
+            // A rollout of this change decides itself what a failure means.
+            if let Some(why) = p.failed.filter(|_| !rolling) {
                 break Err(CliError::Failed(format!("service/{name} cannot converge: {why}")));
             }
             if Instant::now() >= deadline {
@@ -103,6 +171,9 @@ pub async fn converge(client: &Client, global: &Global, names: &[String]) -> Res
                     p.replicas,
                     p.running
                 );
+                if rolling && !rollout.waiting.is_empty() {
+                    why.push_str(&format!("; rollout {}: {}", rollout.phase, rollout.waiting));
+                }
                 for pending in p.pending {
                     why.push_str(&format!("; {pending}"));
                 }
@@ -114,4 +185,52 @@ pub async fn converge(client: &Client, global: &Global, names: &[String]) -> Res
         println!("{}", result?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, state: &str, attempt: u32) -> TaskInfo {
+        TaskInfo {
+            id: id.into(),
+            desired: "running".into(),
+            state: state.into(),
+            spec_version: 1,
+            attempt,
+            ..Default::default()
+        }
+    }
+
+    fn up_count(seen: &Seen, tasks: &[TaskInfo], now: Instant) -> u32 {
+        let never = serde_json::json!({"condition": "never"});
+        assess(tasks.len() as u32, 1, false, &never, tasks, |t| seen.settled(t, now)).healthy
+    }
+
+    #[test]
+    fn an_unchecked_task_counts_only_after_it_stayed_running() {
+        let t0 = Instant::now();
+        let mut seen = Seen::default();
+        let tasks = [task("a.0", "running", 0)];
+        seen.observe(&tasks, t0);
+        assert_eq!(up_count(&seen, &tasks, t0), 0, "just seen running");
+        let later = t0 + SETTLE;
+        seen.observe(&tasks, later);
+        assert_eq!(up_count(&seen, &tasks, later), 1, "running for the whole settle window");
+
+        // It exited and was restarted: the new attempt starts its window again.
+        let restarted = [task("a.0", "running", 1)];
+        seen.observe(&restarted, later);
+        assert_eq!(up_count(&seen, &restarted, later), 0);
+        // One that exits is never counted, and the exit is the reason to fail.
+        let exited = [TaskInfo {
+            exit_code: Some(3),
+            ..task("a.0", "exited", 1)
+        }];
+        seen.observe(&exited, later + SETTLE);
+        let never = serde_json::json!({"condition": "never"});
+        let p = assess(1, 1, false, &never, &exited, |t| seen.settled(t, later + SETTLE));
+        assert_eq!(p.healthy, 0);
+        assert!(p.failed.unwrap().contains("exit code 3"));
+    }
 }

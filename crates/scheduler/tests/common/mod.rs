@@ -16,6 +16,8 @@ pub fn service(name: &str, replicas: u32) -> Service {
         template_version: 1,
         created_at: 0,
         updated_at: 0,
+        history: Vec::new(),
+        rollout: None,
     }
 }
 
@@ -48,6 +50,7 @@ pub fn task(svc: &str, slot: u32, seq: u64, node: Option<u64>, state: TaskState)
         cpu_millis: 100,
         memory_mb: 64,
         stop_grace_ms: 10_000,
+        state_since: 0,
         attempt: 0,
         stop_reason: None,
         container_id: None,

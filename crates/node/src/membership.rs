@@ -1,0 +1,485 @@
+//! Membership changes: join, remove, promote, replace a dead voter. All of them run on the
+//! leader, one at a time (openraft leaves a joint config behind when two overlap), and the
+//! replicated state records what must outlive a Raft config: removed ids, never reused.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flotilla_proto::v1::{JoinRequest, JoinResponse, RemoveNodeResponse};
+use flotilla_store::NodeId;
+use flotilla_types::{Availability, Command, CommandError, NodeStatus, Response};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use tokio::sync::Mutex;
+use tonic::Status;
+
+use crate::node::{now_ms, LocalError, Node};
+
+/// Serializes every membership change this node makes as leader.
+static CHANGES: Mutex<()> = Mutex::const_new(());
+
+/// How long `node remove` waits for a live node's tasks to move before removing it anyway.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long one membership change may take before the caller is told (the change itself
+/// may still complete): a joiner that dies while catching up must not hold the lock forever.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A learner is promoted only when its log is at most this far behind the leader's.
+const CAUGHT_UP: u64 = 100;
+
+/// Voters the cluster aims for: `--voters`, else 3 for clusters of up to 4 nodes and 5 above;
+/// never more than there are members.
+pub fn target_voters(configured: Option<usize>, members: usize) -> usize {
+    let target = configured.unwrap_or(if members <= 4 { 3 } else { 5 });
+    target.min(members)
+}
+
+/// The membership as this node knows it: (voters, learners, address of each).
+struct View {
+    voters: BTreeSet<NodeId>,
+    learners: BTreeSet<NodeId>,
+    addrs: std::collections::BTreeMap<NodeId, String>,
+    joint: bool,
+}
+
+fn view(node: &Node) -> View {
+    let m = node.raft.metrics().borrow().membership_config.clone();
+    let membership = m.membership();
+    View {
+        voters: membership.voter_ids().collect(),
+        learners: membership.learner_ids().collect(),
+        addrs: membership.nodes().map(|(id, n)| (*id, n.addr.clone())).collect(),
+        joint: membership.get_joint_config().len() > 1,
+    }
+}
+
+fn raft_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> LocalError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => LocalError::NotLeader,
+        // Another change still committing: worth retrying, not a refusal.
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e @ ChangeMembershipError::InProgress(_))) => {
+            LocalError::Status(Status::unavailable(format!(
+                "membership change refused: {e}; try again"
+            )))
+        }
+        // Raft's own refusal (e.g. a learner that left meanwhile): aborted, not a verdict on
+        // the joining node, which retries.
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            LocalError::Status(Status::aborted(format!("membership change refused: {e}")))
+        }
+        e => LocalError::Status(Status::internal(format!("membership change failed: {e}"))),
+    }
+}
+
+fn is_leader(node: &Node) -> bool {
+    node.raft.metrics().borrow().state == ServerState::Leader
+}
+
+/// Whether learner `id` may become a voter: registered and ready, and its log close to ours.
+/// Whether a member is ready and replicated up to date by this leader (always true of the
+/// leader itself).
+fn caught_up(node: &Node, id: NodeId) -> bool {
+    id == node.id || healthy_learner(node, id)
+}
+
+fn healthy_learner(node: &Node, id: NodeId) -> bool {
+    let ready = node
+        .state
+        .read()
+        .state
+        .nodes
+        .get(&id)
+        .is_some_and(|n| n.status == NodeStatus::Ready);
+    let m = node.raft.metrics().borrow().clone();
+    let last = m.last_log_index.unwrap_or(0);
+    let matched = m
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&id).cloned().flatten())
+        .map_or(0, |l| l.index);
+    ready && matched + CAUGHT_UP >= last
+}
+
+async fn change(node: &Node, changes: ChangeMembers<NodeId, BasicNode>) -> Result<(), LocalError> {
+    change_retaining(node, changes, false).await
+}
+
+/// `change_membership` with a deadline; `retain` keeps removed voters as learners.
+async fn change_retaining(
+    node: &Node,
+    changes: ChangeMembers<NodeId, BasicNode>,
+    retain: bool,
+) -> Result<(), LocalError> {
+    match tokio::time::timeout(CHANGE_TIMEOUT, node.raft.change_membership(changes, retain)).await {
+        Ok(r) => r.map(drop).map_err(raft_error),
+        Err(_) => Err(timed_out()),
+    }
+}
+
+fn timed_out() -> LocalError {
+    LocalError::Status(Status::deadline_exceeded(format!(
+        "the membership change did not commit within {CHANGE_TIMEOUT:?}; see `flotilla cluster status`"
+    )))
+}
+
+/// Leader side of `Join`.
+pub async fn join(node: &Node, req: &JoinRequest) -> Result<JoinResponse, LocalError> {
+    let status = |s: Status| Err(LocalError::Status(s));
+    if req.id == 0 {
+        return status(Status::invalid_argument("node ids start at 1"));
+    }
+    if req.address.is_empty() {
+        return status(Status::invalid_argument("a joining node must give its address"));
+    }
+    let _guard = CHANGES.lock().await;
+    if !is_leader(node) {
+        return Err(LocalError::NotLeader);
+    }
+    // The leader's replica is current for what matters here once it leads: removals are
+    // written by this same task, under this lock.
+    node.read_barrier().await?;
+    let epoch = node.epoch.get().max(node.state.read().state.cluster_epoch());
+    if node.state.read().state.removed.contains(&req.id) {
+        return status(Status::failed_precondition(
+            CommandError::NodeRemoved { id: req.id }.to_string(),
+        ));
+    }
+    let v = view(node);
+    // A member at the same address asking again: a restart, or a retry after a join that
+    // timed out. A fresh data dir is only accepted for a learner (it holds no vote).
+    let already = match v.addrs.get(&req.id) {
+        Some(addr) if *addr == req.address && (!req.fresh || !v.voters.contains(&req.id)) => true,
+        Some(addr) => {
+            return status(Status::already_exists(format!(
+                "node id {} is already a member of this cluster (at {addr})",
+                req.id
+            )))
+        }
+        None => false,
+    };
+    if !req.fresh && req.epoch != 0 && req.epoch < epoch {
+        return status(Status::failed_precondition(format!(
+            "node {} belongs to epoch {} of this cluster; the cluster was re-formed (epoch {epoch}) by \
+             --force-new-cluster; wipe its data dir and --join",
+            req.id, req.epoch
+        )));
+    }
+    if !req.fresh && !already {
+        return status(Status::failed_precondition(format!(
+            "node {}'s data dir already holds Raft state, but it is not a member of this cluster; \
+             wipe its data dir to join",
+            req.id
+        )));
+    }
+    if let Some((other, _)) = v.addrs.iter().find(|(id, a)| **a == req.address && **id != req.id) {
+        return status(Status::already_exists(format!(
+            "address {} is already used by member {other}",
+            req.address
+        )));
+    }
+    if !already {
+        tracing::info!(id = req.id, addr = %req.address, "adding a learner (waits until it caught up)");
+        let add = node.raft.add_learner(
+            req.id,
+            BasicNode {
+                addr: req.address.clone(),
+            },
+            true,
+        );
+        match tokio::time::timeout(CHANGE_TIMEOUT, add).await {
+            Ok(r) => r.map_err(raft_error)?,
+            // It is a learner now; the leader loop promotes it once it caught up.
+            Err(_) => {
+                return Err(LocalError::Status(Status::deadline_exceeded(format!(
+                    "node {} was added as a learner but did not catch up within {CHANGE_TIMEOUT:?}; \
+                     it is promoted once it does",
+                    req.id
+                ))))
+            }
+        };
+    }
+    let v = view(node);
+    let mut voter = v.voters.contains(&req.id);
+    let target = target_voters(node.config.voters, v.addrs.len());
+    if !voter && v.voters.len() < target {
+        tracing::info!(
+            id = req.id,
+            voters = v.voters.len(),
+            target,
+            "promoting the new node to voter"
+        );
+        change(node, ChangeMembers::AddVoterIds(BTreeSet::from([req.id]))).await?;
+        voter = true;
+    }
+    Ok(JoinResponse {
+        leader_id: node.id,
+        voter,
+        epoch,
+        already_member: already,
+    })
+}
+
+fn live_tasks_on(node: &Node, id: NodeId) -> usize {
+    node.state
+        .read()
+        .state
+        .tasks
+        .values()
+        .filter(|t| t.node == Some(id) && !t.state.is_terminal())
+        .count()
+}
+
+/// Leader side of `node remove ID`.
+pub async fn remove(node: &Node, id: NodeId) -> Result<RemoveNodeResponse, LocalError> {
+    let fail = |s: Status| Err(LocalError::Status(s));
+    let _guard = CHANGES.lock().await;
+    if !is_leader(node) {
+        return Err(LocalError::NotLeader);
+    }
+    node.read_barrier().await?;
+    if node.state.read().state.removed.contains(&id) {
+        return fail(Status::failed_precondition(format!("node {id} was already removed")));
+    }
+    let v = view(node);
+    let known = node.state.read().state.nodes.get(&id).cloned();
+    if !v.addrs.contains_key(&id) && known.is_none() {
+        return fail(Status::not_found(format!(
+            "node {id} is not a member of this cluster (see `flotilla cluster status`)"
+        )));
+    }
+    if v.joint {
+        return fail(Status::unavailable("a membership change is in progress; try again"));
+    }
+    let was_voter = v.voters.contains(&id);
+    let remaining: BTreeSet<NodeId> = v.voters.iter().copied().filter(|v| *v != id).collect();
+    if was_voter && remaining.is_empty() {
+        return fail(Status::failed_precondition(format!(
+            "node {id} is the only voter; a cluster cannot remove its last voter"
+        )));
+    }
+    // The voters after the change: the remaining ones plus learners promoted to reach the
+    // target. The joint config needs a majority of the old and of the new voters, so both
+    // must be up now, or the cluster would be left without a quorum.
+    let mut new_voters = remaining;
+    let mut promoted = Vec::new();
+    if was_voter {
+        let target = target_voters(node.config.voters, v.addrs.len() - 1);
+        for l in v.learners.iter().copied() {
+            if new_voters.len() >= target {
+                break;
+            }
+            if healthy_learner(node, l) {
+                new_voters.insert(l);
+                promoted.push(l);
+            }
+        }
+        for (set, what) in [(&v.voters, "current"), (&new_voters, "remaining")] {
+            let up = set.iter().filter(|m| caught_up(node, **m)).count();
+            let majority = set.len() / 2 + 1;
+            if up < majority {
+                return fail(Status::failed_precondition(format!(
+                    "removing node {id} now would leave the cluster without a quorum: {up} of the {} {what} \
+                     voters are up and caught up, a majority ({majority}) is needed. Bring the missing \
+                     voters back or --join a new node first",
+                    set.len()
+                )));
+            }
+        }
+    }
+    // Move its tasks first while it is alive, so nothing stops before its replacement runs.
+    let mut drained = 0;
+    let alive = known.as_ref().is_some_and(|n| n.status == NodeStatus::Ready);
+    if alive && live_tasks_on(node, id) > 0 {
+        drained = live_tasks_on(node, id) as u32;
+        tracing::info!(node = id, tasks = drained, "draining before removal");
+        match node
+            .write(Command::SetAvailability {
+                id,
+                availability: Availability::Drain,
+                at: now_ms(),
+            })
+            .await?
+        {
+            (Response::Node { .. }, _) => {}
+            (other, _) => return fail(Status::internal(format!("drain failed: {other:?}"))),
+        }
+        let deadline = Instant::now() + DRAIN_DEADLINE;
+        let mut applied = node.state.subscribe();
+        while live_tasks_on(node, id) > 0 && Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_millis(500), applied.changed()).await;
+        }
+        let left = live_tasks_on(node, id);
+        if left > 0 {
+            tracing::warn!(
+                node = id,
+                tasks = left,
+                "drain deadline passed; removing anyway (they are replaced)"
+            );
+        }
+    }
+    // Recorded first: from here on the id is refused everywhere, whatever happens next.
+    match node.write(Command::RemoveNode { id, at: now_ms() }).await? {
+        (Response::Node { .. }, _) => {}
+        (Response::Error(e), _) => return fail(Status::failed_precondition(e.to_string())),
+        (other, _) => return fail(Status::internal(format!("unexpected response {other:?}"))),
+    }
+    if was_voter {
+        tracing::info!(node = id, voters = ?new_voters, ?promoted, "removing a voter");
+        change(node, ChangeMembers::ReplaceAllVoters(new_voters)).await?;
+    } else if v.addrs.contains_key(&id) {
+        tracing::info!(node = id, "removing a learner");
+        change(node, ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await?;
+    }
+    Ok(RemoveNodeResponse {
+        id,
+        was_voter,
+        drained_tasks: drained,
+        promoted,
+    })
+}
+
+/// One reconciliation of the Raft membership with what the cluster wants, on the leader:
+/// removed ids leave the config; a voter down longer than `--dead-voter-timeout` is
+/// replaced by a healthy learner; learners are promoted while voters are below target.
+async fn reconcile(node: &Node, leading_for: Duration) -> Result<(), LocalError> {
+    let Ok(_guard) = CHANGES.try_lock() else {
+        return Ok(());
+    };
+    if !is_leader(node) {
+        return Ok(());
+    }
+    let v = view(node);
+    if v.joint {
+        return Ok(());
+    }
+    let (removed, nodes) = {
+        let sm = node.state.read();
+        (sm.state.removed.clone(), sm.state.nodes.clone())
+    };
+    let stale: BTreeSet<NodeId> = v.addrs.keys().copied().filter(|id| removed.contains(id)).collect();
+    if !stale.is_empty() {
+        let voters: BTreeSet<NodeId> = v.voters.difference(&stale).copied().collect();
+        if voters.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(?stale, "removing ids recorded as removed from the Raft membership");
+        if voters != v.voters {
+            change(node, ChangeMembers::ReplaceAllVoters(voters)).await?;
+        }
+        let left: BTreeSet<NodeId> = view(node)
+            .addrs
+            .keys()
+            .copied()
+            .filter(|id| stale.contains(id))
+            .collect();
+        if !left.is_empty() {
+            change(node, ChangeMembers::RemoveNodes(left)).await?;
+        }
+        return Ok(());
+    }
+    let mut healthy: Vec<NodeId> = v
+        .learners
+        .iter()
+        .copied()
+        .filter(|l| healthy_learner(node, *l))
+        .collect();
+    if let Some(timeout) = node.config.dead_voter_timeout {
+        let now = now_ms();
+        // Down that long in the state (marked by liveness), or silent that long to this
+        // leader's Raft RPCs (a voter that never registered has no record) — counted only
+        // once this node has led that long, so contacts from an earlier term do not count.
+        let dead = v.voters.iter().copied().find(|id| {
+            *id != node.id
+                && (nodes.get(id).is_some_and(|n| {
+                    n.status == NodeStatus::Down && now.saturating_sub(n.updated_at) > timeout.as_millis() as u64
+                }) || (leading_for > timeout && crate::network::last_contact(*id).is_some_and(|d| d > timeout)))
+        });
+        if let (Some(dead), Some(&learner)) = (dead, healthy.first()) {
+            let mut voters = v.voters.clone();
+            voters.remove(&dead);
+            voters.insert(learner);
+            tracing::warn!(
+                dead,
+                learner,
+                "voter down longer than --dead-voter-timeout: promoting a learner in its place (it stays a learner)"
+            );
+            change_retaining(node, ChangeMembers::ReplaceAllVoters(voters), true).await?;
+            return Ok(());
+        }
+    }
+    let target = target_voters(node.config.voters, v.addrs.len());
+    if v.voters.len() < target && !healthy.is_empty() {
+        healthy.truncate(target - v.voters.len());
+        tracing::info!(promote = ?healthy, voters = v.voters.len(), target, "promoting learners");
+        change(node, ChangeMembers::AddVoterIds(healthy.into_iter().collect())).await?;
+    }
+    Ok(())
+}
+
+/// Refuses a heartbeat from a removed node or one of an older epoch: it must not register
+/// again, or tasks would be placed on it.
+pub fn admit_heartbeat(node: &Node, id: NodeId, epoch: u64) -> Result<(), Status> {
+    if node.state.read().state.removed.contains(&id) {
+        return Err(crate::fence::fenced_status(format!(
+            "node {id} was removed from this cluster and cannot take part again; wipe its data dir \
+             and --join it with a new id"
+        )));
+    }
+    let local = node.epoch.get();
+    if epoch != 0 && local != 0 && epoch < local {
+        return Err(crate::fence::fenced_status(format!(
+            "node {id} belongs to epoch {epoch} of this cluster; the cluster was re-formed (epoch {local}) \
+             by --force-new-cluster; wipe its data dir and --join"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs [`reconcile`] every second while this node leads; and on every node, fences the
+/// node once the state says it was removed (after it handed over leadership).
+pub async fn run(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut removed_since: Option<Instant> = None;
+    let mut leading_since: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        if node.epoch.get() == 0 && view(&node).addrs.contains_key(&node.id) {
+            // Bootstrapped (or joined) without hearing an epoch: this is the first one.
+            node.epoch.adopt(node.state.read().state.cluster_epoch());
+        }
+        if node.state.read().state.removed.contains(&node.id) && !is_leader(&node) {
+            // A voter waits until the config without it is on its way (the joint config
+            // still needs its vote), or 10 s at most.
+            let since = *removed_since.get_or_insert_with(Instant::now);
+            let v = view(&node);
+            let newest = node
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .get_joint_config()
+                .last()
+                .cloned();
+            let gone = newest.is_none_or(|c| !c.contains(&node.id)) || !v.voters.contains(&node.id);
+            if gone || since.elapsed() > Duration::from_secs(10) {
+                crate::fence::fence(format!(
+                    "node {} was removed from the cluster (flotilla node remove); it stops now. \
+                     Its id cannot be reused: wipe its data dir and --join with a new id",
+                    node.id
+                ));
+            }
+        }
+        if !is_leader(&node) {
+            leading_since = None;
+        } else {
+            let since = *leading_since.get_or_insert_with(Instant::now);
+            if let Err(LocalError::Status(s)) = reconcile(&node, since.elapsed()).await {
+                tracing::warn!(error = %s.message(), "membership reconciliation failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The rollout part of reconcile: replaces tasks of an older template batch by batch,
+//! each batch only after every new task passed `monitor`, and acts on failures of the
+//! new version (pause, rollback or continue). Pure, like the rest of the scheduler.
+
+use flotilla_types::{
+    DesiredState, FailureAction, Millis, RolloutChange, RolloutPhase, Service, StopReason, Task, TaskState, UpdateOrder,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::reconcile::Action;
+
+/// Where one slot of a service stands, as `reconcile_slot` left it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SlotProgress<'a> {
+    /// Being (re)filled this pass: a create or a replacement is under way.
+    Filling,
+    /// Runs an older template; `serving` when it is running (healthy, if checked).
+    Outdated { task: &'a Task, serving: bool },
+    /// Runs the target template, has not passed `monitor` yet.
+    Updating,
+    /// Runs the target template and passed `monitor` at `at`.
+    Done { task: &'a Task, at: Millis },
+    /// Its task of the target template failed; `retrying` while the restart policy will
+    /// start another.
+    Failed { retrying: bool },
+}
+
+/// Whether a task does its job: running, and healthy when its version has a check.
+pub(crate) fn is_serving(svc: &Service, t: &Task) -> bool {
+    let checked = svc.spec_at(t.spec_version).health_check.is_some();
+    t.desired == DesiredState::Running
+        && match t.state {
+            TaskState::Healthy => true,
+            TaskState::Running => !checked,
+            _ => false,
+        }
+}
+
+/// When a task passed the service's `monitor` (served that long without a break), if it
+/// did by `now`.
+pub(crate) fn passed_monitor(svc: &Service, t: &Task, now: Millis) -> Option<Millis> {
+    if !is_serving(svc, t) {
+        return None;
+    }
+    let since = if t.state_since == 0 {
+        t.updated_at
+    } else {
+        t.state_since
+    };
+    let at = since.saturating_add(svc.spec.update.monitor.as_millis());
+    (now >= at).then_some(at)
+}
+
+/// Whether a task of the new version counts as a failure of it. A lost task (its node
+/// died) does not: that is not the version's fault.
+fn is_failure(t: &Task) -> bool {
+    match t.state {
+        TaskState::Failed | TaskState::Exited | TaskState::Unhealthy => true,
+        _ => t.stop_reason == Some(StopReason::Unhealthy),
+    }
+}
+
+fn describe_failure(t: &Task) -> String {
+    let what = match (t.state, t.exit_code) {
+        (TaskState::Exited, Some(code)) => format!("exited with code {code}"),
+        (TaskState::Failed, _) => "failed to start".to_string(),
+        _ => "failed its health check".to_string(),
+    };
+    if t.message.is_empty() || t.message == what {
+        format!("task {} {what}", t.id)
+    } else {
+        format!("task {} {what}: {}", t.id, t.message)
+    }
+}
+
+pub(crate) fn drive_rollout<'a>(
+    svc: &Service,
+    slots: &[SlotProgress<'a>],
+    tasks: impl Iterator<Item = &'a Task>,
+    now: Millis,
+    actions: &mut Vec<Action>,
+) {
+    let target = svc.template_version;
+    let policy = &svc.spec.update;
+    let name = &svc.spec.name;
+    // The rollout record, when it is the one moving to the current template.
+    let record = svc
+        .rollout
+        .as_ref()
+        .filter(|r| r.phase.is_active() && r.target() == target);
+
+    if let Some(r) = record {
+        let mut failed: Vec<&Task> = tasks
+            .filter(|t| t.spec_version == target && t.created_at >= r.phase_started_at)
+            .filter(|t| is_failure(t) && !r.failed.contains(&t.id))
+            .collect();
+        failed.sort_by_key(|t| t.seq);
+        for t in &failed {
+            actions.push(Action::Rollout(RolloutChange::Failed {
+                service: name.clone(),
+                target,
+                task: t.id.clone(),
+            }));
+        }
+        let total = r.failures as usize + failed.len();
+        if let Some(last) = failed.last() {
+            if r.paused.is_none()
+                && policy.failure_action != FailureAction::Continue
+                && policy.too_many_failures(total, svc.spec.replicas)
+            {
+                let reason = format!(
+                    "{total} of {} new tasks failed (max_failure_ratio {}); last: {}",
+                    svc.spec.replicas,
+                    policy.max_failure_ratio.0,
+                    describe_failure(last)
+                );
+                let change = match (policy.failure_action, r.phase) {
+                    (FailureAction::Rollback, RolloutPhase::Updating) => RolloutChange::Rollback {
+                        service: name.clone(),
+                        target,
+                        reason,
+                    },
+                    (_, RolloutPhase::RollingBack) => RolloutChange::Pause {
+                        service: name.clone(),
+                        target,
+                        reason: format!("rollback failed: {reason}"),
+                    },
+                    _ => RolloutChange::Pause {
+                        service: name.clone(),
+                        target,
+                        reason,
+                    },
+                };
+                actions.push(Action::Rollout(change));
+                return;
+            }
+        }
+        if r.paused.is_some() {
+            return;
+        }
+    } else if svc
+        .rollout
+        .as_ref()
+        .is_some_and(|r| r.phase.is_active() && r.paused.is_some())
+    {
+        return;
+    }
+
+    let continue_on_failure = policy.failure_action == FailureAction::Continue;
+    let mut outdated: Vec<(bool, u32, &Task)> = Vec::new();
+    let mut in_flight = false;
+    let mut last_done: Option<Millis> = None;
+    let started = record.map_or(0, |r| r.started_at);
+    for (slot, p) in slots.iter().enumerate() {
+        match p {
+            SlotProgress::Outdated { task, serving } => outdated.push((*serving, slot as u32, task)),
+            SlotProgress::Filling | SlotProgress::Updating => in_flight = true,
+            SlotProgress::Failed { retrying, .. } => in_flight |= *retrying && !continue_on_failure,
+            SlotProgress::Done { task, at } => {
+                if task.created_at >= started {
+                    last_done = last_done.max(Some(*at));
+                }
+            }
+        }
+    }
+
+    if outdated.is_empty() {
+        if !in_flight && record.is_some() {
+            actions.push(Action::Rollout(RolloutChange::Complete {
+                service: name.clone(),
+                target,
+            }));
+        }
+        return;
+    }
+    if in_flight {
+        return;
+    }
+    if let Some(done) = last_done {
+        if now < done.saturating_add(policy.delay.as_millis()) {
+            return;
+        }
+    }
+    // Tasks that serve nobody go first: replacing them costs no capacity.
+    outdated.sort_by_key(|(serving, slot, _)| (*serving, *slot));
+    let batch: Vec<&(bool, u32, &Task)> = outdated
+        .iter()
+        .take(policy.batch_size(svc.spec.replicas) as usize)
+        .collect();
+    for (_, slot, task) in &batch {
+        let start_first = policy.order == UpdateOrder::StartFirst && task.state != TaskState::Pending;
+        if !start_first {
+            actions.push(Action::Stop {
+                task: task.id.clone(),
+                reason: StopReason::Outdated,
+            });
+        }
+        actions.push(Action::Create {
+            service: name.clone(),
+            slot: *slot,
+            spec_version: target,
+            attempt: 0,
+            start_first,
+        });
+    }
+    if record.is_some() {
+        actions.push(Action::Rollout(RolloutChange::Batch {
+            service: name.clone(),
+            target,
+            slots: batch.iter().map(|(_, slot, _)| *slot).collect(),
+        }));
+    }
+}
+
+/// A rollout as `flotilla rollout status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutReport {
+    pub service: String,
+    pub version: u64,
+    pub template_version: u64,
+    /// `none` when the service never had a template change.
+    pub phase: String,
+    pub from_version: u64,
+    pub to_version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    pub cause: String,
+    pub replicas: u32,
+    /// Slots running the current template.
+    pub updated: u32,
+    /// Of those, serving (healthy, if checked).
+    pub serving: u32,
+    /// Slots that passed `monitor` on the current template.
+    pub done: u32,
+    pub failures: u32,
+    pub parallelism: u32,
+    pub order: String,
+    pub monitor_ms: u64,
+    pub delay_ms: u64,
+    pub failure_action: String,
+    /// What the rollout waits for right now, if anything.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub waiting: String,
+    pub started_at: Millis,
+    pub updated_at: Millis,
+    pub batches: Vec<BatchReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchReport {
+    pub number: u32,
+    pub target: u64,
+    pub slots: Vec<u32>,
+    /// updating, monitoring, done, failed, rolled-back or replaced (its slots moved on
+    /// since).
+    pub state: String,
+    pub tasks: Vec<String>,
+    pub started_at: Millis,
+}
+
+/// Builds the report of `svc`'s rollout from the service and its tasks.
+pub fn rollout_report<'a>(svc: &Service, tasks: impl Iterator<Item = &'a Task>, now: Millis) -> RolloutReport {
+    let target = svc.template_version;
+    let policy = &svc.spec.update;
+    let mut current: std::collections::BTreeMap<u32, &Task> = std::collections::BTreeMap::new();
+    let mut all: Vec<&Task> = tasks.filter(|t| t.service == svc.spec.name).collect();
+    all.sort_by_key(|t| t.seq);
+    for t in &all {
+        if t.desired == DesiredState::Running && t.slot < svc.spec.replicas {
+            current.insert(t.slot, t);
+        }
+    }
+    let at_target: Vec<&&Task> = current.values().filter(|t| t.spec_version == target).collect();
+    let updated = at_target.len() as u32;
+    let serving = at_target.iter().filter(|t| is_serving(svc, t)).count() as u32;
+    let done = at_target
+        .iter()
+        .filter(|t| passed_monitor(svc, t, now).is_some())
+        .count() as u32;
+
+    let r = svc.rollout.as_ref();
+    let batches = r.map_or_else(Vec::new, |r| {
+        r.batches
+            .iter()
+            .map(|b| {
+                let slot_tasks: Vec<&Task> = b
+                    .slots
+                    .iter()
+                    .filter_map(|s| current.get(s).copied())
+                    .filter(|t| t.spec_version == b.target)
+                    .collect();
+                let rolled_back =
+                    matches!(r.phase, RolloutPhase::RollingBack | RolloutPhase::RolledBack) && b.target == r.to_version;
+                let state = if rolled_back {
+                    "rolled-back"
+                } else if b.target != target || slot_tasks.len() < b.slots.len() {
+                    if slot_tasks.iter().any(|t| is_failure(t)) {
+                        "failed"
+                    } else {
+                        "replaced"
+                    }
+                } else if slot_tasks.iter().any(|t| is_failure(t)) {
+                    "failed"
+                } else if slot_tasks.iter().all(|t| passed_monitor(svc, t, now).is_some()) {
+                    "done"
+                } else if slot_tasks.iter().all(|t| is_serving(svc, t)) {
+                    "monitoring"
+                } else {
+                    "updating"
+                };
+                BatchReport {
+                    number: b.number,
+                    target: b.target,
+                    slots: b.slots.clone(),
+                    state: state.into(),
+                    tasks: slot_tasks.iter().map(|t| t.id.clone()).collect(),
+                    started_at: b.started_at,
+                }
+            })
+            .collect()
+    });
+
+    let active = r.is_some_and(|r| r.phase.is_active());
+    let waiting = if !active {
+        String::new()
+    } else if let Some(p) = r.and_then(|r| r.paused.as_ref()) {
+        format!("paused: {p}")
+    } else if let Some(t) = at_target.iter().find(|t| passed_monitor(svc, t, now).is_none()) {
+        match t.state {
+            TaskState::Pending if !t.message.is_empty() => format!("task {} pending: {}", t.id, t.message),
+            s if is_serving(svc, t) => {
+                format!("task {} {s}; it counts once it has served for {}", t.id, policy.monitor)
+            }
+            s => format!("task {} {s}", t.id),
+        }
+    } else if updated < svc.spec.replicas {
+        "next batch".into()
+    } else {
+        String::new()
+    };
+
+    RolloutReport {
+        service: svc.spec.name.clone(),
+        version: svc.version,
+        template_version: target,
+        phase: r.map_or("none", |r| r.phase.as_str()).into(),
+        from_version: r.map_or(0, |r| r.from_version),
+        to_version: r.map_or(target, |r| r.to_version),
+        paused: r.and_then(|r| r.paused.clone()),
+        reason: r.map_or_else(String::new, |r| r.reason.clone()),
+        cause: r.map_or_else(String::new, |r| r.cause.clone()),
+        replicas: svc.spec.replicas,
+        updated,
+        serving,
+        done,
+        failures: r.map_or(0, |r| r.failures),
+        parallelism: policy.parallelism,
+        order: policy.order.as_str().into(),
+        monitor_ms: policy.monitor.as_millis(),
+        delay_ms: policy.delay.as_millis(),
+        failure_action: policy.failure_action.as_str().into(),
+        waiting,
+        started_at: r.map_or(0, |r| r.started_at),
+        updated_at: r.map_or(0, |r| r.updated_at),
+        batches,
+    }
+}
