@@ -204,7 +204,11 @@ async fn grow_to_five_voters_and_shrink_back_under_writes_then_a_learner_joins()
     // A restart of a joined node with the same --join is harmless.
     cluster.restart(5);
     wait_members(&cluster, &core, &[1, 2, 3, 4, 5], &[]).await;
-    assert!(cluster.log(5).contains("already a member"), "{}", cluster.log(5));
+    // Its join call answers after its API is up: wait for the line, not just the status.
+    wait_until_async("node 5 to log that it is already a member", T, || async {
+        cluster.log(5).contains("already a member").then_some(())
+    })
+    .await;
 
     // An id in use by a live member is refused, and changes nothing.
     let dup = lone_agent(&cluster.root().join("dup2"), 2, &core);

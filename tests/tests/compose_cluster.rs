@@ -146,7 +146,8 @@ fn status(c: &ComposeCluster, nodes: &[u64]) -> Option<(u64, BTreeMap<u64, Strin
 }
 
 /// The nodes of the service's running tasks (desired and observed), slot order.
-fn running_on(c: &ComposeCluster, nodes: &[u64], service: &str) -> Option<Vec<u64>> {
+/// The nodes running the service's tasks of at least template `version`, by slot.
+fn running_on(c: &ComposeCluster, nodes: &[u64], service: &str, version: u64) -> Option<Vec<u64>> {
     let o = c.cli(nodes, &["get", "tasks", "--service", service, "-o", "json"]);
     if !o.status.success() {
         return None;
@@ -156,6 +157,7 @@ fn running_on(c: &ComposeCluster, nodes: &[u64], service: &str) -> Option<Vec<u6
         .as_array()?
         .iter()
         .filter(|t| t["desired"] == "running" && t["state"] == "running")
+        .filter(|t| t["spec_version"].as_u64().unwrap_or(0) >= version)
         .map(|t| (t["slot"].as_u64().unwrap_or(0), t["node"].as_u64().unwrap_or(0)))
         .collect();
     running.sort();
@@ -199,7 +201,7 @@ fn a_killed_node_container_fails_over_and_cleans_up_when_started() {
     std::fs::write(&file, spec("sleeper", 3)).expect("write spec");
     ok(c.cli(&all, &["apply", "-f", file.to_str().expect("utf-8")]));
     let placed = wait_until("3 running tasks, one per node", T, || {
-        let on = running_on(&c, &all, "sleeper")?;
+        let on = running_on(&c, &all, "sleeper", 1)?;
         let mut sorted = on.clone();
         sorted.sort();
         (sorted == vec![1, 2, 3] && live_workloads(None) == 3).then_some(on)
@@ -219,7 +221,7 @@ fn a_killed_node_container_fails_over_and_cleans_up_when_started() {
     });
     eprintln!("node{leader} leads after {:?}", killed.elapsed());
     let on = wait_until("the 3 tasks running on the survivors", T, || {
-        running_on(&c, &survivors, "sleeper").filter(|on| on.len() == 3 && on.iter().all(|n| survivors.contains(n)))
+        running_on(&c, &survivors, "sleeper", 1).filter(|on| on.len() == 3 && on.iter().all(|n| survivors.contains(n)))
     });
     eprintln!("tasks on {on:?} {:?} after the kill", killed.elapsed());
     // Writes still work.
@@ -227,8 +229,10 @@ fn a_killed_node_container_fails_over_and_cleans_up_when_started() {
     std::fs::write(&file, spec("sleeper", 3).replace("3600", "3601")).expect("write spec");
     let applied = ok(c.cli(&survivors, &["apply", "-f", file.to_str().expect("utf-8")]));
     assert!(applied.contains("updated"), "apply without node{victim}: {applied}");
+    // The new command is a rollout (one task at a time, each watched for `monitor`): wait
+    // until all three run the new template, not just any three.
     wait_until("the updated tasks running on the survivors", T, || {
-        running_on(&c, &survivors, "sleeper")
+        running_on(&c, &survivors, "sleeper", 2)
             .filter(|on| on.len() == 3 && on.iter().all(|n| survivors.contains(n)))
             .filter(|_| live_workloads(None).saturating_sub(live_workloads(Some(victim))) == 3)
     });
@@ -249,8 +253,9 @@ fn a_killed_node_container_fails_over_and_cleans_up_when_started() {
         (live_workloads(Some(victim)) == 0 && live_workloads(None) == 3).then_some(())
     });
     eprintln!("node{victim} cleaned up in {:?}", started.elapsed());
-    let on = running_on(&c, &all, "sleeper").expect("tasks");
-    assert_eq!(on.len(), 3, "running tasks after the rejoin: {on:?}");
+    wait_until("3 running tasks of the new template after the rejoin", T, || {
+        running_on(&c, &all, "sleeper", 2).filter(|on| on.len() == 3)
+    });
     let status = status(&c, &all).expect("status");
     assert_eq!(status.1.len(), 3, "members after the rejoin: {status:?}");
     let _ = std::fs::remove_file(&file);

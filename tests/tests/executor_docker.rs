@@ -20,7 +20,7 @@ fn web_spec() -> String {
 image: {WORKLOAD_IMAGE}
 command: ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"]
 replicas: 6
-health_check: {{http: {{port: 8080, path: /}}, interval: 1s}}
+health_check: {{http: {{port: 8080, path: /}}, interval: 1s, timeout: 2s}}
 stop_grace: 2s
 "#
     )

@@ -156,8 +156,15 @@ async fn a_node_that_missed_a_snapshot_interval_catches_up_through_a_multi_megab
 async fn bad_input_is_refused_and_writes_nothing() {
     let cluster = Cluster::start(3);
     let leader = cluster.wait_for_leader(T).await;
-    apply(&cluster, &cluster.addrs(), "web", &spec("web", 1));
+    // No replicas and every node registered first: no task or node activity writes to the
+    // log while the refused writes are tried.
+    apply(&cluster, &cluster.addrs(), "web", &spec("web", 0));
     let follower = cluster.ids().into_iter().find(|i| *i != leader).expect("a follower");
+    wait_until_async("three nodes registered", T, || async {
+        let o = cluster.cli(&["get", "nodes", "-o", "json"]);
+        (o.status.success() && json(o).as_array().map(Vec::len) == Some(3)).then_some(())
+    })
+    .await;
     let index_before = cluster.wait_applied(leader, 1, T).await.last_log_index;
 
     // Through the CLI: the field is named, the exit code is 1.

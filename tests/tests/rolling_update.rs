@@ -30,7 +30,7 @@ fn web(body: &str, serve: bool, update: &str) -> String {
 image: {WORKLOAD_IMAGE}
 command: ["sh", "-c", "{command}"]
 replicas: 6
-health_check: {{http: {{port: 8080, path: /}}, interval: 1s, timeout: 1s, retries: 2}}
+health_check: {{http: {{port: 8080, path: /}}, interval: 1s, timeout: 2s, retries: 3}}
 stop_grace: 1s
 update: {update}
 "#

@@ -126,8 +126,9 @@ async fn a_killed_follower_is_marked_down_and_its_tasks_move() {
     let leader = cluster.wait_for_leader(T).await;
     let victim = cluster.ids().into_iter().find(|i| *i != leader).expect("a follower");
     let took = kill_and_expect_replacement(&mut cluster, victim).await;
-    // node_timeout (2 s) plus a pass and the polling here.
-    assert!(took < Duration::from_secs(8), "replacement took {took:?}");
+    // node_timeout (2 s) plus a pass and the polling here; the bound only tells the node
+    // timeout apart from a stuck loop (the figure itself is measured in `make bench`).
+    assert!(took < Duration::from_secs(20), "replacement took {took:?}");
     let lost = json(cluster.cli(&["get", "tasks", "--service", "web", "-o", "json"]));
     let lost = lost
         .as_array()

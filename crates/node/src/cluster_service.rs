@@ -118,6 +118,7 @@ impl ClusterApi {
                     outcome: ApplyOutcome::Unchanged.into(),
                     previous_version: 0,
                     log_index: 0,
+                    template_version: svc.template_version,
                 });
             }
         }
@@ -127,6 +128,15 @@ impl ClusterApi {
         };
         match node.write(cmd).await? {
             (CmdResponse::Service { name, version, outcome }, index) => Ok(ApplyResponse {
+                // Applied on this node (the leader) before the write returned.
+                template_version: node
+                    .state
+                    .read()
+                    .state
+                    .services
+                    .get(&name)
+                    .and_then(|s| s.revision(version))
+                    .map_or(0, |r| r.template_version),
                 name,
                 version,
                 outcome: ApplyOutcome::from(outcome).into(),

@@ -301,6 +301,7 @@ impl Cluster {
                 "RUST_LOG",
                 std::env::var("FLOTILLA_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
             )
+            .env(MARKER, &self.name)
             .stdin(Stdio::null());
         cmd
     }

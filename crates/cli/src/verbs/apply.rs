@@ -76,6 +76,7 @@ pub async fn apply(client: &Client, global: &Global, file: &Path, wait: bool) ->
     let out = global.output;
     let specs = read_specs(file)?;
     let mut results = Vec::new();
+    let mut templates = Vec::new();
     for spec in specs {
         let req = ApplyRequest { spec: spec.to_json() };
         let r = client
@@ -93,6 +94,7 @@ pub async fn apply(client: &Client, global: &Global, file: &Path, wait: bool) ->
                 r.version
             );
         }
+        templates.push((r.name.clone(), Some(r.template_version).filter(|v| *v > 0)));
         results.push(ApplyResult {
             name: r.name,
             version: r.version,
@@ -104,8 +106,7 @@ pub async fn apply(client: &Client, global: &Global, file: &Path, wait: bool) ->
         print(out, &results, String::new)?;
     }
     if wait {
-        let names: Vec<String> = results.iter().map(|r| r.name.clone()).collect();
-        super::wait::converge(client, global, &names).await?;
+        super::wait::converge(client, global, &templates).await?;
     }
     Ok(())
 }

@@ -78,7 +78,7 @@ pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
         Verb::Scale { name, replicas, wait } => {
             tasks::scale(&client, out, &name, replicas).await?;
             if wait {
-                wait::converge(&client, global, &[name]).await?;
+                wait::converge(&client, global, &[(name, None)]).await?;
             }
             Ok(())
         }

@@ -101,9 +101,11 @@ fn assess(
     }
 }
 
-pub async fn converge(client: &Client, global: &Global, names: &[String]) -> Result<(), CliError> {
+/// Follows each `(service, template version the change made)` to its end; without a
+/// template (a scale), the one current at the first look.
+pub async fn converge(client: &Client, global: &Global, services: &[(String, Option<u64>)]) -> Result<(), CliError> {
     let deadline = Instant::now() + global.wait_timeout();
-    for name in names {
+    for (name, template) in services {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} healthy  {msg}")
@@ -111,8 +113,9 @@ pub async fn converge(client: &Client, global: &Global, names: &[String]) -> Res
                 .progress_chars("=> "),
         );
         bar.set_prefix(name.clone());
-        // The template this wait is about: a rollout away from it is this change failing.
-        let mut wanted: Option<u64> = None;
+        // The template this wait is about: a rollout away from it is this change failing
+        // (taken from the apply, so a rollback that ends before the first look still counts).
+        let mut wanted: Option<u64> = *template;
         let mut seen = Seen::default();
         let result = loop {
             let (svc, tasks) = super::tasks::service_and_tasks(client, name, false).await?;
@@ -122,9 +125,14 @@ pub async fn converge(client: &Client, global: &Global, names: &[String]) -> Res
             let checked = !spec["health_check"].is_null();
             let now = Instant::now();
             seen.observe(&tasks, now);
-            let p = assess(svc.replicas, svc.template_version, checked, &spec["restart"], &tasks, |t| {
-                seen.settled(t, now)
-            });
+            let p = assess(
+                svc.replicas,
+                svc.template_version,
+                checked,
+                &spec["restart"],
+                &tasks,
+                |t| seen.settled(t, now),
+            );
             bar.set_length(u64::from(p.replicas));
             bar.set_position(u64::from(p.healthy.min(p.replicas)));
             let ours = rollout.to_version == wanted;
