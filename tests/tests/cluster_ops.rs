@@ -504,6 +504,19 @@ async fn force_new_cluster_recovers_a_lost_quorum_and_refuses_the_old_members() 
     let log = cluster.log(survivor);
     assert!(log.contains("belongs to epoch 1 of this cluster"), "{log}");
     wait_members(&cluster, &new_addrs, &voters, &[]).await;
+
+    // The survivor restarted with the flag still on is refused (re-forming again would
+    // fence out 4 and 5); without it, it is back in epoch 2.
+    cluster.restart(survivor);
+    let log = wait_refused(&mut cluster, survivor);
+    assert!(
+        log.contains("--force-new-cluster already re-formed") && log.contains("into epoch 2"),
+        "{log}"
+    );
+    cluster.set_membership_args(survivor, &["--join", &new_addrs]);
+    cluster.start_agent(survivor);
+    let s = wait_members(&cluster, &new_addrs, &voters, &[]).await;
+    assert_eq!(s["epoch"], 2, "{s}");
     ok(apply(&cluster, &new_addrs, "d", 1));
     assert_eq!(versions(&cluster, &new_addrs, false).expect("services").len(), 4);
 }

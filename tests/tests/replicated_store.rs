@@ -278,3 +278,40 @@ async fn a_damaged_data_dir_stops_the_agent_before_it_serves() {
     cluster.start_agent(victim);
     stale_get(&cluster, victim, "s7", 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_without_a_majority_says_so_for_reads_and_writes() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(T).await;
+    apply(&cluster, &cluster.addrs(), "a", &spec("a", 0));
+    let followers: Vec<u64> = cluster.ids().into_iter().filter(|i| *i != leader).collect();
+    for id in &followers {
+        cluster.kill(*id);
+    }
+    let at_leader = cluster.addr(leader);
+
+    // A write is answered before the client's deadline with why it cannot commit (not a
+    // bare timeout), exit code 3; so is a read.
+    let o = cluster.cli_at(&at_leader, &["--timeout", "20s", "scale", "a", "2"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "no quorum: the leader (node {leader}) hears from 1 of 3 voters"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("this write was proposed but is not committed"), "{err}");
+    let o = cluster.cli_at(&at_leader, &["get", "service", "a"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no quorum"), "{}", stderr(&o));
+
+    // One follower back: a majority again, and writes commit.
+    cluster.restart(followers[0]);
+    wait_until_async("a write to commit with a majority back", T, || async {
+        cluster.cli(&["scale", "a", "3"]).status.success().then_some(())
+    })
+    .await;
+    let v = json(cluster.cli(&["get", "service", "a", "-o", "json"]));
+    assert_eq!(v["spec"]["replicas"], 3, "{v}");
+}

@@ -328,7 +328,8 @@ pub struct AgentArgs {
     pub dead_voter_timeout: Option<std::time::Duration>,
     /// Start a one-node cluster from this node's data dir (a surviving node of a cluster
     /// that lost its quorum, or a dir prepared by `snapshot restore`), keeping its state
-    /// under a new cluster epoch; old members that come back are refused. Use once.
+    /// under a new cluster epoch; old members that come back are refused. Once: a restart
+    /// with the flag still set is refused until the node has started without it.
     #[arg(long, conflicts_with_all = ["peers", "join"])]
     pub force_new_cluster: bool,
     /// Raft heartbeat interval.

@@ -30,6 +30,12 @@ impl CliError {
         match s.code() {
             tonic::Code::NotFound => CliError::NotFound(msg),
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => CliError::Unreachable(msg),
+            // The client's own deadline (`--timeout`) passed before any answer.
+            tonic::Code::Cancelled if msg == "Timeout expired" => CliError::Unreachable(
+                "no answer within --timeout; a change may or may not have been applied: look with \
+                 `flotilla get`, and `flotilla cluster status` for the cluster's health"
+                    .into(),
+            ),
             tonic::Code::InvalidArgument => CliError::Failed(msg),
             tonic::Code::ResourceExhausted => CliError::Failed(format!("request too large: {msg}")),
             _ => CliError::Failed(msg),

@@ -103,6 +103,9 @@ pub async fn run(
         );
     }
     let (log, sm) = flotilla_store::open(&dir, config.id).await.map_err(store_error)?;
+    if !config.force_new_cluster {
+        flotilla_store::backup::started_without_force(&dir).map_err(store_error)?;
+    }
     let state = sm.shared();
     let took_part = log.has_history().map_err(store_error)?;
     let epoch = Arc::new(epoch::Epoch::load(dir.clone(), config.id, &state, took_part).map_err(store_error)?);

@@ -24,6 +24,10 @@ pub const LEADER_WAIT: Duration = Duration::from_secs(5);
 /// Marks a status as "this node is not the leader": the caller may retry elsewhere, the
 /// request was not executed.
 pub const NOT_LEADER: &str = "x-flotilla-not-leader";
+/// How a leader without a majority begins its answer (reads and writes alike).
+const NO_QUORUM: &str = "no quorum";
+/// A client write still uncommitted this long makes the leader check its quorum.
+const QUORUM_CHECK_AFTER: Duration = Duration::from_secs(1);
 
 pub struct Node {
     pub id: NodeId,
@@ -211,6 +215,8 @@ impl Node {
                 Route::Remote { id, addr } => match remote(self.cluster_client(&addr)?).await {
                     Ok(r) => return Ok(r.into_inner()),
                     Err(s) if is_not_leader(&s) || is_connect_failure(&s) => s,
+                    // The leader answered: it has no majority behind it.
+                    Err(s) if s.message().starts_with(NO_QUORUM) => return Err(s),
                     Err(s) if idempotent && s.code() == tonic::Code::Unavailable => s,
                     Err(s) if s.code() == tonic::Code::Unavailable => {
                         return Err(Status::unavailable(format!(
@@ -235,9 +241,33 @@ impl Node {
 
     /// Proposes a client command (batched with concurrent ones); on this node only,
     /// which must be the leader.
+    ///
+    /// A write that has not committed after [`QUORUM_CHECK_AFTER`] makes the leader check
+    /// that a majority still answers: without one it would wait for its deadline and say
+    /// only "timeout", so it answers `unavailable` with the same "no quorum" explanation
+    /// reads give (the entry stays in the leader's log and commits only if the missing
+    /// voters come back while it leads).
     pub async fn write(&self, cmd: Command) -> Result<(Response, u64), LocalError> {
         use crate::batcher::WriteError;
-        match self.batcher.write(cmd).await {
+        let write = self.batcher.write(cmd);
+        tokio::pin!(write);
+        let result = tokio::select! {
+            r = &mut write => r,
+            () = tokio::time::sleep(QUORUM_CHECK_AFTER) => {
+                match self.read_barrier().await {
+                    Err(LocalError::Status(s)) if s.message().starts_with(NO_QUORUM) => {
+                        return Err(LocalError::Status(Status::unavailable(format!(
+                            "{} (this write was proposed but is not committed: it takes effect only if \
+                             enough voters return while node {} still leads)",
+                            s.message(),
+                            self.id
+                        ))));
+                    }
+                    _ => write.await,
+                }
+            }
+        };
+        match result {
             Ok(r) => Ok(r),
             Err(WriteError::NotLeader) => Err(LocalError::NotLeader),
             Err(WriteError::Failed(e)) => Err(LocalError::Status(Status::internal(format!("raft write failed: {e}")))),
@@ -271,7 +301,7 @@ impl Node {
                     .collect();
                 let heard: Vec<String> = e.got.iter().map(u64::to_string).collect();
                 Err(LocalError::Status(Status::unavailable(format!(
-                    "no quorum: the leader (node {}) hears from {} of {} voters ({}); a majority ({}) \
+                    "{NO_QUORUM}: the leader (node {}) hears from {} of {} voters ({}); a majority ({}) \
                      is needed. Start or reconnect the missing nodes; if they are lost for good, \
                      recover with `flotilla agent --force-new-cluster` on a surviving node",
                     self.id,

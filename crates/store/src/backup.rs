@@ -134,6 +134,9 @@ pub struct Reformed {
 /// cluster of `id` (at `addr`) holding this node's state: the snapshot plus every entry of
 /// the local log, the other members dropped, the epoch raised. Runs before Raft starts.
 ///
+/// Once: a finished run leaves `reformed.json`, and a second run is refused until the node
+/// started without the flag ([`started_without_force`] removes it).
+///
 /// Crash-safe: a `reform-in-progress` marker is written first and removed last; while it
 /// exists the dir refuses to open without the flag (so it never starts at the old epoch
 /// with the new membership). In between: the new snapshot file (covering the last entry),
@@ -146,6 +149,17 @@ pub async fn force_new_cluster(dir: &DataDir, id: NodeId, addr: &str, at: u64) -
             "--force-new-cluster: {} holds no node's data; give it the data dir of a surviving \
              node, or one prepared by `flotilla snapshot restore`",
             dir.root().display()
+        )));
+    }
+    // Unless an earlier run was interrupted (then it must finish), once is enough.
+    if dir.reformed_marker().exists() && !dir.reform_marker().exists() {
+        let epoch = read_epoch(dir)?;
+        return Err(StoreError::Inconsistent(format!(
+            "--force-new-cluster already re-formed {} into epoch {epoch}, and nodes may have \
+             joined since: start this node without the flag. Only if this cluster lost its \
+             quorum again: delete {} and start with the flag once more",
+            dir.root().display(),
+            dir.reformed_marker().display()
         )));
     }
     let old_epoch = read_epoch(dir)?;
@@ -209,6 +223,13 @@ pub async fn force_new_cluster(dir: &DataDir, id: NodeId, addr: &str, at: u64) -
             source: e,
         })?;
     }
+    let reformed = dir.reformed_marker();
+    snapshot_file::write_atomically(&reformed, format!("{{\"epoch\":{epoch}}}").as_bytes()).map_err(|e| {
+        StoreError::Io {
+            path: reformed.clone(),
+            source: e,
+        }
+    })?;
     std::fs::remove_file(&reform).map_err(|e| StoreError::Io {
         path: reform,
         source: e,
@@ -220,4 +241,18 @@ pub async fn force_new_cluster(dir: &DataDir, id: NodeId, addr: &str, at: u64) -
         dropped,
         restored,
     })
+}
+
+/// The agent started without `--force-new-cluster`: a later run of the flag may re-form
+/// again (this cluster may lose its quorum some day too).
+pub fn started_without_force(dir: &DataDir) -> Result<(), StoreError> {
+    let marker = dir.reformed_marker();
+    match std::fs::remove_file(&marker) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::Io {
+            path: marker,
+            source: e,
+        }),
+    }
 }

@@ -76,6 +76,13 @@ impl DataDir {
         self.root.join("reform-in-progress")
     }
 
+    /// Left by a finished `--force-new-cluster` until the node starts without the flag: a
+    /// flag left on the command line must not re-form the cluster again on every restart
+    /// (that would fence out every node that joined since).
+    pub fn reformed_marker(&self) -> PathBuf {
+        self.root.join("reformed.json")
+    }
+
     /// Left by `flotilla snapshot restore`: the dir holds a restored snapshot that
     /// `flotilla agent --force-new-cluster` turns into a one-node cluster.
     pub fn restore_marker(&self) -> PathBuf {

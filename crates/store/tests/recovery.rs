@@ -53,7 +53,17 @@ async fn force_new_cluster_keeps_the_state_and_makes_a_one_node_membership() {
     let r = backup::force_new_cluster(&dir, 1, ADDR_1, 9).await.unwrap();
     assert_eq!((r.epoch, r.index, r.restored), (2, 3, false));
     assert_one_node_cluster(&dir, 1, 2).await;
-    // Forcing again raises the epoch again.
+    // The flag left on for the next start is refused and changes nothing...
+    let before = std::fs::read(dir.snapshot_file()).unwrap();
+    let err = backup::force_new_cluster(&dir, 1, ADDR_1, 9).await.unwrap_err();
+    assert!(
+        err.to_string().contains("already re-formed") && err.to_string().contains("epoch 2"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(dir.snapshot_file()).unwrap(), before);
+    assert_one_node_cluster(&dir, 1, 2).await;
+    // ...until the node has started without it: then forcing again raises the epoch again.
+    backup::started_without_force(&dir).unwrap();
     let r = backup::force_new_cluster(&dir, 1, ADDR_1, 9).await.unwrap();
     assert_eq!(r.epoch, 3);
 }

@@ -64,7 +64,10 @@ pub fn describe(r: &RolloutReport) -> String {
     ));
     text.push_str(&format!(
         "Policy:     parallelism {}, {}, monitor {}, delay {}, on failure {}\n",
-        r.parallelism,
+        match r.parallelism {
+            0 => "0 (all at once)".to_string(),
+            p => p.to_string(),
+        },
         r.order,
         millis(r.monitor_ms),
         millis(r.delay_ms),
