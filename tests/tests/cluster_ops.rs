@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flotilla_testkit::{flotilla_bin, wait_until_async, Cluster};
+use flotilla_testkit::{flotilla_bin, wait_child, wait_until_async, Cluster};
 use flotilla_tests::{json, ok, spec, stderr, stdout};
 
 const T: Duration = Duration::from_secs(60);
@@ -168,13 +168,8 @@ fn lone_agent(dir: &Path, id: u64, join: &str) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn agent");
-    let deadline = std::time::Instant::now() + T;
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if wait_child(&mut child, T).is_none() {
+        let _ = child.kill();
     }
     child.wait_with_output().expect("agent output")
 }

@@ -98,7 +98,11 @@ impl Sampler {
         let flag = stop.clone();
         let handle = tokio::spawn(async move {
             let (mut min, mut samples) = (usize::MAX, 0);
+            // One sample per 50 ms period (the sampling rate, not a wait for anything).
+            let mut period = tokio::time::interval(Duration::from_millis(50));
+            period.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !flag.load(Ordering::Relaxed) {
+                period.tick().await;
                 for addr in &addrs {
                     let Ok(mut c) = ClusterServiceClient::connect(format!("http://{addr}")).await else {
                         continue;
@@ -119,7 +123,6 @@ impl Sampler {
                         break;
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             (min, samples)
         });

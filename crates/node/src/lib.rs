@@ -41,6 +41,8 @@ pub use network::connect_lazy;
 
 /// How long a fenced node waits for its tasks to stop and its connections to close.
 const FENCED_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a fenced node waits for its executor to stop its tasks before it exits.
+const FENCED_STOP: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Largest API message (a spec is at most 1 MiB; a list of many services is larger).
 pub const MAX_API_MESSAGE: usize = 64 << 20;
@@ -157,19 +159,26 @@ pub async fn run(
     );
     let executor = tokio::spawn(executor.run(node.state.subscribe()));
     let fenced_node = node.clone();
+    let (fenced_driver, fenced_cluster) = (driver.clone(), config.cluster.clone());
     let fenced = async move {
         let why = fence::fenced().await;
-        // Give the executor (which now sees no assignments) a moment to stop this node's
-        // tasks: a fenced node's replica is stale and must not keep them running.
-        let has_tasks = {
-            let sm = fenced_node.state.read();
-            sm.state
-                .tasks
-                .values()
-                .any(|t| t.node == Some(fenced_node.id) && !t.state.is_terminal())
-        };
-        if has_tasks {
-            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        // The executor now sees no assignments and stops this node's tasks (a fenced
+        // node's replica is stale and must not keep them running): wait until the driver
+        // runs none of them, up to FENCED_STOP.
+        let labels = std::collections::BTreeMap::from([
+            (flotilla_executor::LABEL_CLUSTER.to_string(), fenced_cluster),
+            (flotilla_executor::LABEL_NODE.to_string(), fenced_node.id.to_string()),
+        ]);
+        let deadline = tokio::time::Instant::now() + FENCED_STOP;
+        loop {
+            let running = match fenced_driver.list(&labels).await {
+                Ok(list) => list.iter().any(|c| c.state.is_running()),
+                Err(_) => false,
+            };
+            if !running || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         why
     };

@@ -57,7 +57,7 @@ pub struct Agent {
     child: Option<Child>,
     paused: bool,
     /// How it finds the cluster when not `--peers <initial members>`, e.g.
-    /// `["--join", "127.0.0.1:7001"]` or `["--force-new-cluster"]`.
+    /// `["--join", &cluster.addrs()]` or `["--force-new-cluster"]`.
     membership_args: Option<Vec<String>>,
 }
 
@@ -189,6 +189,20 @@ pub struct Cluster {
 
 /// Set on every agent (and so inherited by the processes it starts) to find them again.
 const MARKER: &str = "FLOTILLA_TEST_CLUSTER";
+
+/// Waits up to `timeout` for `child` to exit on its own; `None` if it still runs.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 impl Cluster {
     pub fn builder(size: u64) -> ClusterBuilder {
@@ -403,18 +417,9 @@ impl Cluster {
     /// Waits for agent `id`'s process to exit on its own (e.g. refusing to start).
     pub fn wait_exit(&mut self, id: u64, timeout: Duration) -> Option<std::process::ExitStatus> {
         let a = self.agents.get_mut(&id).expect("agent");
-        let child = a.child.as_mut()?;
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                a.child = None;
-                return Some(status);
-            }
-            if std::time::Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = wait_child(a.child.as_mut()?, timeout)?;
+        a.child = None;
+        Some(status)
     }
 
     pub fn log(&self, id: u64) -> String {

@@ -8,5 +8,5 @@ pub mod docker;
 pub mod partition;
 mod wait;
 
-pub use cluster::{flotilla_bin, Agent, Cluster, ClusterBuilder};
+pub use cluster::{flotilla_bin, wait_child, Agent, Cluster, ClusterBuilder};
 pub use wait::{wait_until, wait_until_async};
