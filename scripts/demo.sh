@@ -58,6 +58,11 @@ case "${1:-start}" in
       [ "$healthy" -ge 3 ] && break
       sleep 0.2
     done
+    if [ "$healthy" -lt 3 ]; then
+      "$BIN" get tasks --service web >&2 || true
+      echo "demo: the service web did not become healthy (3 tasks) within 30 s; see $DIR/node*.log" >&2
+      exit 1
+    fi
     echo
     "$BIN" cluster status
     echo

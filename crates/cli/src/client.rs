@@ -1,12 +1,12 @@
 //! The connection to the cluster: `--addr` entries tried in turn.
 
 use std::error::Error as _;
-use std::future::Future;
 use std::time::Duration;
 
 use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
+use flotilla_proto::ClusterRpc;
 use tonic::transport::{Channel, Endpoint};
-use tonic::Status;
+use tracing::Instrument;
 
 use crate::error::CliError;
 
@@ -86,15 +86,6 @@ impl Client {
         Ok(Client { addrs, timeout })
     }
 
-    /// Like `call`, for streams that may last longer than `--timeout` (`logs -f`).
-    pub async fn open_stream<T, F, Fut>(&self, f: F) -> Result<T, CliError>
-    where
-        F: Fn(ClusterServiceClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
-    {
-        self.call_with(None, f).await
-    }
-
     async fn connect_with(
         &self,
         addr: &str,
@@ -112,25 +103,20 @@ impl Client {
             None => endpoint,
         };
         let channel = endpoint.connect().await.map_err(|e| describe(&e))?;
-        Ok(ClusterServiceClient::new(channel)
-            .max_decoding_message_size(flotilla_node::MAX_API_MESSAGE)
-            .max_encoding_message_size(flotilla_node::MAX_API_MESSAGE))
+        Ok(flotilla_proto::cluster_client(channel))
     }
 
-    /// Runs `f` against the first node that can be reached.
-    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, CliError>
-    where
-        F: Fn(ClusterServiceClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
-    {
-        self.call_with(Some(self.timeout), f).await
+    /// Sends `req` to the first node that can be reached, waiting at most `--timeout`.
+    pub async fn send<R: ClusterRpc>(&self, req: R) -> Result<R::Reply, CliError> {
+        self.send_with(Some(self.timeout), req).await
     }
 
-    async fn call_with<T, F, Fut>(&self, timeout: Option<Duration>, f: F) -> Result<T, CliError>
-    where
-        F: Fn(ClusterServiceClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
-    {
+    /// Like `send`, for streams that may last longer than `--timeout` (`logs -f`).
+    pub async fn stream<R: ClusterRpc>(&self, req: R) -> Result<R::Reply, CliError> {
+        self.send_with(None, req).await
+    }
+
+    async fn send_with<R: ClusterRpc>(&self, timeout: Option<Duration>, req: R) -> Result<R::Reply, CliError> {
         let mut failures = Vec::new();
         for addr in &self.ordered() {
             let client = match self.connect_with(addr, timeout).await {
@@ -140,7 +126,11 @@ impl Client {
                     continue;
                 }
             };
-            match f(client).await {
+            let span = tracing::debug_span!("rpc", method = R::METHOD, addr = %addr);
+            match R::invoke(client, tonic::Request::new(req.clone()))
+                .instrument(span)
+                .await
+            {
                 Ok(r) => {
                     self.remember_leader(&r);
                     return Ok(r.into_inner());

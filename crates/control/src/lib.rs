@@ -7,13 +7,11 @@
 #![allow(clippy::result_large_err)]
 
 mod liveness;
-mod pass;
 mod supervisor;
 
 use std::time::Duration;
 
 pub use liveness::Liveness;
-pub use pass::plan_pass;
 pub use supervisor::{now_ms, Control, ControlError};
 
 #[derive(Debug, Clone)]

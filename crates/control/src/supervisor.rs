@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_scheduler::ClusterView;
 use flotilla_store::{Raft, SharedState};
 use flotilla_types::{Command, NodeId, NodeRegistration, NodeStatus, Response, TaskId, TaskReport};
 use openraft::ServerState;
 use tokio::task::JoinHandle;
 
-use crate::pass::plan_pass;
 use crate::{ControlConfig, Liveness};
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +133,7 @@ impl Control {
                 .map(|n| n.id)
                 .collect();
             let down = self.liveness.silent(ready, self.config.node_timeout);
-            plan_pass(&sm.state, &down, now)
+            flotilla_scheduler::plan(&ClusterView::of(&sm.state), &down, now)
         };
         if update.is_empty() {
             return Ok(());
@@ -147,6 +147,11 @@ impl Control {
             remove = update.remove.len(),
             "scheduling pass"
         );
+        // Straight to Raft, not through the node's group commit (`Command::Batch`): the
+        // events of an entry are derived from the state after the whole entry, so a plan
+        // sharing one with client writes would have its events judged against what those
+        // writes changed after it (an operator's pause in the same entry hides the plan's
+        // `rollout.batch` event).
         self.write(Command::ApplyPlan { plan: update, at: now }).await
     }
 

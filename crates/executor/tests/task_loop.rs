@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flotilla_executor::task_loop::{DesiredSource, Executor, ExecutorConfig, Reporter};
+use flotilla_executor::task_loop::{DesiredSource, Executor, ExecutorConfig, ReportError, Reporter};
 use flotilla_executor::{ContainerState, Driver, ProcessDriver, LABEL_CLUSTER, LABEL_TASK};
 use flotilla_testkit::wait_until_async;
-use flotilla_types::{DesiredState, ServiceSpec, Task, TaskId, TaskReport, TaskState};
+use flotilla_types::{DesiredState, ServiceSpec, Task, TaskReport, TaskState};
 
 #[derive(Default)]
 struct Source(Mutex<Vec<(Task, Option<ServiceSpec>)>>);
@@ -28,12 +28,12 @@ struct Leader {
 
 #[async_trait]
 impl Reporter for Leader {
-    async fn report(&self, reports: Vec<TaskReport>) -> Result<Vec<TaskId>, String> {
+    async fn report(&self, reports: Vec<TaskReport>) -> Result<(), ReportError> {
         if *self.down.lock().unwrap() {
-            return Err("leader unreachable".into());
+            return Err(ReportError::Unreachable("down".into()));
         }
         self.delivered.lock().unwrap().extend(reports);
-        Ok(Vec::new())
+        Ok(())
     }
 }
 

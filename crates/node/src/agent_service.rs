@@ -4,16 +4,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_control::Control;
+use flotilla_executor::task_loop::ReportError;
 use flotilla_proto::v1::agent_service_client::AgentServiceClient;
 use flotilla_proto::v1::agent_service_server::AgentService;
 use flotilla_proto::v1::{
     HeartbeatRequest, HeartbeatResponse, ReportStatusRequest, ReportStatusResponse, TaskStatusReport,
 };
-use flotilla_types::{Capacity, NodeRegistration, TaskId, TaskReport};
-use openraft::ServerState;
+use flotilla_types::{Capacity, NodeRegistration, TaskReport};
 use tonic::{Request, Response, Status};
 
-use crate::node::{not_leader_status, Node};
+use crate::error::ApiError;
+use crate::node::Node;
 
 pub struct AgentApi {
     node: Arc<Node>,
@@ -39,8 +40,17 @@ fn registration(req: &HeartbeatRequest) -> NodeRegistration {
     }
 }
 
-fn is_leader(node: &Node) -> bool {
-    node.raft.metrics().borrow().state == ServerState::Leader
+/// Heartbeats and reports go to the leader itself: a follower refuses them (the sender
+/// looks up the leader again).
+fn leader_only(node: &Node) -> Result<(), ApiError> {
+    if node.is_leader() {
+        Ok(())
+    } else {
+        Err(ApiError::NotLeader {
+            node: node.id,
+            leader: node.raft.metrics().borrow().current_leader,
+        })
+    }
 }
 
 #[tonic::async_trait]
@@ -51,74 +61,75 @@ impl AgentService for AgentApi {
         &self,
         req: Request<flotilla_proto::v1::TaskLogsRequest>,
     ) -> Result<Response<Self::TaskLogsStream>, Status> {
-        crate::logs::local(&self.node, self.driver.clone(), req.into_inner())
-            .await
-            .map(Response::new)
+        Ok(Response::new(
+            crate::logs::local(&self.node, self.driver.clone(), req.into_inner()).await?,
+        ))
     }
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
-        if !is_leader(&self.node) {
-            return Err(not_leader_status(format!("node {} is not the leader", self.node.id)));
-        }
+        leader_only(&self.node)?;
         crate::membership::admit_heartbeat(&self.node, req.get_ref().node_id, req.get_ref().epoch)?;
         self.control
             .heartbeat(registration(req.get_ref()))
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         Ok(Response::new(HeartbeatResponse {
             leader_id: self.node.id,
         }))
     }
 
     async fn report_status(&self, req: Request<ReportStatusRequest>) -> Result<Response<ReportStatusResponse>, Status> {
-        if !is_leader(&self.node) {
-            return Err(not_leader_status(format!("node {} is not the leader", self.node.id)));
-        }
+        leader_only(&self.node)?;
         let req = req.into_inner();
         let reports = req
             .reports
             .iter()
             .map(TaskReport::try_from)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(Status::invalid_argument)?;
-        let unknown = self
-            .control
+            .map_err(ApiError::Invalid)?;
+        self.control
             .report(req.node_id, reports)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok(Response::new(ReportStatusResponse { unknown }))
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        Ok(Response::new(ReportStatusResponse {}))
     }
 }
 
 /// The leader's agent API, or `None` when this node leads.
-fn leader_client(node: &Node) -> Result<Option<AgentServiceClient<tonic::transport::Channel>>, String> {
+fn leader_client(node: &Node) -> Result<Option<AgentServiceClient<tonic::transport::Channel>>, ReportError> {
     let leader = node.raft.metrics().borrow().current_leader;
     match leader {
-        None => Err("no leader known".into()),
-        Some(l) if l == node.id && is_leader(node) => Ok(None),
+        None => Err(ReportError::NoLeader),
+        Some(l) if l == node.id && node.is_leader() => Ok(None),
         Some(l) => {
             let addr = node
                 .member_addr(l)
-                .ok_or_else(|| format!("no address for leader {l}"))?;
-            let channel = node.channel(&addr).map_err(|s| s.message().to_string())?;
+                .ok_or_else(|| ReportError::Unreachable(format!("no address for leader {l}")))?;
+            let channel = node
+                .channel(&addr)
+                .map_err(|e| ReportError::Unreachable(e.to_string()))?;
             Ok(Some(AgentServiceClient::new(channel)))
         }
     }
 }
 
 /// Sends an executor's reports to the leader (or records them, on the leader).
-pub async fn send_reports(node: &Node, control: &Control, reports: Vec<TaskReport>) -> Result<Vec<TaskId>, String> {
+pub async fn send_reports(node: &Node, control: &Control, reports: Vec<TaskReport>) -> Result<(), ReportError> {
     match leader_client(node)? {
-        None => control.report(node.id, reports).await.map_err(|e| e.to_string()),
+        None => control
+            .report(node.id, reports)
+            .await
+            .map(drop)
+            .map_err(|e| ReportError::Refused(e.to_string())),
         Some(mut client) => {
             let req = ReportStatusRequest {
                 node_id: node.id,
                 reports: reports.iter().map(TaskStatusReport::from).collect(),
             };
             match tokio::time::timeout(Duration::from_secs(5), client.report_status(req)).await {
-                Ok(Ok(r)) => Ok(r.into_inner().unknown),
-                Ok(Err(s)) => Err(s.message().to_string()),
-                Err(_) => Err("timed out".into()),
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(s)) => Err(ReportError::Refused(s.message().to_string())),
+                Err(_) => Err(ReportError::Unreachable("timed out".into())),
             }
         }
     }
@@ -140,7 +151,7 @@ pub async fn heartbeat_loop(node: Arc<Node>, control: Arc<Control>) {
     loop {
         tick.tick().await;
         let result = match leader_client(&node) {
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
             Ok(None) => control.heartbeat(registration(&req)).await.map_err(|e| e.to_string()),
             Ok(Some(mut client)) => {
                 let req = HeartbeatRequest {
@@ -149,8 +160,8 @@ pub async fn heartbeat_loop(node: Arc<Node>, control: Arc<Control>) {
                 };
                 match tokio::time::timeout(Duration::from_secs(1), client.heartbeat(req)).await {
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err(s)) if crate::fence::is_fenced_status(&s) => {
-                        crate::fence::fence(format!("refused by the leader: {}", s.message()));
+                    Ok(Err(s)) if crate::error::is_fenced(&s) => {
+                        node.fence().fence(format!("refused by the leader: {}", s.message()));
                         Err(s.message().to_string())
                     }
                     Ok(Err(s)) => Err(s.message().to_string()),

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use flotilla_store::{DataDir, NodeId, SharedState};
 use tonic::metadata::MetadataMap;
-use tonic::Status;
 
-use crate::fence::{fence, fenced_status};
+use crate::error::ApiError;
+use crate::fence::Fence;
 
 pub const EPOCH_HEADER: &str = "x-flotilla-epoch";
 pub const NODE_HEADER: &str = "x-flotilla-node";
@@ -24,6 +24,8 @@ pub struct Epoch {
     id: NodeId,
     /// When each refused sender was last logged, so a retrying peer does not flood the log.
     logged: Mutex<std::collections::HashMap<NodeId, Instant>>,
+    /// This node's fence: a newer epoch seen on the wire fences it.
+    pub fence: Fence,
 }
 
 impl Epoch {
@@ -36,6 +38,7 @@ impl Epoch {
         id: NodeId,
         state: &SharedState,
         took_part: bool,
+        fence: Fence,
     ) -> Result<Epoch, flotilla_store::StoreError> {
         let mut epoch = flotilla_store::read_epoch(&dir)?;
         let initialized = took_part || state.read().last_membership.membership().nodes().next().is_some();
@@ -48,6 +51,7 @@ impl Epoch {
             dir,
             id,
             logged: Mutex::new(Default::default()),
+            fence,
         })
     }
 
@@ -91,7 +95,7 @@ impl Epoch {
 
     /// Admits or refuses an incoming Raft RPC. A removed node is refused only when it asks
     /// for votes: a leader that removes itself still replicates until the change commits.
-    pub fn check(&self, meta: &MetadataMap, state: &SharedState, vote: bool) -> Result<(), Status> {
+    pub fn check(&self, meta: &MetadataMap, state: &SharedState, vote: bool) -> Result<(), ApiError> {
         let header = |name: &str| {
             meta.get(name)
                 .and_then(|v| v.to_str().ok())
@@ -108,7 +112,7 @@ impl Epoch {
             if self.should_log(sender) {
                 tracing::warn!("refused: {msg}");
             }
-            return Err(fenced_status(msg));
+            return Err(ApiError::Fenced(msg));
         }
         if remote == 0 || local == 0 {
             // Only a leader's message teaches a fresh node its epoch: any old member may
@@ -126,7 +130,7 @@ impl Epoch {
             if self.should_log(sender) {
                 tracing::warn!("refused: {msg}");
             }
-            return Err(fenced_status(msg));
+            return Err(ApiError::Fenced(msg));
         }
         if remote > local {
             let msg = format!(
@@ -134,8 +138,8 @@ impl Epoch {
                  (epoch {remote}, node {sender}) by --force-new-cluster; wipe its data dir and --join",
                 self.id
             );
-            fence(msg.clone());
-            return Err(Status::failed_precondition(msg));
+            self.fence.fence(msg.clone());
+            return Err(ApiError::Refused(msg));
         }
         Ok(())
     }

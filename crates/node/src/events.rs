@@ -9,6 +9,7 @@ use openraft::ServerState;
 use tokio_stream::wrappers::BroadcastStream;
 use tonic::Status;
 
+use crate::error::ApiError;
 use crate::node::{now_ms, Node};
 
 pub type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<EventInfo, Status>> + Send>>;
@@ -23,9 +24,9 @@ fn info(e: Event) -> EventInfo {
     }
 }
 
-pub fn stream(node: &Node, req: EventsRequest) -> Result<EventStream, Status> {
+pub fn stream(node: &Node, req: EventsRequest) -> Result<EventStream, ApiError> {
     let (past, rx) = node.state.events_since(req.since).map_err(|oldest| {
-        Status::out_of_range(format!(
+        ApiError::OutOfRange(format!(
             "events after index {} are no longer kept on node {} (the oldest is at index {oldest}); \\
              resume with --since {}",
             req.since,
@@ -41,9 +42,10 @@ pub fn stream(node: &Node, req: EventsRequest) -> Result<EventStream, Status> {
         let out = match r {
             Ok(e) if e.index > req.since || e.index == 0 || req.since == 0 => Some(Ok(info(e))),
             Ok(_) => None,
-            Err(_) => Some(Err(Status::data_loss(
-                "this follower fell behind the event stream; resume with --since the last index seen",
-            ))),
+            Err(_) => Some(Err(ApiError::DataLoss(
+                "this follower fell behind the event stream; resume with --since the last index seen".into(),
+            )
+            .into())),
         };
         async move { out }
     });
@@ -106,7 +108,7 @@ pub fn dry_run(node: &Node, spec: &ServiceSpec) -> DryRunResponse {
         ),
         _ => (ApplyOutcome::Unspecified, 0),
     };
-    let plan = flotilla_control::plan_pass(&state, &[], at);
+    let plan = flotilla_scheduler::plan(&flotilla_scheduler::ClusterView::of(&state), &[], at);
     let placements = plan
         .create
         .iter()

@@ -5,21 +5,23 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use flotilla_control::Control;
-use flotilla_executor::task_loop::{DesiredSource, Reporter};
+use flotilla_executor::task_loop::{DesiredSource, ReportError, Reporter};
 use flotilla_store::SharedState;
-use flotilla_types::{NodeId, ServiceSpec, Task, TaskId, TaskReport};
+use flotilla_types::{NodeId, ServiceSpec, Task, TaskReport};
 
+use crate::fence::Fence;
 use crate::node::Node;
 
 pub struct ReplicaSource {
     pub state: SharedState,
     pub node: NodeId,
+    pub fence: Fence,
 }
 
 impl DesiredSource for ReplicaSource {
     fn assignments(&self) -> Vec<(Task, Option<ServiceSpec>)> {
         // A fenced node (removed, or of an older epoch) runs nothing: its replica is stale.
-        if crate::fence::is_fenced() {
+        if self.fence.is_fenced() {
             return Vec::new();
         }
         let sm = self.state.read();
@@ -46,7 +48,7 @@ pub struct LeaderReporter {
 
 #[async_trait]
 impl Reporter for LeaderReporter {
-    async fn report(&self, reports: Vec<TaskReport>) -> Result<Vec<TaskId>, String> {
+    async fn report(&self, reports: Vec<TaskReport>) -> Result<(), ReportError> {
         crate::agent_service::send_reports(&self.node, &self.control, reports).await
     }
 }

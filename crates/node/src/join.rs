@@ -57,7 +57,8 @@ pub async fn run(node: Arc<Node>) {
                         tonic::Code::AlreadyExists | tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument
                     ) =>
                 {
-                    crate::fence::fence(format!("cannot join the cluster through {addr}: {}", s.message()));
+                    node.fence()
+                        .fence(format!("cannot join the cluster through {addr}: {}", s.message()));
                     return;
                 }
                 Ok(Err(s)) => tracing::warn!(%addr, error = %s.message(), "join attempt failed; retrying"),

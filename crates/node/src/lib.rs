@@ -12,6 +12,7 @@ mod bootstrap;
 mod cluster_service;
 pub mod config;
 mod epoch;
+pub mod error;
 mod events;
 mod executor;
 mod fence;
@@ -22,6 +23,8 @@ mod network;
 mod node;
 mod raft_service;
 mod rollout_service;
+mod routed;
+mod rpcs;
 mod status;
 mod verify;
 
@@ -44,8 +47,7 @@ const FENCED_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a fenced node waits for its executor to stop its tasks before it exits.
 const FENCED_STOP: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Largest API message (a spec is at most 1 MiB; a list of many services is larger).
-pub const MAX_API_MESSAGE: usize = 64 << 20;
+pub use flotilla_proto::MAX_API_MESSAGE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -110,7 +112,11 @@ pub async fn run(
     }
     let state = sm.shared();
     let took_part = log.has_history().map_err(store_error)?;
-    let epoch = Arc::new(epoch::Epoch::load(dir.clone(), config.id, &state, took_part).map_err(store_error)?);
+    // Node-scoped, never process-global: several nodes can run in one process.
+    let fence = fence::Fence::default();
+    let contacts = network::Contacts::default();
+    let epoch =
+        Arc::new(epoch::Epoch::load(dir.clone(), config.id, &state, took_part, fence.clone()).map_err(store_error)?);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| NodeError::Listen {
@@ -120,7 +126,7 @@ pub async fn run(
     let raft = Raft::new(
         config.id,
         raft_config,
-        network::Network::new(config.listen, epoch.clone()),
+        network::Network::new(config.listen, epoch.clone(), contacts.clone()),
         log,
         sm,
     )
@@ -131,6 +137,7 @@ pub async fn run(
         raft.clone(),
         state.clone(),
         epoch.clone(),
+        contacts,
     ));
     tracing::info!(id = config.id, listen = %config.listen, data_dir = %config.data_dir.display(), "agent started");
     tokio::spawn(bootstrap::run(node.clone()));
@@ -146,6 +153,7 @@ pub async fn run(
         Arc::new(executor::ReplicaSource {
             state: node.state.clone(),
             node: config.id,
+            fence: fence.clone(),
         }),
         Arc::new(executor::LeaderReporter {
             node: node.clone(),
@@ -159,9 +167,9 @@ pub async fn run(
     );
     let executor = tokio::spawn(executor.run(node.state.subscribe()));
     let fenced_node = node.clone();
-    let (fenced_driver, fenced_cluster) = (driver.clone(), config.cluster.clone());
+    let (fenced_driver, fenced_cluster, fenced_by) = (driver.clone(), config.cluster.clone(), fence.clone());
     let fenced = async move {
-        let why = fence::fenced().await;
+        let why = fenced_by.fenced().await;
         // The executor now sees no assignments and stops this node's tasks (a fenced
         // node's replica is stale and must not keep them running): wait until the driver
         // runs none of them, up to FENCED_STOP.
@@ -212,7 +220,7 @@ pub async fn run(
     let result = tokio::select! {
         r = serve => r,
         _ = async {
-            fence::fenced().await;
+            fence.fenced().await;
             tokio::time::sleep(FENCED_EXIT).await;
         } => Ok(()),
     };
@@ -226,8 +234,8 @@ pub async fn run(
         tracing::warn!(error = %e, "raft shutdown");
     }
     result.map_err(NodeError::from)?;
-    if fence::is_fenced() {
-        return Err(NodeError::Fenced(fence::fenced().await));
+    if fence.is_fenced() {
+        return Err(NodeError::Fenced(fence.fenced().await));
     }
     Ok(())
 }

@@ -12,12 +12,13 @@ use flotilla_types::DesiredState;
 use futures::{Stream, StreamExt};
 use tonic::Status;
 
+use crate::error::ApiError;
 use crate::node::Node;
 
 pub type LogChunks = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send>>;
 
 /// The logs of `task`, which runs on this node.
-pub async fn local(node: &Node, driver: Arc<dyn Driver>, req: TaskLogsRequest) -> Result<LogChunks, Status> {
+pub async fn local(node: &Node, driver: Arc<dyn Driver>, req: TaskLogsRequest) -> Result<LogChunks, ApiError> {
     let labels = BTreeMap::from([
         (LABEL_CLUSTER.to_string(), node.config.cluster.clone()),
         (LABEL_TASK.to_string(), req.task.clone()),
@@ -25,9 +26,9 @@ pub async fn local(node: &Node, driver: Arc<dyn Driver>, req: TaskLogsRequest) -
     let found = driver
         .list(&labels)
         .await
-        .map_err(|e| Status::unavailable(format!("node {}: {e}", node.id)))?;
+        .map_err(|e| ApiError::Unavailable(format!("node {}: {e}", node.id)))?;
     let Some(container) = found.into_iter().next() else {
-        return Err(Status::not_found(format!(
+        return Err(ApiError::NotFound(format!(
             "task {} has no container on node {} (not started yet, or already removed)",
             req.task, node.id
         )));
@@ -50,7 +51,7 @@ pub async fn local(node: &Node, driver: Arc<dyn Driver>, req: TaskLogsRequest) -
             },
             line: l.text,
         })
-        .map_err(|e| Status::unavailable(e.to_string()))
+        .map_err(|e| ApiError::Unavailable(e.to_string()).into())
     })))
 }
 
@@ -62,7 +63,7 @@ pub async fn gather(
     target: &str,
     follow: bool,
     tail: Option<u32>,
-) -> Result<LogChunks, Status> {
+) -> Result<LogChunks, ApiError> {
     let tasks: Vec<(String, Option<u64>)> = {
         let sm = node.state.read();
         let state = &sm.state;
@@ -76,7 +77,7 @@ pub async fn gather(
                 .map(|t| (t.id.clone(), t.node))
                 .collect()
         } else {
-            return Err(Status::not_found(format!("no task or service named {target:?}")));
+            return Err(ApiError::NotFound(format!("no task or service named {target:?}")));
         }
     };
     let mut streams: Vec<LogChunks> = Vec::new();
@@ -95,29 +96,29 @@ pub async fn gather(
         match stream {
             Ok(s) => streams.push(s),
             // One unreachable node does not hide the other tasks' logs.
-            Err(e) if streams.is_empty() && e.code() != tonic::Code::NotFound => return Err(e),
+            Err(e) if streams.is_empty() && !matches!(e, ApiError::NotFound(_)) => return Err(e),
             Err(e) => tracing::debug!(task = %task, error = %e, "no logs"),
         }
     }
     if streams.is_empty() {
-        return Err(Status::not_found(format!("{target:?} has no running task with logs")));
+        return Err(ApiError::NotFound(format!("{target:?} has no running task with logs")));
     }
     Ok(Box::pin(futures::stream::select_all(streams)))
 }
 
-async fn remote(node: &Node, owner: u64, req: TaskLogsRequest) -> Result<LogChunks, Status> {
+async fn remote(node: &Node, owner: u64, req: TaskLogsRequest) -> Result<LogChunks, ApiError> {
     let addr = node
         .member_addr(owner)
         .or_else(|| {
             let sm = node.state.read();
             sm.state.nodes.get(&owner).map(|n| n.address.clone())
         })
-        .ok_or_else(|| Status::unavailable(format!("no address for node {owner}")))?;
+        .ok_or_else(|| ApiError::Unavailable(format!("no address for node {owner}")))?;
     let mut client = AgentServiceClient::new(node.channel(&addr)?);
     let stream = client
         .task_logs(req)
         .await
-        .map_err(|s| Status::unavailable(format!("node {owner} at {addr}: {}", s.message())))?
+        .map_err(|s| ApiError::Unavailable(format!("node {owner} at {addr}: {}", s.message())))?
         .into_inner();
     Ok(Box::pin(stream))
 }

@@ -10,14 +10,10 @@ use flotilla_proto::v1::{JoinRequest, JoinResponse, RemoveNodeResponse};
 use flotilla_store::NodeId;
 use flotilla_types::{Availability, Command, CommandError, NodeStatus, Response};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, ServerState};
-use tokio::sync::Mutex;
-use tonic::Status;
+use openraft::{BasicNode, ChangeMembers};
 
-use crate::node::{now_ms, LocalError, Node};
-
-/// Serializes every membership change this node makes as leader.
-static CHANGES: Mutex<()> = Mutex::const_new(());
+use crate::error::ApiError;
+use crate::node::{now_ms, Node};
 
 /// How long `node remove` waits for a live node's tasks to move before removing it anyway.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
@@ -55,26 +51,27 @@ fn view(node: &Node) -> View {
     }
 }
 
-fn raft_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> LocalError {
+fn raft_error(node: &Node, e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ApiError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => LocalError::NotLeader,
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ApiError::LostLeadership { node: node.id },
         // Another change still committing: worth retrying, not a refusal.
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e @ ChangeMembershipError::InProgress(_))) => {
-            LocalError::Status(Status::unavailable(format!(
-                "membership change refused: {e}; try again"
-            )))
+            ApiError::Unavailable(format!("membership change refused: {e}; try again"))
         }
         // Raft's own refusal (e.g. a learner that left meanwhile): aborted, not a verdict on
         // the joining node, which retries.
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            LocalError::Status(Status::aborted(format!("membership change refused: {e}")))
+            ApiError::Aborted(format!("membership change refused: {e}"))
         }
-        e => LocalError::Status(Status::internal(format!("membership change failed: {e}"))),
+        e => ApiError::Internal(format!("membership change failed: {e}")),
     }
 }
 
-fn is_leader(node: &Node) -> bool {
-    node.raft.metrics().borrow().state == ServerState::Leader
+fn not_leader(node: &Node) -> ApiError {
+    ApiError::NotLeader {
+        node: node.id,
+        leader: node.raft.metrics().borrow().current_leader,
+    }
 }
 
 /// Whether learner `id` may become a voter: registered and ready, and its log close to ours.
@@ -102,7 +99,7 @@ fn healthy_learner(node: &Node, id: NodeId) -> bool {
     ready && matched + CAUGHT_UP >= last
 }
 
-async fn change(node: &Node, changes: ChangeMembers<NodeId, BasicNode>) -> Result<(), LocalError> {
+async fn change(node: &Node, changes: ChangeMembers<NodeId, BasicNode>) -> Result<(), ApiError> {
     change_retaining(node, changes, false).await
 }
 
@@ -111,40 +108,37 @@ async fn change_retaining(
     node: &Node,
     changes: ChangeMembers<NodeId, BasicNode>,
     retain: bool,
-) -> Result<(), LocalError> {
+) -> Result<(), ApiError> {
     match tokio::time::timeout(CHANGE_TIMEOUT, node.raft.change_membership(changes, retain)).await {
-        Ok(r) => r.map(drop).map_err(raft_error),
+        Ok(r) => r.map(drop).map_err(|e| raft_error(node, e)),
         Err(_) => Err(timed_out()),
     }
 }
 
-fn timed_out() -> LocalError {
-    LocalError::Status(Status::deadline_exceeded(format!(
+fn timed_out() -> ApiError {
+    ApiError::Timeout(format!(
         "the membership change did not commit within {CHANGE_TIMEOUT:?}; see `flotilla cluster status`"
-    )))
+    ))
 }
 
 /// Leader side of `Join`.
-pub async fn join(node: &Node, req: &JoinRequest) -> Result<JoinResponse, LocalError> {
-    let status = |s: Status| Err(LocalError::Status(s));
+pub async fn join(node: &Node, req: &JoinRequest) -> Result<JoinResponse, ApiError> {
     if req.id == 0 {
-        return status(Status::invalid_argument("node ids start at 1"));
+        return Err(ApiError::Invalid("node ids start at 1".into()));
     }
     if req.address.is_empty() {
-        return status(Status::invalid_argument("a joining node must give its address"));
+        return Err(ApiError::Invalid("a joining node must give its address".into()));
     }
-    let _guard = CHANGES.lock().await;
-    if !is_leader(node) {
-        return Err(LocalError::NotLeader);
+    let _guard = node.membership_changes.lock().await;
+    if !node.is_leader() {
+        return Err(not_leader(node));
     }
     // The leader's replica is current for what matters here once it leads: removals are
     // written by this same task, under this lock.
     node.read_barrier().await?;
     let epoch = node.epoch.get().max(node.state.read().state.cluster_epoch());
     if node.state.read().state.removed.contains(&req.id) {
-        return status(Status::failed_precondition(
-            CommandError::NodeRemoved { id: req.id }.to_string(),
-        ));
+        return Err(ApiError::Refused(CommandError::NodeRemoved { id: req.id }.to_string()));
     }
     let v = view(node);
     // A member at the same address asking again: a restart, or a retry after a join that
@@ -152,7 +146,7 @@ pub async fn join(node: &Node, req: &JoinRequest) -> Result<JoinResponse, LocalE
     let already = match v.addrs.get(&req.id) {
         Some(addr) if *addr == req.address && (!req.fresh || !v.voters.contains(&req.id)) => true,
         Some(addr) => {
-            return status(Status::already_exists(format!(
+            return Err(ApiError::AlreadyExists(format!(
                 "node id {} is already a member of this cluster (at {addr})",
                 req.id
             )))
@@ -160,21 +154,21 @@ pub async fn join(node: &Node, req: &JoinRequest) -> Result<JoinResponse, LocalE
         None => false,
     };
     if !req.fresh && req.epoch != 0 && req.epoch < epoch {
-        return status(Status::failed_precondition(format!(
+        return Err(ApiError::Refused(format!(
             "node {} belongs to epoch {} of this cluster; the cluster was re-formed (epoch {epoch}) by \
              --force-new-cluster; wipe its data dir and --join",
             req.id, req.epoch
         )));
     }
     if !req.fresh && !already {
-        return status(Status::failed_precondition(format!(
+        return Err(ApiError::Refused(format!(
             "node {}'s data dir already holds Raft state, but it is not a member of this cluster; \
              wipe its data dir to join",
             req.id
         )));
     }
     if let Some((other, _)) = v.addrs.iter().find(|(id, a)| **a == req.address && **id != req.id) {
-        return status(Status::already_exists(format!(
+        return Err(ApiError::AlreadyExists(format!(
             "address {} is already used by member {other}",
             req.address
         )));
@@ -189,14 +183,14 @@ pub async fn join(node: &Node, req: &JoinRequest) -> Result<JoinResponse, LocalE
             true,
         );
         match tokio::time::timeout(CHANGE_TIMEOUT, add).await {
-            Ok(r) => r.map_err(raft_error)?,
+            Ok(r) => r.map_err(|e| raft_error(node, e))?,
             // It is a learner now; the leader loop promotes it once it caught up.
             Err(_) => {
-                return Err(LocalError::Status(Status::deadline_exceeded(format!(
+                return Err(ApiError::Timeout(format!(
                     "node {} was added as a learner but did not catch up within {CHANGE_TIMEOUT:?}; \
                      it is promoted once it does",
                     req.id
-                ))))
+                )))
             }
         };
     }
@@ -232,30 +226,31 @@ fn live_tasks_on(node: &Node, id: NodeId) -> usize {
 }
 
 /// Leader side of `node remove ID`.
-pub async fn remove(node: &Node, id: NodeId) -> Result<RemoveNodeResponse, LocalError> {
-    let fail = |s: Status| Err(LocalError::Status(s));
-    let _guard = CHANGES.lock().await;
-    if !is_leader(node) {
-        return Err(LocalError::NotLeader);
+pub async fn remove(node: &Node, id: NodeId) -> Result<RemoveNodeResponse, ApiError> {
+    let _guard = node.membership_changes.lock().await;
+    if !node.is_leader() {
+        return Err(not_leader(node));
     }
     node.read_barrier().await?;
     if node.state.read().state.removed.contains(&id) {
-        return fail(Status::failed_precondition(format!("node {id} was already removed")));
+        return Err(ApiError::Refused(format!("node {id} was already removed")));
     }
     let v = view(node);
     let known = node.state.read().state.nodes.get(&id).cloned();
     if !v.addrs.contains_key(&id) && known.is_none() {
-        return fail(Status::not_found(format!(
+        return Err(ApiError::NotFound(format!(
             "node {id} is not a member of this cluster (see `flotilla cluster status`)"
         )));
     }
     if v.joint {
-        return fail(Status::unavailable("a membership change is in progress; try again"));
+        return Err(ApiError::Unavailable(
+            "a membership change is in progress; try again".into(),
+        ));
     }
     let was_voter = v.voters.contains(&id);
     let remaining: BTreeSet<NodeId> = v.voters.iter().copied().filter(|v| *v != id).collect();
     if was_voter && remaining.is_empty() {
-        return fail(Status::failed_precondition(format!(
+        return Err(ApiError::Refused(format!(
             "node {id} is the only voter; a cluster cannot remove its last voter"
         )));
     }
@@ -279,7 +274,7 @@ pub async fn remove(node: &Node, id: NodeId) -> Result<RemoveNodeResponse, Local
             let up = set.iter().filter(|m| caught_up(node, **m)).count();
             let majority = set.len() / 2 + 1;
             if up < majority {
-                return fail(Status::failed_precondition(format!(
+                return Err(ApiError::Refused(format!(
                     "removing node {id} now would leave the cluster without a quorum: {up} of the {} {what} \
                      voters are up and caught up, a majority ({majority}) is needed. Bring the missing \
                      voters back or --join a new node first",
@@ -303,7 +298,7 @@ pub async fn remove(node: &Node, id: NodeId) -> Result<RemoveNodeResponse, Local
             .await?
         {
             (Response::Node { .. }, _) => {}
-            (other, _) => return fail(Status::internal(format!("drain failed: {other:?}"))),
+            (other, _) => return Err(ApiError::Internal(format!("drain failed: {other:?}"))),
         }
         let deadline = Instant::now() + DRAIN_DEADLINE;
         let mut applied = node.state.subscribe();
@@ -322,8 +317,8 @@ pub async fn remove(node: &Node, id: NodeId) -> Result<RemoveNodeResponse, Local
     // Recorded first: from here on the id is refused everywhere, whatever happens next.
     match node.write(Command::RemoveNode { id, at: now_ms() }).await? {
         (Response::Node { .. }, _) => {}
-        (Response::Error(e), _) => return fail(Status::failed_precondition(e.to_string())),
-        (other, _) => return fail(Status::internal(format!("unexpected response {other:?}"))),
+        (Response::Error(e), _) => return Err(ApiError::Refused(e.to_string())),
+        (other, _) => return Err(ApiError::Internal(format!("unexpected response {other:?}"))),
     }
     if was_voter {
         tracing::info!(node = id, voters = ?new_voters, ?promoted, "removing a voter");
@@ -343,11 +338,11 @@ pub async fn remove(node: &Node, id: NodeId) -> Result<RemoveNodeResponse, Local
 /// One reconciliation of the Raft membership with what the cluster wants, on the leader:
 /// removed ids leave the config; a voter down longer than `--dead-voter-timeout` is
 /// replaced by a healthy learner; learners are promoted while voters are below target.
-async fn reconcile(node: &Node, leading_for: Duration) -> Result<(), LocalError> {
-    let Ok(_guard) = CHANGES.try_lock() else {
+async fn reconcile(node: &Node, leading_for: Duration) -> Result<(), ApiError> {
+    let Ok(_guard) = node.membership_changes.try_lock() else {
         return Ok(());
     };
-    if !is_leader(node) {
+    if !node.is_leader() {
         return Ok(());
     }
     let v = view(node);
@@ -394,7 +389,7 @@ async fn reconcile(node: &Node, leading_for: Duration) -> Result<(), LocalError>
             *id != node.id
                 && (nodes.get(id).is_some_and(|n| {
                     n.status == NodeStatus::Down && now.saturating_sub(n.updated_at) > timeout.as_millis() as u64
-                }) || (leading_for > timeout && crate::network::last_contact(*id).is_some_and(|d| d > timeout)))
+                }) || (leading_for > timeout && node.contacts.last(*id).is_some_and(|d| d > timeout)))
         });
         if let (Some(dead), Some(&learner)) = (dead, healthy.first()) {
             let mut voters = v.voters.clone();
@@ -420,16 +415,16 @@ async fn reconcile(node: &Node, leading_for: Duration) -> Result<(), LocalError>
 
 /// Refuses a heartbeat from a removed node or one of an older epoch: it must not register
 /// again, or tasks would be placed on it.
-pub fn admit_heartbeat(node: &Node, id: NodeId, epoch: u64) -> Result<(), Status> {
+pub fn admit_heartbeat(node: &Node, id: NodeId, epoch: u64) -> Result<(), ApiError> {
     if node.state.read().state.removed.contains(&id) {
-        return Err(crate::fence::fenced_status(format!(
+        return Err(ApiError::Fenced(format!(
             "node {id} was removed from this cluster and cannot take part again; wipe its data dir \
              and --join it with a new id"
         )));
     }
     let local = node.epoch.get();
     if epoch != 0 && local != 0 && epoch < local {
-        return Err(crate::fence::fenced_status(format!(
+        return Err(ApiError::Fenced(format!(
             "node {id} belongs to epoch {epoch} of this cluster; the cluster was re-formed (epoch {local}) \
              by --force-new-cluster; wipe its data dir and --join"
         )));
@@ -450,7 +445,7 @@ pub async fn run(node: Arc<Node>) {
             // Bootstrapped (or joined) without hearing an epoch: this is the first one.
             node.epoch.adopt(node.state.read().state.cluster_epoch());
         }
-        if node.state.read().state.removed.contains(&node.id) && !is_leader(&node) {
+        if node.state.read().state.removed.contains(&node.id) && !node.is_leader() {
             // A voter waits until the config without it is on its way (the joint config
             // still needs its vote), or 10 s at most.
             let since = *removed_since.get_or_insert_with(Instant::now);
@@ -466,19 +461,20 @@ pub async fn run(node: Arc<Node>) {
                 .cloned();
             let gone = newest.is_none_or(|c| !c.contains(&node.id)) || !v.voters.contains(&node.id);
             if gone || since.elapsed() > Duration::from_secs(10) {
-                crate::fence::fence(format!(
+                node.fence().fence(format!(
                     "node {} was removed from the cluster (flotilla node remove); it stops now. \
                      Its id cannot be reused: wipe its data dir and --join with a new id",
                     node.id
                 ));
             }
         }
-        if !is_leader(&node) {
+        if !node.is_leader() {
             leading_since = None;
         } else {
             let since = *leading_since.get_or_insert_with(Instant::now);
-            if let Err(LocalError::Status(s)) = reconcile(&node, since.elapsed()).await {
-                tracing::warn!(error = %s.message(), "membership reconciliation failed");
+            match reconcile(&node, since.elapsed()).await {
+                Ok(()) | Err(ApiError::NotLeader { .. } | ApiError::LostLeadership { .. }) => {}
+                Err(e) => tracing::warn!(error = %e, "membership reconciliation failed"),
             }
         }
     }

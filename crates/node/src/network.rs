@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flotilla_proto::v1::raft_service_client::RaftServiceClient;
@@ -37,35 +37,38 @@ pub struct Network {
     pub local: Option<IpAddr>,
     /// Stamped on every request: the receiver refuses an older incarnation.
     epoch: Arc<crate::epoch::Epoch>,
+    contacts: Contacts,
 }
 
 impl Network {
-    /// For a node listening on `listen`.
-    pub fn new(listen: SocketAddr, epoch: Arc<crate::epoch::Epoch>) -> Network {
+    /// For a node listening on `listen`; answers are recorded in `contacts`.
+    pub fn new(listen: SocketAddr, epoch: Arc<crate::epoch::Epoch>, contacts: Contacts) -> Network {
         Network {
             local: source_ip(listen),
             epoch,
+            contacts,
         }
     }
 }
 
-fn contacts() -> &'static Mutex<HashMap<NodeId, Instant>> {
-    static CONTACTS: OnceLock<Mutex<HashMap<NodeId, Instant>>> = OnceLock::new();
-    CONTACTS.get_or_init(Default::default)
-}
+/// When a Raft RPC to each member last got an answer (on a leader: its last heartbeat
+/// round trip). One per node; clones share it.
+#[derive(Clone, Default)]
+pub struct Contacts(Arc<Mutex<HashMap<NodeId, Instant>>>);
 
-/// How long ago a Raft RPC to member `id` last got an answer (on a leader: its last
-/// heartbeat round trip); `None` when never.
-pub fn last_contact(id: NodeId) -> Option<Duration> {
-    let c = contacts().lock().expect("contacts lock poisoned");
-    c.get(&id).map(|t| t.elapsed())
-}
+impl Contacts {
+    /// How long ago member `id` last answered; `None` when never.
+    pub fn last(&self, id: NodeId) -> Option<Duration> {
+        let c = self.0.lock().expect("contacts lock poisoned");
+        c.get(&id).map(|t| t.elapsed())
+    }
 
-fn contacted(id: NodeId) {
-    contacts()
-        .lock()
-        .expect("contacts lock poisoned")
-        .insert(id, Instant::now());
+    fn record(&self, id: NodeId) {
+        self.0
+            .lock()
+            .expect("contacts lock poisoned")
+            .insert(id, Instant::now());
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -81,6 +84,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             }),
             addr: node.addr.clone(),
             epoch: self.epoch.clone(),
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -120,6 +124,7 @@ pub struct PeerClient {
     addr: String,
     client: Result<RaftServiceClient<Channel>, String>,
     epoch: Arc<crate::epoch::Epoch>,
+    contacts: Contacts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,8 +147,10 @@ impl PeerClient {
     /// Maps a failed call: connection trouble makes openraft back off, anything else is
     /// retried at once.
     fn status_error(&self, status: tonic::Status) -> StatusKind {
-        if crate::fence::is_fenced_status(&status) {
-            crate::fence::fence(format!("refused by node {}: {}", self.target, status.message()));
+        if crate::error::is_fenced(&status) {
+            self.epoch
+                .fence
+                .fence(format!("refused by node {}: {}", self.target, status.message()));
         }
         let err = TransportError(format!("node {} at {}: {}", self.target, self.addr, status.message()));
         match status.code() {
@@ -183,7 +190,7 @@ impl PeerClient {
             }
             Ok(Ok(r)) => r.into_inner(),
         };
-        contacted(self.target);
+        self.contacts.record(self.target);
         let result: Result<Resp, E> = decode(&reply.data).map_err(RPCError::Network)?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
@@ -272,7 +279,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             }
             Ok(Ok(r)) => r.into_inner(),
         };
-        contacted(self.target);
+        self.contacts.record(self.target);
         let result: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> = decode(&reply.data)?;
         result.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
     }

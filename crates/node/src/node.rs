@@ -13,19 +13,15 @@ use flotilla_types::{Command, Response};
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::ServerState;
 use tonic::transport::Channel;
-use tonic::Status;
 
 use crate::config::NodeConfig;
-use crate::network::connect_lazy;
+use crate::error::{remote_kind, ApiError, NoQuorum, RemoteKind};
+use crate::fence::Fence;
+use crate::network::{connect_lazy, Contacts};
 
 /// How long a request waits for a leader to be known or reachable before giving up.
 pub const LEADER_WAIT: Duration = Duration::from_secs(5);
 
-/// Marks a status as "this node is not the leader": the caller may retry elsewhere, the
-/// request was not executed.
-pub const NOT_LEADER: &str = "x-flotilla-not-leader";
-/// How a leader without a majority begins its answer (reads and writes alike).
-const NO_QUORUM: &str = "no quorum";
 /// A client write still uncommitted this long makes the leader check its quorum.
 const QUORUM_CHECK_AFTER: Duration = Duration::from_secs(1);
 
@@ -36,8 +32,13 @@ pub struct Node {
     pub state: SharedState,
     pub config: NodeConfig,
     channels: Mutex<HashMap<String, Channel>>,
-    /// The cluster incarnation this node belongs to.
+    /// The cluster incarnation this node belongs to (and the node's fence).
     pub epoch: std::sync::Arc<crate::epoch::Epoch>,
+    /// When each peer last answered a Raft RPC of this node.
+    pub contacts: Contacts,
+    /// Serializes every membership change this node makes as leader (openraft leaves a
+    /// joint config behind when two overlap).
+    pub membership_changes: tokio::sync::Mutex<()>,
 }
 
 /// Where a request that needs the leader goes.
@@ -46,59 +47,61 @@ pub enum Route {
     Remote { id: NodeId, addr: String },
 }
 
-/// Why a local leader-only operation did not run.
-pub enum LocalError {
-    NotLeader,
-    Status(Status),
+/// Whether a request that reached the leader may be sent again when its answer is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Running it twice has the effect of running it once (a read, an apply of the same
+    /// spec, a scale to the same count): retried after any transport failure.
+    Safe,
+    /// Retried only when it certainly did not run (the leader refused it as not leading, or
+    /// it never connected); otherwise the caller is told it may or may not have run.
+    IfNotRun,
 }
 
 pub use flotilla_control::now_ms;
 
-pub fn not_leader_status(msg: impl Into<String>) -> Status {
-    let mut s = Status::unavailable(msg);
-    s.metadata_mut().insert(NOT_LEADER, "1".parse().expect("ascii"));
-    s
-}
-
-fn is_not_leader(s: &Status) -> bool {
-    s.metadata().contains_key(NOT_LEADER)
-}
-
-/// A transport failure where the request cannot have reached the server.
-fn is_connect_failure(s: &Status) -> bool {
-    s.code() == tonic::Code::Unavailable && {
-        let m = s.message().to_ascii_lowercase();
-        m.contains("connect") || m.contains("refused")
-    }
-}
-
 impl Node {
-    pub fn new(config: NodeConfig, raft: Raft, state: SharedState, epoch: std::sync::Arc<crate::epoch::Epoch>) -> Self {
+    pub fn new(
+        config: NodeConfig,
+        raft: Raft,
+        state: SharedState,
+        epoch: std::sync::Arc<crate::epoch::Epoch>,
+        contacts: Contacts,
+    ) -> Self {
         Node {
             epoch,
+            contacts,
             id: config.id,
             batcher: crate::batcher::Batcher::spawn(raft.clone()),
             raft,
             state,
             config,
             channels: Mutex::new(HashMap::new()),
+            membership_changes: tokio::sync::Mutex::new(()),
         }
     }
 
-    pub fn channel(&self, addr: &str) -> Result<Channel, Status> {
+    /// This node's fence.
+    pub fn fence(&self) -> &Fence {
+        &self.epoch.fence
+    }
+
+    pub fn channel(&self, addr: &str) -> Result<Channel, ApiError> {
         let mut channels = self.channels.lock().expect("channel cache poisoned");
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = connect_lazy(addr, crate::network::source_ip(self.config.listen)).map_err(Status::internal)?;
+        let c = connect_lazy(addr, crate::network::source_ip(self.config.listen)).map_err(ApiError::Invalid)?;
         channels.insert(addr.to_string(), c.clone());
         Ok(c)
     }
 
-    pub fn cluster_client(&self, addr: &str) -> Result<ClusterServiceClient<Channel>, Status> {
-        Ok(ClusterServiceClient::new(self.channel(addr)?)
-            .max_decoding_message_size(crate::MAX_API_MESSAGE)
-            .max_encoding_message_size(crate::MAX_API_MESSAGE))
+    pub fn cluster_client(&self, addr: &str) -> Result<ClusterServiceClient<Channel>, ApiError> {
+        Ok(flotilla_proto::cluster_client(self.channel(addr)?))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
     }
 
     /// Address of a member, from the replicated membership.
@@ -107,8 +110,18 @@ impl Node {
         m.membership().get_node(&id).map(|n| n.addr.clone())
     }
 
+    fn voter_ids(&self) -> Vec<NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
     /// Waits (up to `deadline`) until some node is known to lead.
-    pub async fn route(&self, deadline: Instant) -> Result<Route, Status> {
+    pub async fn route(&self, deadline: Instant) -> Result<Route, ApiError> {
         let mut metrics = self.raft.metrics();
         loop {
             let (leader, is_leader) = {
@@ -134,17 +147,14 @@ impl Node {
     }
 
     /// Why there is no leader, in the operator's terms: how many voters answer.
-    async fn no_leader(&self) -> Status {
-        let voters: Vec<(NodeId, String)> = {
-            let m = self.raft.metrics().borrow().membership_config.clone();
-            let membership = m.membership();
-            membership
-                .voter_ids()
-                .filter_map(|id| membership.get_node(&id).map(|n| (id, n.addr.clone())))
-                .collect()
-        };
+    async fn no_leader(&self) -> ApiError {
+        let voters: Vec<(NodeId, String)> = self
+            .voter_ids()
+            .into_iter()
+            .filter_map(|id| self.member_addr(id).map(|a| (id, a)))
+            .collect();
         if voters.is_empty() {
-            return Status::unavailable(format!(
+            return ApiError::NoLeader(format!(
                 "no leader: node {} is not part of an initialized cluster yet; start the other \
                  peers (the lowest id initializes the cluster once a majority answers)",
                 self.id
@@ -167,13 +177,13 @@ impl Node {
         let reachable = answers.iter().filter(|ok| **ok).count();
         let majority = voters.len() / 2 + 1;
         if reachable < majority {
-            Status::unavailable(format!(
+            ApiError::NoLeader(format!(
                 "no leader: {reachable} of {} voters reachable; a majority ({majority}) is needed. \
                  Start or reconnect the missing nodes",
                 voters.len()
             ))
         } else {
-            Status::unavailable(format!(
+            ApiError::NoLeader(format!(
                 "no leader: {reachable} of {} voters reachable but none elected within {LEADER_WAIT:?}; \
                  an election may be in progress, try again",
                 voters.len()
@@ -181,59 +191,64 @@ impl Node {
         }
     }
 
-    /// Runs `local` on the leader: here when this node leads, else through the leader's
-    /// API (`remote`). Requests that arrived forwarded are never forwarded again.
-    /// `idempotent` requests are retried after any transport failure; others only when
-    /// they certainly did not run.
+    /// Runs a request on the leader: `local` here when this node leads, else `remote`
+    /// against the leader's API. The one place that decides forwarding and retries:
+    ///
+    /// - a request that arrived forwarded is never forwarded again (it answers "not the
+    ///   leader", and the forwarding node looks again);
+    /// - "not the leader" and a failed connect are retried (after a short pause, until
+    ///   [`LEADER_WAIT`]): the request did not run;
+    /// - "no quorum" from the leader is final: no other node can do better;
+    /// - a transport failure mid-request is retried only for [`Retry::Safe`] requests;
+    ///   otherwise the caller is told the request may or may not have been applied.
     pub async fn on_leader<T, L, LF, R, RF>(
         &self,
         forwarded: bool,
-        idempotent: bool,
+        retry: Retry,
         local: L,
         remote: R,
-    ) -> Result<T, Status>
+    ) -> Result<T, ApiError>
     where
         L: Fn() -> LF,
-        LF: Future<Output = Result<T, LocalError>>,
+        LF: Future<Output = Result<T, ApiError>>,
         R: Fn(ClusterServiceClient<Channel>) -> RF,
-        RF: Future<Output = Result<tonic::Response<T>, Status>>,
+        RF: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
-            let err = match self.route(deadline).await? {
+            let retryable = match self.route(deadline).await? {
                 Route::Local => match local().await {
-                    Ok(v) => return Ok(v),
-                    Err(LocalError::Status(s)) => return Err(s),
-                    Err(LocalError::NotLeader) => not_leader_status(format!("node {} lost leadership", self.id)),
+                    Err(e @ (ApiError::NotLeader { .. } | ApiError::LostLeadership { .. })) => e,
+                    other => return other,
                 },
                 Route::Remote { id, .. } if forwarded => {
-                    return Err(not_leader_status(format!(
-                        "node {} is not the leader (node {id} is)",
-                        self.id
-                    )))
+                    return Err(ApiError::NotLeader {
+                        node: self.id,
+                        leader: Some(id),
+                    })
                 }
                 Route::Remote { id, addr } => match remote(self.cluster_client(&addr)?).await {
                     Ok(r) => return Ok(r.into_inner()),
-                    Err(s) if is_not_leader(&s) || is_connect_failure(&s) => s,
-                    // The leader answered: it has no majority behind it.
-                    Err(s) if s.message().starts_with(NO_QUORUM) => return Err(s),
-                    Err(s) if idempotent && s.code() == tonic::Code::Unavailable => s,
-                    Err(s) if s.code() == tonic::Code::Unavailable => {
-                        return Err(Status::unavailable(format!(
-                            "lost contact with the leader (node {id} at {addr}) while it handled \
-                             the request; it may or may not have been applied: {}",
-                            s.message()
-                        )))
-                    }
-                    Err(s) => return Err(s),
+                    Err(s) => match remote_kind(&s) {
+                        RemoteKind::NotLeader | RemoteKind::NotConnected => ApiError::Remote(s),
+                        RemoteKind::Interrupted if retry == Retry::Safe => ApiError::Remote(s),
+                        RemoteKind::Interrupted => {
+                            return Err(ApiError::LeaderLost {
+                                leader: id,
+                                addr,
+                                message: s.message().to_string(),
+                            })
+                        }
+                        RemoteKind::NoQuorum | RemoteKind::Answer => return Err(ApiError::Remote(s)),
+                    },
                 },
             };
             if Instant::now() >= deadline {
                 // Never reached a leader: say why in the operator's terms.
-                if is_not_leader(&err) || is_connect_failure(&err) {
-                    return Err(self.no_leader().await);
-                }
-                return Err(err);
+                return Err(match retryable {
+                    ApiError::Remote(s) if remote_kind(&s) == RemoteKind::Interrupted => ApiError::Remote(s),
+                    _ => self.no_leader().await,
+                });
             }
             tokio::time::sleep(Duration::from_millis(20 + rand::random::<u64>() % 30)).await;
         }
@@ -244,10 +259,10 @@ impl Node {
     ///
     /// A write that has not committed after [`QUORUM_CHECK_AFTER`] makes the leader check
     /// that a majority still answers: without one it would wait for its deadline and say
-    /// only "timeout", so it answers `unavailable` with the same "no quorum" explanation
-    /// reads give (the entry stays in the leader's log and commits only if the missing
-    /// voters come back while it leads).
-    pub async fn write(&self, cmd: Command) -> Result<(Response, u64), LocalError> {
+    /// only "timeout", so it answers with the same "no quorum" explanation reads give (the
+    /// entry stays in the leader's log and commits only if the missing voters come back
+    /// while it leads).
+    pub async fn write(&self, cmd: Command) -> Result<(Response, u64), ApiError> {
         use crate::batcher::WriteError;
         let write = self.batcher.write(cmd);
         tokio::pin!(write);
@@ -255,28 +270,30 @@ impl Node {
             r = &mut write => r,
             () = tokio::time::sleep(QUORUM_CHECK_AFTER) => {
                 match self.read_barrier().await {
-                    Err(LocalError::Status(s)) if s.message().starts_with(NO_QUORUM) => {
-                        return Err(LocalError::Status(Status::unavailable(format!(
-                            "{} (this write was proposed but is not committed: it takes effect only if \
-                             enough voters return while node {} still leads)",
-                            s.message(),
-                            self.id
-                        ))));
-                    }
+                    Err(ApiError::NoQuorum(q)) => return Err(ApiError::NoQuorum(NoQuorum { write: true, ..q })),
                     _ => write.await,
                 }
             }
         };
         match result {
             Ok(r) => Ok(r),
-            Err(WriteError::NotLeader) => Err(LocalError::NotLeader),
-            Err(WriteError::Failed(e)) => Err(LocalError::Status(Status::internal(format!("raft write failed: {e}")))),
+            Err(WriteError::NotLeader) => Err(ApiError::LostLeadership { node: self.id }),
+            Err(WriteError::Failed(e)) => Err(ApiError::Internal(format!("raft write failed: {e}"))),
+        }
+    }
+
+    /// Proposes `cmd` and returns the state machine's answer; a refusal by the state
+    /// machine becomes [`ApiError::Command`].
+    pub async fn command(&self, cmd: Command) -> Result<(Response, u64), ApiError> {
+        match self.write(cmd).await? {
+            (Response::Error(e), _) => Err(ApiError::Command(e)),
+            ok => Ok(ok),
         }
     }
 
     /// Makes the local replica linearizable: confirms leadership with a quorum and waits
     /// until everything committed before now is applied here.
-    pub async fn read_barrier(&self) -> Result<(), LocalError> {
+    pub async fn read_barrier(&self) -> Result<(), ApiError> {
         // A busy machine can delay the heartbeat round that confirms leadership; a few
         // quick retries ride that out before the caller is told.
         let mut result = self.raft.ensure_linearizable().await;
@@ -289,31 +306,17 @@ impl Node {
         }
         match result {
             Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(LocalError::NotLeader),
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                let voters: Vec<NodeId> = self
-                    .raft
-                    .metrics()
-                    .borrow()
-                    .membership_config
-                    .membership()
-                    .voter_ids()
-                    .collect();
-                let heard: Vec<String> = e.got.iter().map(u64::to_string).collect();
-                Err(LocalError::Status(Status::unavailable(format!(
-                    "{NO_QUORUM}: the leader (node {}) hears from {} of {} voters ({}); a majority ({}) \
-                     is needed. Start or reconnect the missing nodes; if they are lost for good, \
-                     recover with `flotilla agent --force-new-cluster` on a surviving node",
-                    self.id,
-                    e.got.len(),
-                    voters.len(),
-                    heard.join(", "),
-                    voters.len() / 2 + 1
-                ))))
-            }
-            Err(e) => Err(LocalError::Status(Status::internal(format!(
-                "read barrier failed: {e}"
-            )))),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(ApiError::NotLeader {
+                node: self.id,
+                leader: f.leader_id,
+            }),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err(ApiError::NoQuorum(NoQuorum {
+                leader: self.id,
+                heard: e.got.iter().copied().collect(),
+                voters: self.voter_ids().len(),
+                write: false,
+            })),
+            Err(e) => Err(ApiError::Internal(format!("read barrier failed: {e}"))),
         }
     }
 
@@ -345,7 +348,7 @@ impl Node {
             snapshots_installed: self.state.snapshots_installed(),
             initialized,
             epoch: self.epoch.get(),
-            replication: crate::status::replication(&m),
+            replication: crate::status::replication(&m, &self.contacts),
             ..Default::default()
         }
     }

@@ -11,6 +11,8 @@ use openraft::{Snapshot, Vote};
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::error::ApiError;
+
 pub struct RaftServer {
     raft: Raft,
     epoch: Arc<crate::epoch::Epoch>,
@@ -24,7 +26,7 @@ impl RaftServer {
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Status> {
-    serde_json::from_slice(bytes).map_err(|e| Status::invalid_argument(format!("bad {what}: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| ApiError::Invalid(format!("bad {what}: {e}")).into())
 }
 
 fn reply<T: serde::Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
@@ -54,7 +56,7 @@ impl RaftService for RaftServer {
             Some(SnapshotChunk {
                 kind: Some(snapshot_chunk::Kind::Header(h)),
             }) => h,
-            _ => return Err(Status::invalid_argument("snapshot stream must start with a header")),
+            _ => return Err(ApiError::Invalid("snapshot stream must start with a header".into()).into()),
         };
         let vote: Vote<u64> = decode(&header.vote, "snapshot vote")?;
         let meta: SnapshotMeta = decode(&header.meta, "snapshot meta")?;
@@ -62,15 +64,16 @@ impl RaftService for RaftServer {
         while let Some(chunk) = stream.message().await? {
             match chunk.kind {
                 Some(snapshot_chunk::Kind::Data(d)) => data.extend_from_slice(&d),
-                _ => return Err(Status::invalid_argument("a snapshot has exactly one header")),
+                _ => return Err(ApiError::Invalid("a snapshot has exactly one header".into()).into()),
             }
         }
         if data.len() as u64 != header.total_bytes {
-            return Err(Status::data_loss(format!(
+            return Err(ApiError::DataLoss(format!(
                 "snapshot stream ended after {} of {} bytes",
                 data.len(),
                 header.total_bytes
-            )));
+            ))
+            .into());
         }
         tracing::info!(bytes = data.len(), snapshot = %meta.snapshot_id, "received snapshot");
         let snapshot = Snapshot {

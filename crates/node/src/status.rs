@@ -8,7 +8,7 @@ use flotilla_store::NodeId;
 type Metrics = openraft::RaftMetrics<NodeId, openraft::BasicNode>;
 
 /// The leader's replication progress per member (empty on other nodes).
-pub fn replication(m: &Metrics) -> Vec<Replication> {
+pub fn replication(m: &Metrics, contacts: &crate::network::Contacts) -> Vec<Replication> {
     let Some(r) = m.replication.as_ref() else {
         return Vec::new();
     };
@@ -20,7 +20,7 @@ pub fn replication(m: &Metrics) -> Vec<Replication> {
             last_contact_ms: if *id == m.id {
                 0
             } else {
-                crate::network::last_contact(*id).map_or(0, |d| d.as_millis().max(1) as u64)
+                contacts.last(*id).map_or(0, |d| d.as_millis().max(1) as u64)
             },
         })
         .collect()

@@ -5,6 +5,7 @@ use std::time::Duration;
 use flotilla_proto::v1::{MemberDigest, NodeStatusRequest, StateDigestRequest, StateDigestResponse, VerifyResponse};
 use tonic::Status;
 
+use crate::error::ApiError;
 use crate::node::Node;
 
 /// How long a member may take to reach the index.
@@ -13,15 +14,15 @@ const DIGEST_WAIT: Duration = Duration::from_secs(3);
 const ATTEMPTS: usize = 10;
 
 /// This node's digest exactly at `index`.
-pub async fn local(node: &Node, index: u64) -> Result<StateDigestResponse, Status> {
+pub async fn local(node: &Node, index: u64) -> Result<StateDigestResponse, ApiError> {
     match tokio::time::timeout(DIGEST_WAIT, node.state.digest_at(index)).await {
         Ok(Ok(digest)) => Ok(StateDigestResponse {
             node_id: node.id,
             index,
             digest,
         }),
-        Ok(Err(e)) => Err(Status::failed_precondition(e.to_string())),
-        Err(_) => Err(Status::deadline_exceeded(format!(
+        Ok(Err(e)) => Err(ApiError::Refused(e.to_string())),
+        Err(_) => Err(ApiError::Timeout(format!(
             "node {} did not reach index {index} within {DIGEST_WAIT:?}",
             node.id
         ))),
@@ -30,7 +31,7 @@ pub async fn local(node: &Node, index: u64) -> Result<StateDigestResponse, Statu
 
 async fn member_digest(node: &Node, id: u64, addr: &str, index: u64) -> Result<String, Status> {
     if id == node.id {
-        return local(node, index).await.map(|r| r.digest);
+        return local(node, index).await.map(|r| r.digest).map_err(Status::from);
     }
     let mut client = node.cluster_client(addr)?;
     let r = tokio::time::timeout(
@@ -54,7 +55,7 @@ async fn applied(node: &Node, id: u64, addr: &str) -> Option<u64> {
     Some(r.into_inner().applied_index)
 }
 
-pub async fn verify(node: &Node) -> Result<VerifyResponse, Status> {
+pub async fn verify(node: &Node) -> Result<VerifyResponse, ApiError> {
     let members: Vec<(u64, String)> = {
         let m = node.raft.metrics().borrow().membership_config.clone();
         m.membership().nodes().map(|(id, n)| (*id, n.addr.clone())).collect()

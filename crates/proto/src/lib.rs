@@ -3,12 +3,14 @@
 //! It must not depend on the store, the runtime or any server code.
 
 pub mod convert;
+mod rpc;
 
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]
     tonic::include_proto!("flotilla.v1");
 }
 
+pub use rpc::{cluster_client, ClusterRpc, RpcFuture, MAX_API_MESSAGE};
 pub use v1::*;
 
 /// gRPC metadata key set on requests a follower forwards to the leader, so a request is
@@ -17,3 +19,14 @@ pub const FORWARDED_HEADER: &str = "x-flotilla-forwarded";
 
 /// gRPC response metadata key carrying the leader's address, when known.
 pub const LEADER_HEADER: &str = "x-flotilla-leader";
+
+/// Marks an error answer as "this node is not the leader": the request did not run, the
+/// caller may retry on another node.
+pub const NOT_LEADER_HEADER: &str = "x-flotilla-not-leader";
+
+/// Marks an error answer from a leader that does not hear from a majority of its voters.
+pub const NO_QUORUM_HEADER: &str = "x-flotilla-no-quorum";
+
+/// Marks a refusal that concerns the caller itself: it was removed or belongs to an older
+/// epoch, and must stop.
+pub const FENCED_HEADER: &str = "x-flotilla-fenced";

@@ -117,9 +117,9 @@ fn bench_reconcile(c: &mut Criterion) {
         b.iter_batched(
             || (),
             |_| {
-                let actions = reconcile(&ClusterView::of(&state), 0);
-                assert_eq!(actions.len(), 10_000);
-                actions
+                let plan = reconcile(&ClusterView::of(&state), 0);
+                assert_eq!(plan.create.len(), 10_000);
+                plan
             },
             BatchSize::SmallInput,
         )

@@ -76,11 +76,11 @@ impl fmt::Display for Unplaced {
 
 /// For each pending task, in input order: its node, or why it has none.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
+pub struct Placements {
     pub placements: Vec<Result<NodeId, Unplaced>>,
 }
 
-impl Plan {
+impl Placements {
     pub fn placed(&self) -> usize {
         self.placements.iter().filter(|p| p.is_ok()).count()
     }
@@ -92,7 +92,7 @@ struct Alloc {
     mem: u64,
 }
 
-pub fn place(view: &ClusterView<'_>, pending: &[PendingTask]) -> Plan {
+pub fn place(view: &ClusterView<'_>, pending: &[PendingTask]) -> Placements {
     let mut placements: Vec<Option<Result<NodeId, Unplaced>>> = vec![None; pending.len()];
 
     // What every node already holds, and how many tasks of each service it runs.
@@ -224,7 +224,7 @@ pub fn place(view: &ClusterView<'_>, pending: &[PendingTask]) -> Plan {
             });
         }
     }
-    Plan {
+    Placements {
         placements: placements
             .into_iter()
             .map(|p| p.expect("every pending task is decided"))

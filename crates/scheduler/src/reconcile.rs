@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use flotilla_types::{
-    Availability, DesiredState, Millis, NodeStatus, RestartCondition, RestartPolicy, RolloutChange, Service,
+    Availability, DesiredState, Millis, NewTask, NodeStatus, PlanUpdate, RestartCondition, RestartPolicy, Service,
     StopReason, Task, TaskState,
 };
 
@@ -15,31 +15,17 @@ use crate::view::ClusterView;
 /// Finished tasks kept per slot, besides the current one, for `describe`.
 pub const HISTORY_PER_SLOT: usize = 2;
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Action {
-    /// A new task for a slot; it still needs a node (`place`).
-    Create {
-        service: String,
-        slot: u32,
-        spec_version: u64,
-        attempt: u32,
-        /// Beside the slot's running task of another version (start-first update).
-        start_first: bool,
-    },
-    Stop {
-        task: String,
-        reason: StopReason,
-    },
-    /// The task's node is down: the task is gone as far as anyone knows.
-    MarkLost {
-        task: String,
-    },
-    /// Drop a finished task from the state.
-    Remove {
-        task: String,
-    },
-    /// A rollout decision (batch started, failure counted, pause, rollback, completion).
-    Rollout(RolloutChange),
+/// A new task for a slot, without a node yet (`plan` places it).
+pub(crate) fn new_task(service: &str, slot: u32, spec_version: u64, attempt: u32, start_first: bool) -> NewTask {
+    NewTask {
+        service: service.to_string(),
+        slot,
+        spec_version,
+        attempt,
+        node: None,
+        message: String::new(),
+        start_first,
+    }
 }
 
 /// Delay before restart number `attempt + 1`: `delay * 2^attempt`, capped at `max_delay`.
@@ -49,8 +35,10 @@ pub fn backoff(policy: &RestartPolicy, attempt: u32) -> Millis {
         .min(policy.max_delay.as_millis())
 }
 
-pub fn reconcile(view: &ClusterView<'_>, now: Millis) -> Vec<Action> {
-    let mut actions = Vec::new();
+/// What to change, as a plan whose new tasks have no node yet: `plan` places them and
+/// the pending tasks that wait for one.
+pub fn reconcile(view: &ClusterView<'_>, now: Millis) -> PlanUpdate {
+    let mut plan = PlanUpdate::default();
     let node_down = |t: &Task| {
         t.node
             .is_some_and(|n| view.nodes.get(&n).is_none_or(|node| node.status == NodeStatus::Down))
@@ -59,7 +47,7 @@ pub fn reconcile(view: &ClusterView<'_>, now: Millis) -> Vec<Action> {
     for t in view.tasks.values() {
         if !t.state.is_terminal() && node_down(t) {
             lost.insert(&t.id);
-            actions.push(Action::MarkLost { task: t.id.clone() });
+            plan.lost.push(t.id.clone());
         }
     }
     let finished = |t: &Task| t.state.is_terminal() || lost.contains(t.id.as_str());
@@ -83,14 +71,14 @@ pub fn reconcile(view: &ClusterView<'_>, now: Millis) -> Vec<Action> {
     for (name, slots) in &by_service {
         let Some(svc) = view.services.get(*name) else {
             for t in slots.values().flatten() {
-                stop_or_forget(t, StopReason::ServiceDeleted, &finished, &mut actions);
+                stop_or_forget(t, StopReason::ServiceDeleted, &finished, &mut plan);
             }
             continue;
         };
         for (slot, tasks) in slots {
             if *slot >= svc.spec.replicas {
                 for t in tasks {
-                    stop_or_forget(t, StopReason::ScaleDown, &finished, &mut actions);
+                    stop_or_forget(t, StopReason::ScaleDown, &finished, &mut plan);
                 }
             }
         }
@@ -101,23 +89,20 @@ pub fn reconcile(view: &ClusterView<'_>, now: Millis) -> Vec<Action> {
         let mut progress = Vec::with_capacity(svc.spec.replicas as usize);
         for slot in 0..svc.spec.replicas {
             let tasks: &[&Task] = slots.and_then(|s| s.get(&slot)).map_or(&[], Vec::as_slice);
-            progress.push(reconcile_slot(view, svc, slot, tasks, now, &finished, &mut actions));
+            progress.push(reconcile_slot(view, svc, slot, tasks, now, &finished, &mut plan));
         }
         let service_tasks = slots.into_iter().flat_map(|s| s.values().flatten().copied());
-        drive_rollout(svc, &progress, service_tasks, now, &mut actions);
+        drive_rollout(svc, &progress, service_tasks, now, &mut plan);
     }
-    actions
+    plan
 }
 
 /// For a task whose slot should no longer run: stop it if it runs, forget it once done.
-fn stop_or_forget(t: &Task, reason: StopReason, finished: &impl Fn(&Task) -> bool, actions: &mut Vec<Action>) {
+fn stop_or_forget(t: &Task, reason: StopReason, finished: &impl Fn(&Task) -> bool, plan: &mut PlanUpdate) {
     if finished(t) {
-        actions.push(Action::Remove { task: t.id.clone() });
+        plan.remove.push(t.id.clone());
     } else if t.desired == DesiredState::Running {
-        actions.push(Action::Stop {
-            task: t.id.clone(),
-            reason,
-        });
+        plan.stop.push((t.id.clone(), reason));
     }
 }
 
@@ -142,15 +127,11 @@ fn reconcile_slot<'a>(
     tasks: &[&'a Task],
     now: Millis,
     finished: &impl Fn(&Task) -> bool,
-    actions: &mut Vec<Action>,
+    plan: &mut PlanUpdate,
 ) -> SlotProgress<'a> {
     let target = svc.template_version;
-    let create = |spec_version: u64, attempt: u32, start_first: bool| Action::Create {
-        service: svc.spec.name.clone(),
-        slot,
-        spec_version,
-        attempt,
-        start_first,
+    let create = |spec_version: u64, attempt: u32, start_first: bool| {
+        new_task(&svc.spec.name, slot, spec_version, attempt, start_first)
     };
     // The slot's current task: the newest one meant to run, else the newest of all.
     let Some(current) = tasks
@@ -160,7 +141,7 @@ fn reconcile_slot<'a>(
         .or_else(|| tasks.last())
         .copied()
     else {
-        actions.push(create(target, 0, false));
+        plan.create.push(create(target, 0, false));
         return SlotProgress::Filling;
     };
     // A start-first pair caught by a rollback: the older task runs the target again,
@@ -176,10 +157,7 @@ fn reconcile_slot<'a>(
     }) {
         Some(older) => {
             if !finished(current) {
-                actions.push(Action::Stop {
-                    task: current.id.clone(),
-                    reason: StopReason::Outdated,
-                });
+                plan.stop.push((current.id.clone(), StopReason::Outdated));
             }
             reverted = Some(current.id.as_str());
             *older
@@ -204,17 +182,14 @@ fn reconcile_slot<'a>(
         let extra = t.id != current.id && outgoing.is_none_or(|o| o.id != t.id) && reverted != Some(t.id.as_str());
         // Defensive: a slot never keeps another live task; the current one wins.
         if extra && t.desired == DesiredState::Running && !finished(t) {
-            actions.push(Action::Stop {
-                task: t.id.clone(),
-                reason: StopReason::Removed,
-            });
+            plan.stop.push((t.id.clone(), StopReason::Removed));
         }
     }
     // History: keep the newest few finished tasks, forget the rest.
     let done: Vec<&&Task> = tasks.iter().filter(|t| t.id != current.id && finished(t)).collect();
     if done.len() > HISTORY_PER_SLOT {
         for t in &done[..done.len() - HISTORY_PER_SLOT] {
-            actions.push(Action::Remove { task: t.id.clone() });
+            plan.remove.push(t.id.clone());
         }
     }
 
@@ -229,15 +204,15 @@ fn reconcile_slot<'a>(
         match current.stop_reason {
             Some(StopReason::Unhealthy) => {
                 let version = replacement_version(svc, current);
-                if restart_after_failure(svc, current, now, actions, |a| create(version, a, beside)) {
+                if restart_after_failure(svc, current, now, plan, |a| create(version, a, beside)) {
                     return SlotProgress::Failed { retrying: true };
                 }
                 return SlotProgress::Failed { retrying: false };
             }
-            Some(StopReason::Drained) | Some(StopReason::NodeDown) | Some(StopReason::Removed) => {
-                actions.push(create(replacement_version(svc, current), current.attempt, beside))
-            }
-            _ => actions.push(create(target, 0, beside)),
+            Some(StopReason::Drained) | Some(StopReason::NodeDown) | Some(StopReason::Removed) => plan
+                .create
+                .push(create(replacement_version(svc, current), current.attempt, beside)),
+            _ => plan.create.push(create(target, 0, beside)),
         }
         return SlotProgress::Filling;
     }
@@ -246,27 +221,22 @@ fn reconcile_slot<'a>(
         let version = replacement_version(svc, current);
         if current.state == TaskState::Lost || !current.state.is_terminal() {
             // Lost with its node: not the workload's fault, replace at once.
-            actions.push(create(version, current.attempt, beside));
+            plan.create.push(create(version, current.attempt, beside));
             return SlotProgress::Filling;
         }
-        let retrying = restart_after_failure(svc, current, now, actions, |a| create(version, a, beside));
+        let retrying = restart_after_failure(svc, current, now, plan, |a| create(version, a, beside));
         return SlotProgress::Failed { retrying };
     }
 
     if current.spec_version != target {
         if drained && current.state != TaskState::Pending {
-            actions.push(Action::Stop {
-                task: current.id.clone(),
-                reason: StopReason::Drained,
-            });
-            actions.push(create(replacement_version(svc, current), current.attempt, false));
+            plan.stop.push((current.id.clone(), StopReason::Drained));
+            plan.create
+                .push(create(replacement_version(svc, current), current.attempt, false));
             return SlotProgress::Filling;
         }
         if current.state == TaskState::Unhealthy {
-            actions.push(Action::Stop {
-                task: current.id.clone(),
-                reason: StopReason::Unhealthy,
-            });
+            plan.stop.push((current.id.clone(), StopReason::Unhealthy));
             return SlotProgress::Filling;
         }
         return SlotProgress::Outdated {
@@ -276,29 +246,20 @@ fn reconcile_slot<'a>(
     }
 
     if drained && current.state != TaskState::Pending {
-        actions.push(Action::Stop {
-            task: current.id.clone(),
-            reason: StopReason::Drained,
-        });
-        actions.push(create(target, current.attempt, beside));
+        plan.stop.push((current.id.clone(), StopReason::Drained));
+        plan.create.push(create(target, current.attempt, beside));
         return SlotProgress::Filling;
     }
     if current.state == TaskState::Unhealthy {
         // Stopped now; its replacement follows the restart policy on a later pass.
-        actions.push(Action::Stop {
-            task: current.id.clone(),
-            reason: StopReason::Unhealthy,
-        });
+        plan.stop.push((current.id.clone(), StopReason::Unhealthy));
         return SlotProgress::Failed { retrying: true };
     }
     match passed_monitor(svc, current, now) {
         Some(at) => {
             if let Some(old) = outgoing {
                 // The replacement proved itself: the old task may go.
-                actions.push(Action::Stop {
-                    task: old.id.clone(),
-                    reason: StopReason::Outdated,
-                });
+                plan.stop.push((old.id.clone(), StopReason::Outdated));
             }
             SlotProgress::Done { task: current, at }
         }
@@ -312,8 +273,8 @@ fn restart_after_failure(
     svc: &Service,
     latest: &Task,
     now: Millis,
-    actions: &mut Vec<Action>,
-    create: impl Fn(u32) -> Action,
+    plan: &mut PlanUpdate,
+    create: impl Fn(u32) -> NewTask,
 ) -> bool {
     let policy = &svc.spec.restart;
     let succeeded = latest.state == TaskState::Exited && latest.exit_code == Some(0);
@@ -330,7 +291,7 @@ fn restart_after_failure(
     }
     let ready_at = latest.updated_at.saturating_add(backoff(policy, latest.attempt));
     if now >= ready_at {
-        actions.push(create(latest.attempt + 1));
+        plan.create.push(create(latest.attempt + 1));
     }
     true
 }

@@ -3,11 +3,12 @@
 //! new version (pause, rollback or continue). Pure, like the rest of the scheduler.
 
 use flotilla_types::{
-    DesiredState, FailureAction, Millis, RolloutChange, RolloutPhase, Service, StopReason, Task, TaskState, UpdateOrder,
+    DesiredState, FailureAction, Millis, PlanUpdate, RolloutChange, RolloutPhase, Service, StopReason, Task, TaskState,
+    UpdateOrder,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::reconcile::Action;
+use crate::reconcile::new_task;
 
 /// Where one slot of a service stands, as `reconcile_slot` left it.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +79,7 @@ pub(crate) fn drive_rollout<'a>(
     slots: &[SlotProgress<'a>],
     tasks: impl Iterator<Item = &'a Task>,
     now: Millis,
-    actions: &mut Vec<Action>,
+    plan: &mut PlanUpdate,
 ) {
     let target = svc.template_version;
     let policy = &svc.spec.update;
@@ -96,11 +97,11 @@ pub(crate) fn drive_rollout<'a>(
             .collect();
         failed.sort_by_key(|t| t.seq);
         for t in &failed {
-            actions.push(Action::Rollout(RolloutChange::Failed {
+            plan.rollouts.push(RolloutChange::Failed {
                 service: name.clone(),
                 target,
                 task: t.id.clone(),
-            }));
+            });
         }
         let total = r.failures as usize + failed.len();
         if let Some(last) = failed.last() {
@@ -131,7 +132,7 @@ pub(crate) fn drive_rollout<'a>(
                         reason,
                     },
                 };
-                actions.push(Action::Rollout(change));
+                plan.rollouts.push(change);
                 return;
             }
         }
@@ -166,10 +167,10 @@ pub(crate) fn drive_rollout<'a>(
 
     if outdated.is_empty() {
         if !in_flight && record.is_some() {
-            actions.push(Action::Rollout(RolloutChange::Complete {
+            plan.rollouts.push(RolloutChange::Complete {
                 service: name.clone(),
                 target,
-            }));
+            });
         }
         return;
     }
@@ -190,25 +191,16 @@ pub(crate) fn drive_rollout<'a>(
     for (_, slot, task) in &batch {
         let start_first = policy.order == UpdateOrder::StartFirst && task.state != TaskState::Pending;
         if !start_first {
-            actions.push(Action::Stop {
-                task: task.id.clone(),
-                reason: StopReason::Outdated,
-            });
+            plan.stop.push((task.id.clone(), StopReason::Outdated));
         }
-        actions.push(Action::Create {
-            service: name.clone(),
-            slot: *slot,
-            spec_version: target,
-            attempt: 0,
-            start_first,
-        });
+        plan.create.push(new_task(name, *slot, target, 0, start_first));
     }
     if record.is_some() {
-        actions.push(Action::Rollout(RolloutChange::Batch {
+        plan.rollouts.push(RolloutChange::Batch {
             service: name.clone(),
             target,
             slots: batch.iter().map(|(_, slot, _)| *slot).collect(),
-        }));
+        });
     }
 }
 

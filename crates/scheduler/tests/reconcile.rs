@@ -1,31 +1,30 @@
-//! `reconcile` decides by returning actions; these tests assert on those actions.
+//! `reconcile` decides by returning a plan (its new tasks not placed yet); these tests
+//! assert on that plan.
 
 mod common;
 
-use common::{node, service, state, task};
-use flotilla_scheduler::{backoff, reconcile, Action, ClusterView};
-use flotilla_types::{Availability, DesiredState, Duration, NodeStatus, RestartCondition, StopReason, TaskState};
+use common::{new_task, node, service, state, task};
+use flotilla_scheduler::{backoff, reconcile, ClusterView};
+use flotilla_types::{
+    Availability, DesiredState, Duration, NewTask, NodeStatus, PlanUpdate, RestartCondition, StopReason, TaskState,
+};
 
-fn create(svc: &str, slot: u32, attempt: u32) -> Action {
-    Action::Create {
-        service: svc.into(),
-        slot,
-        spec_version: 1,
-        attempt,
-        start_first: false,
+fn stop(id: &str, reason: StopReason) -> (String, StopReason) {
+    (id.into(), reason)
+}
+
+fn creates(create: Vec<NewTask>) -> PlanUpdate {
+    PlanUpdate {
+        create,
+        ..Default::default()
     }
 }
 
-fn stop(id: &str, reason: StopReason) -> Action {
-    Action::Stop {
-        task: id.into(),
-        reason,
+fn stops(stop: Vec<(String, StopReason)>) -> PlanUpdate {
+    PlanUpdate {
+        stop,
+        ..Default::default()
     }
-}
-
-fn sorted(mut a: Vec<Action>) -> Vec<Action> {
-    a.sort();
-    a
 }
 
 #[test]
@@ -35,8 +34,8 @@ fn scale_up_creates_one_task_per_empty_slot() {
         vec![node(1, 1000, 1000)],
         vec![task("web", 0, 1, Some(1), TaskState::Running)],
     );
-    let actions = reconcile(&ClusterView::of(&s), 0);
-    assert_eq!(sorted(actions), vec![create("web", 1, 0), create("web", 2, 0)]);
+    let plan = reconcile(&ClusterView::of(&s), 0);
+    assert_eq!(plan, creates(vec![new_task("web", 1, 0), new_task("web", 2, 0)]));
 }
 
 #[test]
@@ -58,14 +57,14 @@ fn scale_down_stops_the_highest_slots() {
         .map(|i| task("web", i, u64::from(i), Some(1), TaskState::Running))
         .collect();
     let s = state(vec![service("web", 2)], vec![node(1, 9000, 9000)], tasks);
-    let actions = reconcile(&ClusterView::of(&s), 0);
+    let plan = reconcile(&ClusterView::of(&s), 0);
     assert_eq!(
-        sorted(actions),
-        vec![
+        plan,
+        stops(vec![
             stop("web.2.2", StopReason::ScaleDown),
             stop("web.3.3", StopReason::ScaleDown),
             stop("web.4.4", StopReason::ScaleDown),
-        ]
+        ])
     );
 }
 
@@ -82,13 +81,14 @@ fn a_deleted_service_has_every_task_stopped_then_forgotten() {
             task("web", 2, 3, Some(1), TaskState::Stopped),
         ],
     );
-    let actions = reconcile(&ClusterView::of(&s), 0);
+    let plan = reconcile(&ClusterView::of(&s), 0);
     assert_eq!(
-        sorted(actions),
-        vec![
-            stop("web.0.1", StopReason::ServiceDeleted),
-            Action::Remove { task: "web.2.3".into() }
-        ]
+        plan,
+        PlanUpdate {
+            stop: vec![stop("web.0.1", StopReason::ServiceDeleted)],
+            remove: vec!["web.2.3".into()],
+            ..Default::default()
+        }
     );
 }
 
@@ -103,11 +103,15 @@ fn tasks_on_a_down_node_are_lost_and_replaced_at_once() {
         vec![node(1, 1000, 1000), down],
         vec![task("web", 0, 1, Some(1), TaskState::Healthy), t],
     );
-    let actions = reconcile(&ClusterView::of(&s), 0);
+    let plan = reconcile(&ClusterView::of(&s), 0);
     // Losing a node is not the workload's failure: the attempt count is kept.
     assert_eq!(
-        sorted(actions),
-        vec![create("web", 1, 3), Action::MarkLost { task: "web.1.2".into() }]
+        plan,
+        PlanUpdate {
+            create: vec![new_task("web", 1, 3)],
+            lost: vec!["web.1.2".into()],
+            ..Default::default()
+        }
     );
 }
 
@@ -120,10 +124,14 @@ fn a_drained_node_has_its_tasks_moved() {
         vec![node(1, 1000, 1000), drained],
         vec![task("web", 0, 1, Some(2), TaskState::Running)],
     );
-    let actions = reconcile(&ClusterView::of(&s), 0);
+    let plan = reconcile(&ClusterView::of(&s), 0);
     assert_eq!(
-        sorted(actions),
-        vec![create("web", 0, 0), stop("web.0.1", StopReason::Drained)]
+        plan,
+        PlanUpdate {
+            create: vec![new_task("web", 0, 0)],
+            stop: vec![stop("web.0.1", StopReason::Drained)],
+            ..Default::default()
+        }
     );
 }
 
@@ -164,7 +172,7 @@ fn a_failed_task_is_restarted_only_after_its_backoff() {
     let v = ClusterView::of(&s);
     // attempt 2 -> backoff 4 s after it ended at t = 10 s.
     assert!(reconcile(&v, 13_999).is_empty());
-    assert_eq!(reconcile(&v, 14_000), vec![create("job", 0, 3)]);
+    assert_eq!(reconcile(&v, 14_000), creates(vec![new_task("job", 0, 3)]));
 }
 
 #[test]
@@ -179,13 +187,22 @@ fn restart_policy_limits() {
     };
     // on-failure: a clean exit completes the slot, a failure restarts it.
     assert!(run(RestartCondition::OnFailure, 0, 0, 0).is_empty());
-    assert_eq!(run(RestartCondition::OnFailure, 0, 1, 0), vec![create("job", 0, 1)]);
+    assert_eq!(
+        run(RestartCondition::OnFailure, 0, 1, 0),
+        creates(vec![new_task("job", 0, 1)])
+    );
     // always: even a clean exit restarts.
-    assert_eq!(run(RestartCondition::Always, 0, 0, 0), vec![create("job", 0, 1)]);
+    assert_eq!(
+        run(RestartCondition::Always, 0, 0, 0),
+        creates(vec![new_task("job", 0, 1)])
+    );
     // never: nothing, whatever the code.
     assert!(run(RestartCondition::Never, 0, 1, 0).is_empty());
     // max_attempts 3: attempts 0, 1, 2 may be followed by another; attempt 3 is the last.
-    assert_eq!(run(RestartCondition::OnFailure, 3, 1, 2), vec![create("job", 0, 3)]);
+    assert_eq!(
+        run(RestartCondition::OnFailure, 3, 1, 2),
+        creates(vec![new_task("job", 0, 3)])
+    );
     assert!(run(RestartCondition::OnFailure, 3, 1, 3).is_empty());
 }
 
@@ -198,7 +215,7 @@ fn an_unhealthy_task_is_stopped_then_restarted_per_policy() {
     );
     assert_eq!(
         reconcile(&ClusterView::of(&s), 0),
-        vec![stop("job.0.1", StopReason::Unhealthy)]
+        stops(vec![stop("job.0.1", StopReason::Unhealthy)])
     );
 
     let mut t = task("job", 0, 1, Some(1), TaskState::Stopped);
@@ -212,7 +229,7 @@ fn an_unhealthy_task_is_stopped_then_restarted_per_policy() {
     );
     let v = ClusterView::of(&s);
     assert!(reconcile(&v, 5_999).is_empty());
-    assert_eq!(reconcile(&v, 6_000), vec![create("job", 0, 1)]);
+    assert_eq!(reconcile(&v, 6_000), creates(vec![new_task("job", 0, 1)]));
 }
 
 #[test]
@@ -225,19 +242,17 @@ fn an_outdated_task_is_replaced_by_the_current_version() {
         vec![node(1, 1000, 1000)],
         vec![task("web", 0, 1, Some(1), TaskState::Running)],
     );
-    let actions = reconcile(&ClusterView::of(&s), 0);
+    let plan = reconcile(&ClusterView::of(&s), 0);
     assert_eq!(
-        sorted(actions),
-        vec![
-            Action::Create {
-                service: "web".into(),
-                slot: 0,
+        plan,
+        PlanUpdate {
+            create: vec![NewTask {
                 spec_version: 2,
-                attempt: 0,
-                start_first: false,
-            },
-            stop("web.0.1", StopReason::Outdated),
-        ]
+                ..new_task("web", 0, 0)
+            }],
+            stop: vec![stop("web.0.1", StopReason::Outdated)],
+            ..Default::default()
+        }
     );
 }
 
@@ -251,13 +266,12 @@ fn history_keeps_only_the_newest_finished_tasks_per_slot() {
     }
     tasks.push(task("web", 0, 6, Some(1), TaskState::Running));
     let s = state(vec![service("web", 1)], vec![node(1, 1000, 1000)], tasks);
-    let actions = reconcile(&ClusterView::of(&s), 0);
+    let plan = reconcile(&ClusterView::of(&s), 0);
     assert_eq!(
-        sorted(actions),
-        vec![
-            Action::Remove { task: "web.0.1".into() },
-            Action::Remove { task: "web.0.2".into() },
-            Action::Remove { task: "web.0.3".into() },
-        ]
+        plan,
+        PlanUpdate {
+            remove: vec!["web.0.1".into(), "web.0.2".into(), "web.0.3".into()],
+            ..Default::default()
+        }
     );
 }

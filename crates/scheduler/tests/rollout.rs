@@ -1,8 +1,8 @@
-//! The rollout part of `reconcile`, tested by the actions it returns. States are built
-//! through `State::apply` (the real commands), so history and rollout records are the
-//! ones the cluster would hold.
+//! The rollout part of `reconcile`, tested by the plans the leader's pass returns. States
+//! are built through `State::apply` (the real commands), so history and rollout records
+//! are the ones the cluster would hold.
 
-use flotilla_scheduler::{reconcile, rollout_report, Action, ClusterView};
+use flotilla_scheduler::{plan, rollout_report, ClusterView};
 use flotilla_types::{
     Capacity, Command, DesiredState, NewTask, NodeRegistration, NodeStatus, PlanUpdate, RolloutChange, RolloutOp,
     RolloutPhase, ServiceSpec, State, StopReason, TaskState,
@@ -57,48 +57,14 @@ fn created(replicas: u32, update: &str) -> State {
     s
 }
 
-/// Applies what reconcile decides at `now`, placing every new task on a node by slot.
-fn pass(s: &mut State, now: u64) -> Vec<Action> {
-    let (actions, plan) = plan(s, now);
-    s.apply(&Command::ApplyPlan { plan, at: now });
-    actions
-}
-
-/// What reconcile decides at `now`, as the plan the leader would propose.
-fn plan(s: &State, now: u64) -> (Vec<Action>, PlanUpdate) {
-    let actions = reconcile(&ClusterView::of(s), now);
-    let mut plan = PlanUpdate::default();
-    for a in &actions {
-        match a.clone() {
-            Action::Create {
-                service,
-                slot,
-                spec_version,
-                attempt,
-                start_first,
-            } => plan.create.push(NewTask {
-                service,
-                slot,
-                spec_version,
-                attempt,
-                node: Some(u64::from(slot % 3) + 1),
-                message: String::new(),
-                start_first,
-            }),
-            Action::Stop { task, reason } => plan.stop.push((task, reason)),
-            Action::MarkLost { task } => plan.lost.push(task),
-            Action::Remove { task } => plan.remove.push(task),
-            Action::Rollout(c) => plan.rollouts.push(c),
-        }
-    }
-    for t in s.tasks.values() {
-        let node = u64::from(t.slot % 3) + 1;
-        let ready = s.nodes.get(&node).is_some_and(|n| n.status == NodeStatus::Ready);
-        if t.state == TaskState::Pending && t.desired == DesiredState::Running && ready {
-            plan.assign.push((t.id.clone(), node));
-        }
-    }
-    (actions, plan)
+/// Applies the leader's pass at `now`.
+fn pass(s: &mut State, now: u64) -> PlanUpdate {
+    let plan = plan(&ClusterView::of(s), &[], now);
+    s.apply(&Command::ApplyPlan {
+        plan: plan.clone(),
+        at: now,
+    });
+    plan
 }
 
 /// Executors: every live task of `version` becomes `state` at `at`; stopped ones stop.
@@ -117,43 +83,24 @@ fn executors(s: &mut State, version: u64, state: TaskState, at: u64) {
     }
 }
 
-fn stops(actions: &[Action]) -> Vec<(String, StopReason)> {
-    let mut v: Vec<_> = actions
+fn stops(plan: &PlanUpdate) -> Vec<(String, StopReason)> {
+    let mut v = plan.stop.clone();
+    v.sort();
+    v
+}
+
+fn creates(plan: &PlanUpdate) -> Vec<(u32, u64, bool)> {
+    let mut v: Vec<_> = plan
+        .create
         .iter()
-        .filter_map(|a| match a {
-            Action::Stop { task, reason } => Some((task.clone(), *reason)),
-            _ => None,
-        })
+        .map(|c| (c.slot, c.spec_version, c.start_first))
         .collect();
     v.sort();
     v
 }
 
-fn creates(actions: &[Action]) -> Vec<(u32, u64, bool)> {
-    let mut v: Vec<_> = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Create {
-                slot,
-                spec_version,
-                start_first,
-                ..
-            } => Some((*slot, *spec_version, *start_first)),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn changes(actions: &[Action]) -> Vec<RolloutChange> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Rollout(c) => Some(c.clone()),
-            _ => None,
-        })
-        .collect()
+fn changes(plan: &PlanUpdate) -> Vec<RolloutChange> {
+    plan.rollouts.clone()
 }
 
 fn healthy(s: &State) -> usize {
@@ -375,9 +322,16 @@ fn a_node_lost_mid_rollout_is_replaced_and_the_rollout_continues() {
     pass(&mut s, T0 + 1000);
     executors(&mut s, 2, TaskState::Healthy, T0 + 1100);
     // Node 1 holds the new task of slot 0; node 2 the old one of slot 1.
+    let on = |s: &State, slot: u32, version: u64| {
+        s.tasks
+            .values()
+            .find(|t| t.slot == slot && t.spec_version == version && t.desired == DesiredState::Running)
+            .and_then(|t| t.node)
+    };
+    assert_eq!((on(&s, 0, 2), on(&s, 1, 1)), (Some(1), Some(2)));
     s.nodes.get_mut(&1).unwrap().status = NodeStatus::Down;
     let a = pass(&mut s, T0 + 1200);
-    assert!(a.iter().any(|a| matches!(a, Action::MarkLost { .. })));
+    assert!(!a.lost.is_empty());
     assert!(!changes(&a)
         .iter()
         .any(|c| matches!(c, RolloutChange::Failed { .. } | RolloutChange::Pause { .. })));
@@ -563,8 +517,8 @@ fn a_template_kept_only_under_a_later_version_number_is_still_found() {
 #[test]
 fn a_batch_planned_before_a_pause_committed_does_not_start() {
     let mut s = updated(4, "update: {parallelism: 2}\n");
-    let (actions, batch) = plan(&s, T0 + 1000);
-    assert_eq!(creates(&actions).len(), 2);
+    let batch = plan(&ClusterView::of(&s), &[], T0 + 1000);
+    assert_eq!(creates(&batch).len(), 2);
     s.apply(&Command::Rollout {
         name: "web".into(),
         op: RolloutOp::Pause,

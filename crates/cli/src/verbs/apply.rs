@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use flotilla_proto::v1::{ApplyOutcome, ApplyRequest};
+use flotilla_proto::v1::{ApplyOutcome, ApplyRequest, DryRunRequest};
 use flotilla_types::ServiceSpec;
 use serde::Serialize;
 
@@ -78,13 +78,7 @@ pub async fn apply(client: &Client, global: &Global, file: &Path, wait: bool) ->
     let mut results = Vec::new();
     let mut templates = Vec::new();
     for spec in specs {
-        let req = ApplyRequest { spec: spec.to_json() };
-        let r = client
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.apply(req).await }
-            })
-            .await?;
+        let r = client.send(ApplyRequest { spec: spec.to_json() }).await?;
         let outcome = r.outcome();
         if matches!(out, Format::Table | Format::Wide) {
             println!(
@@ -175,13 +169,7 @@ pub fn diff(old: &[String], new: &[String]) -> Vec<String> {
 pub async fn dry_run(client: &Client, out: Format, file: &Path) -> Result<(), CliError> {
     let mut views = Vec::new();
     for spec in read_specs(file)? {
-        let req = ApplyRequest { spec: spec.to_json() };
-        let r = client
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.dry_run(req).await }
-            })
-            .await?;
+        let r = client.send(DryRunRequest { spec: spec.to_json() }).await?;
         let outcome = r.outcome();
         views.push(DryRunView {
             name: r.name.clone(),

@@ -18,8 +18,7 @@ struct EventView {
 }
 
 pub async fn events(client: &Client, out: Format, since: u64, follow: bool) -> Result<(), CliError> {
-    let req = EventsRequest { since, follow };
-    let mut stream = client.open_stream(|mut c| async move { c.events(req).await }).await?;
+    let mut stream = client.stream(EventsRequest { since, follow }).await?;
     let mut rows = Vec::new();
     let mut header = true;
     loop {

@@ -13,12 +13,7 @@ pub async fn logs(client: &Client, target: &str, follow: bool, tail: Option<u32>
         follow,
         tail,
     };
-    let mut stream = client
-        .open_stream(|mut c| {
-            let req = req.clone();
-            async move { c.logs(req).await }
-        })
-        .await?;
+    let mut stream = client.stream(req).await?;
     // One task's lines are printed as they are; a service's are prefixed with the task.
     let single = !target.is_empty() && target.matches('.').count() == 2;
     let stdout = std::io::stdout();

@@ -17,9 +17,7 @@ struct Removed {
 }
 
 pub async fn remove(client: &Client, out: Format, id: u64) -> Result<(), CliError> {
-    let r = client
-        .call(|mut c| async move { c.remove_node(RemoveNodeRequest { id }).await })
-        .await?;
+    let r = client.send(RemoveNodeRequest { id }).await?;
     let v = Removed {
         id: r.id,
         was_voter: r.was_voter,

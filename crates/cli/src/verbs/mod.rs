@@ -126,9 +126,7 @@ pub(crate) fn view(s: &ServiceInfo) -> Result<ServiceView, CliError> {
 }
 
 async fn get_services(client: &Client, out: Format, quiet: bool, stale: bool) -> Result<String, CliError> {
-    let r = client
-        .call(|mut c| async move { c.list_services(ListServicesRequest { stale }).await })
-        .await?;
+    let r = client.send(ListServicesRequest { stale }).await?;
     if quiet {
         return Ok(ids(r.services.iter().map(|s| s.name.as_str())));
     }
@@ -181,14 +179,10 @@ async fn get_services(client: &Client, out: Format, quiet: bool, stale: bool) ->
 }
 
 async fn get_service(client: &Client, out: Format, name: &str, stale: bool) -> Result<(), CliError> {
-    let req = GetServiceRequest {
-        name: name.to_string(),
-        stale,
-    };
     let s = client
-        .call(|mut c| {
-            let req = req.clone();
-            async move { c.get_service(req).await }
+        .send(GetServiceRequest {
+            name: name.to_string(),
+            stale,
         })
         .await?;
     let v = view(&s)?;
@@ -223,13 +217,7 @@ struct DeleteResult {
 }
 
 async fn delete_service(client: &Client, out: Format, name: &str) -> Result<(), CliError> {
-    let req = DeleteServiceRequest { name: name.to_string() };
-    let r = client
-        .call(|mut c| {
-            let req = req.clone();
-            async move { c.delete_service(req).await }
-        })
-        .await?;
+    let r = client.send(DeleteServiceRequest { name: name.to_string() }).await?;
     let result = DeleteResult {
         name: r.name,
         version: r.version,
@@ -302,9 +290,7 @@ impl From<&MemberStatus> for MemberView {
 }
 
 async fn cluster_status(client: &Client, out: Format) -> Result<(), CliError> {
-    let r = client
-        .call(|mut c| async move { c.cluster_status(ClusterStatusRequest {}).await })
-        .await?;
+    let r = client.send(ClusterStatusRequest {}).await?;
     let view = StatusView {
         leader: (r.leader_id != 0).then_some(r.leader_id),
         term: r.term,
@@ -413,9 +399,7 @@ struct DigestView {
 }
 
 async fn cluster_verify(client: &Client, out: Format) -> Result<(), CliError> {
-    let r = client
-        .call(|mut c| async move { c.verify(flotilla_proto::v1::VerifyRequest {}).await })
-        .await?;
+    let r = client.send(flotilla_proto::v1::VerifyRequest {}).await?;
     let view = VerifyView {
         index: r.index,
         agree: r.agree,

@@ -40,9 +40,7 @@ impl From<&NodeInfo> for NodeView {
 }
 
 pub async fn get_nodes(client: &Client, out: Format, quiet: bool, stale: bool) -> Result<String, CliError> {
-    let r = client
-        .call(|mut c| async move { c.list_nodes(ListNodesRequest { stale }).await })
-        .await?;
+    let r = client.send(ListNodesRequest { stale }).await?;
     if quiet {
         let ids: Vec<String> = r.nodes.iter().map(|n| n.id.to_string()).collect();
         return Ok(crate::output::ids(ids.iter().map(String::as_str)));
@@ -91,14 +89,10 @@ pub async fn set_availability(client: &Client, out: Format, what: NodeWhat) -> R
         NodeWhat::Activate { id } => (id, "active", "active"),
         NodeWhat::Remove { .. } => unreachable!("handled by members::remove"),
     };
-    let req = SetNodeAvailabilityRequest {
-        id,
-        availability: availability.into(),
-    };
     let n = client
-        .call(|mut c| {
-            let req = req.clone();
-            async move { c.set_node_availability(req).await }
+        .send(SetNodeAvailabilityRequest {
+            id,
+            availability: availability.into(),
         })
         .await?;
     let v = NodeView::from(&n);
@@ -112,22 +106,15 @@ struct DescribedNode {
 }
 
 pub async fn describe_node(client: &Client, out: Format, id: u64, stale: bool) -> Result<(), CliError> {
-    let nodes = client
-        .call(|mut c| async move { c.list_nodes(ListNodesRequest { stale }).await })
-        .await?
-        .nodes;
+    let nodes = client.send(ListNodesRequest { stale }).await?.nodes;
     let n = nodes
         .iter()
         .find(|n| n.id == id)
         .ok_or_else(|| CliError::NotFound(format!("node {id} not found (see `flotilla get nodes`)")))?;
-    let req = flotilla_proto::v1::ListTasksRequest {
-        service: String::new(),
-        stale,
-    };
     let tasks: Vec<_> = client
-        .call(|mut c| {
-            let req = req.clone();
-            async move { c.list_tasks(req).await }
+        .send(flotilla_proto::v1::ListTasksRequest {
+            service: String::new(),
+            stale,
         })
         .await?
         .tasks

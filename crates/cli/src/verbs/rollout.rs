@@ -1,6 +1,6 @@
 //! `flotilla rollout status|history|undo|pause|resume`.
 
-use flotilla_proto::v1::{RolloutControlRequest, RolloutInfo, RolloutRequest};
+use flotilla_proto::v1::{RolloutControlRequest, RolloutHistoryRequest, RolloutInfo, RolloutRequest};
 use flotilla_scheduler::RolloutReport;
 use serde::Serialize;
 
@@ -15,14 +15,10 @@ fn report(info: &RolloutInfo) -> Result<RolloutReport, CliError> {
 }
 
 pub async fn status(client: &Client, name: &str, stale: bool) -> Result<RolloutReport, CliError> {
-    let req = RolloutRequest {
-        name: name.into(),
-        stale,
-    };
     let info = client
-        .call(|mut c| {
-            let req = req.clone();
-            async move { c.rollout_status(req).await }
+        .send(RolloutRequest {
+            name: name.into(),
+            stale,
         })
         .await?;
     report(&info)
@@ -125,13 +121,7 @@ pub async fn run(client: &Client, out: Format, what: RolloutWhat) -> Result<(), 
             print(out, &r, || describe(&r))
         }
         RolloutWhat::History { name, stale } => {
-            let req = RolloutRequest { name, stale };
-            let h = client
-                .call(|mut c| {
-                    let req = req.clone();
-                    async move { c.rollout_history(req).await }
-                })
-                .await?;
+            let h = client.send(RolloutHistoryRequest { name, stale }).await?;
             let views: Vec<RevisionView> = h
                 .revisions
                 .iter()
@@ -175,15 +165,11 @@ async fn control(
     action: &str,
     to_version: Option<u64>,
 ) -> Result<(), CliError> {
-    let req = RolloutControlRequest {
-        name: name.into(),
-        action: action.into(),
-        to_version,
-    };
     let info = client
-        .call(|mut c| {
-            let req = req.clone();
-            async move { c.rollout_control(req).await }
+        .send(RolloutControlRequest {
+            name: name.into(),
+            action: action.into(),
+            to_version,
         })
         .await?;
     let r = report(&info)?;

@@ -96,9 +96,7 @@ pub async fn run(client: &Client, out: Format, what: SnapshotWhat) -> Result<(),
 }
 
 async fn save(client: &Client, out: Format, file: &Path) -> Result<(), CliError> {
-    let r = client
-        .call(|mut c| async move { c.save_snapshot(SaveSnapshotRequest {}).await })
-        .await?;
+    let r = client.send(SaveSnapshotRequest {}).await?;
     // Verified before it is written: a file on disk is always a good one.
     let (summary, _, _) = backup::inspect(&r.data, "the snapshot the leader sent").map_err(store_error)?;
     // A bare file name has an empty parent: write (and sync) it in "." instead.

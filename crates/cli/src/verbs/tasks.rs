@@ -123,14 +123,10 @@ pub async fn get_tasks(
     service: Option<String>,
     stale: bool,
 ) -> Result<String, CliError> {
-    let req = ListTasksRequest {
-        service: service.unwrap_or_default(),
-        stale,
-    };
     let r = client
-        .call(|mut c| {
-            let req = req.clone();
-            async move { c.list_tasks(req).await }
+        .send(ListTasksRequest {
+            service: service.unwrap_or_default(),
+            stale,
         })
         .await?;
     let tasks = ordered(r.tasks);
@@ -148,14 +144,10 @@ pub async fn get_tasks(
 }
 
 pub async fn describe_task(client: &Client, out: Format, id: &str, stale: bool) -> Result<(), CliError> {
-    let req = ListTasksRequest {
-        service: String::new(),
-        stale,
-    };
     let tasks = client
-        .call(|mut c| {
-            let req = req.clone();
-            async move { c.list_tasks(req).await }
+        .send(ListTasksRequest {
+            service: String::new(),
+            stale,
         })
         .await?
         .tasks;
@@ -208,24 +200,16 @@ pub async fn service_and_tasks(
     name: &str,
     stale: bool,
 ) -> Result<(ServiceInfo, Vec<TaskInfo>), CliError> {
-    let get = GetServiceRequest {
-        name: name.to_string(),
-        stale,
-    };
     let svc = client
-        .call(|mut c| {
-            let get = get.clone();
-            async move { c.get_service(get).await }
+        .send(GetServiceRequest {
+            name: name.to_string(),
+            stale,
         })
         .await?;
-    let list = ListTasksRequest {
-        service: name.to_string(),
-        stale,
-    };
     let tasks = client
-        .call(|mut c| {
-            let list = list.clone();
-            async move { c.list_tasks(list).await }
+        .send(ListTasksRequest {
+            service: name.to_string(),
+            stale,
         })
         .await?
         .tasks;
@@ -292,14 +276,10 @@ struct Scaled {
 }
 
 pub async fn scale(client: &Client, out: Format, name: &str, replicas: u32) -> Result<(), CliError> {
-    let req = ScaleServiceRequest {
-        name: name.to_string(),
-        replicas,
-    };
     let r = client
-        .call(|mut c| {
-            let req = req.clone();
-            async move { c.scale_service(req).await }
+        .send(ScaleServiceRequest {
+            name: name.to_string(),
+            replicas,
         })
         .await?;
     let v = Scaled {

@@ -35,8 +35,23 @@ pub trait DesiredSource: Send + Sync + 'static {
 /// Where status reports go: the leader.
 #[async_trait]
 pub trait Reporter: Send + Sync + 'static {
-    /// Delivers a batch; returns the tasks the state does not place on this node.
-    async fn report(&self, reports: Vec<TaskReport>) -> Result<Vec<TaskId>, String>;
+    /// Delivers a batch. A batch that was not delivered is sent again later (reports are
+    /// idempotent). Tasks the state does not place on this node need no answer: the
+    /// executor stops what its own replica does not assign to it.
+    async fn report(&self, reports: Vec<TaskReport>) -> Result<(), ReportError>;
+}
+
+/// Why a batch of reports was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("no leader known")]
+    NoLeader,
+    /// The leader could not be reached or did not answer in time.
+    #[error("leader unreachable: {0}")]
+    Unreachable(String),
+    /// The leader answered with an error.
+    #[error("report refused: {0}")]
+    Refused(String),
 }
 
 #[derive(Debug, Clone)]
@@ -209,12 +224,7 @@ impl Executor {
             return;
         }
         match self.reporter.report(batch.clone()).await {
-            Ok(unknown) => {
-                self.outbox.acknowledge(&batch);
-                for id in unknown {
-                    tracing::info!(task = %id, "leader does not place this task here");
-                }
-            }
+            Ok(()) => self.outbox.acknowledge(&batch),
             Err(e) => {
                 tracing::debug!(error = %e, reports = batch.len(), "report not delivered; will re-send")
             }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use flotilla_types::{
-    Availability, Capacity, DesiredState, Node, NodeStatus, Service, ServiceSpec, State, Task, TaskState,
+    Availability, Capacity, DesiredState, NewTask, Node, NodeStatus, Service, ServiceSpec, State, Task, TaskState,
 };
 
 pub fn service(name: &str, replicas: u32) -> Service {
@@ -58,6 +58,19 @@ pub fn task(svc: &str, slot: u32, seq: u64, node: Option<u64>, state: TaskState)
         message: String::new(),
         created_at: 0,
         updated_at: 0,
+    }
+}
+
+/// A task a plan creates at version 1, not placed.
+pub fn new_task(svc: &str, slot: u32, attempt: u32) -> NewTask {
+    NewTask {
+        service: svc.into(),
+        slot,
+        spec_version: 1,
+        attempt,
+        node: None,
+        message: String::new(),
+        start_first: false,
     }
 }
 

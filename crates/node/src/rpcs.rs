@@ -1,0 +1,415 @@
+//! Every leader-routed RPC, declared once: what it needs (role), how it runs (read or
+//! write), whether a retry is safe, and its handler. `routed.rs` routes them all.
+
+use flotilla_proto::v1::{
+    ApplyOutcome, ApplyRequest, ApplyResponse, DeleteServiceRequest, DeleteServiceResponse, DryRunRequest,
+    DryRunResponse, GetServiceRequest, JoinRequest, JoinResponse, ListNodesRequest, ListNodesResponse,
+    ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse, NodeInfo, RemoveNodeRequest,
+    RemoveNodeResponse, RolloutControlRequest, RolloutHistoryRequest, RolloutHistoryResponse, RolloutInfo,
+    RolloutRequest, SaveSnapshotRequest, SaveSnapshotResponse, ScaleServiceRequest, ScaleServiceResponse, ServiceInfo,
+    SetNodeAvailabilityRequest, TaskInfo,
+};
+use flotilla_types::{Availability, Command, NodeId, PutOutcome, Response as CmdResponse, RolloutOp, ServiceSpec};
+
+use crate::cluster_service::ClusterApi;
+use crate::error::ApiError;
+use crate::node::{now_ms, Retry};
+use crate::routed::{Kind, Role, Routed};
+
+fn parse_spec(spec: &str) -> Result<ServiceSpec, ApiError> {
+    ServiceSpec::parse(spec).map_err(|e| ApiError::Invalid(format!("invalid spec: {e}")))
+}
+
+pub fn unexpected(r: CmdResponse) -> ApiError {
+    ApiError::Internal(format!("unexpected state machine response {r:?}"))
+}
+
+pub fn service_not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("service {name:?} not found"))
+}
+
+// --- services ---------------------------------------------------------------------------
+
+impl Routed for ApplyRequest {
+    type Input = ServiceSpec;
+    const ROLE: Role = Role::Operator;
+    const KIND: Kind = Kind::Write;
+    fn prepare(&self) -> Result<ServiceSpec, ApiError> {
+        parse_spec(&self.spec)
+    }
+    /// Applying the same spec twice leaves it as once.
+    fn retry(_: &ServiceSpec) -> Retry {
+        Retry::Safe
+    }
+    async fn run(api: &ClusterApi, spec: &ServiceSpec) -> Result<ApplyResponse, ApiError> {
+        let node = &api.node;
+        // An identical spec writes nothing. The local replica may be stale until the read
+        // barrier, so "unchanged" is only trusted after it.
+        let preview = node.state.read().state.preview_put(spec);
+        if preview == Some(PutOutcome::Unchanged) {
+            node.read_barrier().await?;
+            let sm = node.state.read();
+            if let Some(svc) = sm.state.services.get(&spec.name).filter(|s| s.spec == *spec) {
+                return Ok(ApplyResponse {
+                    name: svc.spec.name.clone(),
+                    version: svc.version,
+                    outcome: ApplyOutcome::Unchanged.into(),
+                    previous_version: 0,
+                    log_index: 0,
+                    template_version: svc.template_version,
+                });
+            }
+        }
+        let cmd = Command::PutService {
+            spec: spec.clone(),
+            at: now_ms(),
+        };
+        match node.command(cmd).await? {
+            (CmdResponse::Service { name, version, outcome }, index) => Ok(ApplyResponse {
+                // Applied on this node (the leader) before the write returned.
+                template_version: node
+                    .state
+                    .read()
+                    .state
+                    .services
+                    .get(&name)
+                    .and_then(|s| s.revision(version))
+                    .map_or(0, |r| r.template_version),
+                name,
+                version,
+                outcome: ApplyOutcome::from(outcome).into(),
+                previous_version: match outcome {
+                    PutOutcome::Updated { from } => from,
+                    _ => 0,
+                },
+                log_index: index,
+            }),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Routed for DryRunRequest {
+    type Input = ServiceSpec;
+    const ROLE: Role = Role::Viewer;
+    /// On the leader after a read barrier: the preview starts from the current state.
+    const KIND: Kind = Kind::Read;
+    fn prepare(&self) -> Result<ServiceSpec, ApiError> {
+        parse_spec(&self.spec)
+    }
+    async fn run(api: &ClusterApi, spec: &ServiceSpec) -> Result<DryRunResponse, ApiError> {
+        Ok(crate::events::dry_run(&api.node, spec))
+    }
+}
+
+impl Routed for DeleteServiceRequest {
+    type Input = String;
+    const ROLE: Role = Role::Operator;
+    const KIND: Kind = Kind::Write;
+    fn prepare(&self) -> Result<String, ApiError> {
+        Ok(self.name.clone())
+    }
+    // Retried only when it did not run (the default for writes): a repeat after a lost
+    // answer would fail with "not found", or delete a service created again meanwhile.
+    async fn run(api: &ClusterApi, name: &String) -> Result<DeleteServiceResponse, ApiError> {
+        let cmd = Command::DeleteService {
+            name: name.clone(),
+            at: now_ms(),
+        };
+        match api.node.command(cmd).await? {
+            (CmdResponse::Deleted { name, version }, index) => Ok(DeleteServiceResponse {
+                name,
+                version,
+                log_index: index,
+            }),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Routed for ScaleServiceRequest {
+    type Input = Self;
+    const ROLE: Role = Role::Operator;
+    const KIND: Kind = Kind::Write;
+    fn prepare(&self) -> Result<Self, ApiError> {
+        Ok(self.clone())
+    }
+    /// Scaling to the same count twice leaves it as once.
+    fn retry(_: &Self) -> Retry {
+        Retry::Safe
+    }
+    async fn run(api: &ClusterApi, req: &Self) -> Result<ScaleServiceResponse, ApiError> {
+        let cmd = Command::ScaleService {
+            name: req.name.clone(),
+            replicas: req.replicas,
+            at: now_ms(),
+        };
+        match api.node.command(cmd).await? {
+            (
+                CmdResponse::Scaled {
+                    name,
+                    version,
+                    replicas,
+                },
+                _,
+            ) => Ok(ScaleServiceResponse {
+                name,
+                version,
+                replicas,
+            }),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Routed for GetServiceRequest {
+    type Input = String;
+    const ROLE: Role = Role::Viewer;
+    const KIND: Kind = Kind::Read;
+    fn prepare(&self) -> Result<String, ApiError> {
+        Ok(self.name.clone())
+    }
+    fn stale(&self) -> bool {
+        self.stale
+    }
+    async fn run(api: &ClusterApi, name: &String) -> Result<ServiceInfo, ApiError> {
+        let sm = api.node.state.read();
+        sm.state
+            .services
+            .get(name)
+            .map(ServiceInfo::from)
+            .ok_or_else(|| service_not_found(name))
+    }
+}
+
+impl Routed for ListServicesRequest {
+    type Input = ();
+    const ROLE: Role = Role::Viewer;
+    const KIND: Kind = Kind::Read;
+    fn prepare(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn stale(&self) -> bool {
+        self.stale
+    }
+    async fn run(api: &ClusterApi, _: &()) -> Result<ListServicesResponse, ApiError> {
+        let sm = api.node.state.read();
+        Ok(ListServicesResponse {
+            services: sm.state.services.values().map(ServiceInfo::from).collect(),
+            node_id: api.node.id,
+            applied_index: sm.last_applied.map_or(0, |l| l.index),
+        })
+    }
+}
+
+impl Routed for ListTasksRequest {
+    /// The service, or empty for all.
+    type Input = String;
+    const ROLE: Role = Role::Viewer;
+    const KIND: Kind = Kind::Read;
+    fn prepare(&self) -> Result<String, ApiError> {
+        Ok(self.service.clone())
+    }
+    fn stale(&self) -> bool {
+        self.stale
+    }
+    async fn run(api: &ClusterApi, service: &String) -> Result<ListTasksResponse, ApiError> {
+        let sm = api.node.state.read();
+        if !service.is_empty()
+            && !sm.state.services.contains_key(service)
+            && !sm.state.tasks.values().any(|t| t.service == *service)
+        {
+            return Err(service_not_found(service));
+        }
+        let tasks = sm
+            .state
+            .tasks
+            .values()
+            .filter(|t| service.is_empty() || t.service == *service)
+            .map(TaskInfo::from)
+            .collect();
+        Ok(ListTasksResponse { tasks })
+    }
+}
+
+// --- nodes ------------------------------------------------------------------------------
+
+impl Routed for ListNodesRequest {
+    type Input = ();
+    const ROLE: Role = Role::Viewer;
+    const KIND: Kind = Kind::Read;
+    fn prepare(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn stale(&self) -> bool {
+        self.stale
+    }
+    async fn run(api: &ClusterApi, _: &()) -> Result<ListNodesResponse, ApiError> {
+        let sm = api.node.state.read();
+        Ok(ListNodesResponse {
+            nodes: sm
+                .state
+                .nodes
+                .values()
+                .map(|n| NodeInfo::from_state(n, &sm.state))
+                .collect(),
+        })
+    }
+}
+
+impl Routed for SetNodeAvailabilityRequest {
+    type Input = (NodeId, Availability);
+    const ROLE: Role = Role::Operator;
+    const KIND: Kind = Kind::Write;
+    fn prepare(&self) -> Result<(NodeId, Availability), ApiError> {
+        let availability = match self.availability.as_str() {
+            "active" => Availability::Active,
+            "pause" => Availability::Pause,
+            "drain" => Availability::Drain,
+            other => {
+                return Err(ApiError::Invalid(format!(
+                    "availability {other:?} is not one of active, pause, drain"
+                )))
+            }
+        };
+        Ok((self.id, availability))
+    }
+    /// Setting the same availability twice leaves it as once.
+    fn retry(_: &(NodeId, Availability)) -> Retry {
+        Retry::Safe
+    }
+    async fn run(api: &ClusterApi, &(id, availability): &(NodeId, Availability)) -> Result<NodeInfo, ApiError> {
+        let cmd = Command::SetAvailability {
+            id,
+            availability,
+            at: now_ms(),
+        };
+        match api.node.command(cmd).await? {
+            (CmdResponse::Node { id }, _) => {
+                let sm = api.node.state.read();
+                let node = sm
+                    .state
+                    .nodes
+                    .get(&id)
+                    .ok_or_else(|| ApiError::NotFound(format!("node {id} not found")))?;
+                Ok(NodeInfo::from_state(node, &sm.state))
+            }
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Routed for JoinRequest {
+    type Input = Self;
+    const ROLE: Role = Role::Node;
+    const KIND: Kind = Kind::Write;
+    fn prepare(&self) -> Result<Self, ApiError> {
+        tracing::info!(id = self.id, addr = %self.address, fresh = self.fresh, "join request");
+        Ok(self.clone())
+    }
+    /// A joining node asking again is recognised as the same member.
+    fn retry(_: &Self) -> Retry {
+        Retry::Safe
+    }
+    async fn run(api: &ClusterApi, req: &Self) -> Result<JoinResponse, ApiError> {
+        crate::membership::join(&api.node, req).await
+    }
+}
+
+impl Routed for RemoveNodeRequest {
+    type Input = NodeId;
+    const ROLE: Role = Role::Admin;
+    const KIND: Kind = Kind::Write;
+    fn prepare(&self) -> Result<NodeId, ApiError> {
+        Ok(self.id)
+    }
+    // Retried only when it did not run (the default for writes): a repeat after a lost
+    // answer would be refused as "already removed".
+    async fn run(api: &ClusterApi, id: &NodeId) -> Result<RemoveNodeResponse, ApiError> {
+        crate::membership::remove(&api.node, *id).await
+    }
+}
+
+impl Routed for SaveSnapshotRequest {
+    type Input = ();
+    const ROLE: Role = Role::Admin;
+    /// After the read barrier, everything acknowledged before the call is in the image.
+    const KIND: Kind = Kind::Read;
+    fn prepare(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+    async fn run(api: &ClusterApi, _: &()) -> Result<SaveSnapshotResponse, ApiError> {
+        crate::backup::save(&api.node)
+    }
+}
+
+// --- rollouts ---------------------------------------------------------------------------
+
+impl Routed for RolloutRequest {
+    type Input = String;
+    const ROLE: Role = Role::Viewer;
+    const KIND: Kind = Kind::Read;
+    fn prepare(&self) -> Result<String, ApiError> {
+        Ok(self.name.clone())
+    }
+    fn stale(&self) -> bool {
+        self.stale
+    }
+    async fn run(api: &ClusterApi, name: &String) -> Result<RolloutInfo, ApiError> {
+        api.rollout_info(name)
+    }
+}
+
+impl Routed for RolloutHistoryRequest {
+    type Input = String;
+    const ROLE: Role = Role::Viewer;
+    const KIND: Kind = Kind::Read;
+    fn prepare(&self) -> Result<String, ApiError> {
+        Ok(self.name.clone())
+    }
+    fn stale(&self) -> bool {
+        self.stale
+    }
+    async fn run(api: &ClusterApi, name: &String) -> Result<RolloutHistoryResponse, ApiError> {
+        api.rollout_history(name)
+    }
+}
+
+impl Routed for RolloutControlRequest {
+    type Input = (String, RolloutOp);
+    const ROLE: Role = Role::Operator;
+    const KIND: Kind = Kind::Write;
+    fn prepare(&self) -> Result<(String, RolloutOp), ApiError> {
+        let op = match self.action.as_str() {
+            "pause" => RolloutOp::Pause,
+            "resume" => RolloutOp::Resume,
+            "undo" => RolloutOp::Undo {
+                to_version: self.to_version,
+            },
+            other => {
+                return Err(ApiError::Invalid(format!(
+                    "rollout action {other:?} is not one of pause, resume, undo"
+                )))
+            }
+        };
+        Ok((self.name.clone(), op))
+    }
+    /// Pause and resume are idempotent; an undo retried after a lost answer could undo twice.
+    fn retry((_, op): &(String, RolloutOp)) -> Retry {
+        match op {
+            RolloutOp::Undo { .. } => Retry::IfNotRun,
+            RolloutOp::Pause | RolloutOp::Resume => Retry::Safe,
+        }
+    }
+    async fn run(api: &ClusterApi, (name, op): &(String, RolloutOp)) -> Result<RolloutInfo, ApiError> {
+        let cmd = Command::Rollout {
+            name: name.clone(),
+            op: op.clone(),
+            at: now_ms(),
+        };
+        match api.node.command(cmd).await? {
+            (CmdResponse::Rollout { name, .. }, _) => api.rollout_info(&name),
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+}
