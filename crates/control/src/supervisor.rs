@@ -1,4 +1,6 @@
-//! Starts the leader loop when this node becomes leader and stops it when it steps down.
+//! Starts the leader loops when this node becomes leader and stops them when it steps
+//! down: the scheduling loop here, and the loops other crates hand in (the node's
+//! membership loop), all under the same supervision.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,7 +8,9 @@ use std::time::Duration;
 use flotilla_scheduler::ClusterView;
 use flotilla_store::{Raft, SharedState};
 use flotilla_types::{Command, NodeId, NodeRegistration, NodeStatus, Response, TaskId, TaskReport};
-use openraft::ServerState;
+use futures::future::BoxFuture;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState};
 use tokio::task::JoinHandle;
 
 use crate::{ControlConfig, Liveness};
@@ -17,8 +21,15 @@ pub enum ControlError {
     #[error("not the leader")]
     NotLeader,
     #[error("raft write failed: {0}")]
-    Raft(String),
+    Raft(#[source] RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>),
+    /// The state machine answered a command with something it never answers to it.
+    #[error("unexpected state machine response {0}")]
+    Unexpected(String),
 }
+
+/// A loop that runs while this node leads: started anew (by calling it) on every term
+/// this node leads, aborted when it steps down.
+pub type LeaderLoop = Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
 pub struct Control {
     raft: Raft,
@@ -49,12 +60,14 @@ impl Control {
         &self.config
     }
 
-    /// Watches leadership for the life of the node.
-    pub fn spawn(self: &Arc<Self>) -> JoinHandle<()> {
+    /// Watches leadership for the life of the node: on every term this node leads, runs
+    /// the scheduling loop and each of `loops`; stops them all when it steps down.
+    pub fn spawn(self: &Arc<Self>, loops: Vec<LeaderLoop>) -> JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let mut metrics = this.raft.metrics();
-            let mut running: Option<(u64, JoinHandle<()>)> = None;
+            let mut running: Option<(u64, Vec<JoinHandle<()>>)> = None;
+            let stop = |handles: Vec<JoinHandle<()>>| handles.iter().for_each(JoinHandle::abort);
             loop {
                 let (leading, term) = {
                     let m = metrics.borrow_and_update();
@@ -62,19 +75,21 @@ impl Control {
                 };
                 let stale = running.as_ref().is_some_and(|(t, _)| !leading || *t != term);
                 if stale {
-                    if let Some((t, h)) = running.take() {
+                    if let Some((t, handles)) = running.take() {
                         tracing::info!(term = t, "stepping down: leader loops stopped");
-                        h.abort();
+                        stop(handles);
                     }
                 }
                 if leading && running.is_none() {
                     tracing::info!(term, "became leader: starting leader loops");
                     this.liveness.reset();
-                    running = Some((term, tokio::spawn(this.clone().lead())));
+                    let mut handles = vec![tokio::spawn(this.clone().lead())];
+                    handles.extend(loops.iter().map(|start| tokio::spawn(start())));
+                    running = Some((term, handles));
                 }
                 if metrics.changed().await.is_err() {
-                    if let Some((_, h)) = running.take() {
-                        h.abort();
+                    if let Some((_, handles)) = running.take() {
+                        stop(handles);
                     }
                     return;
                 }
@@ -192,7 +207,7 @@ impl Control {
             .await?
         {
             Response::Reported { unknown } => Ok(unknown),
-            other => Err(ControlError::Raft(format!("unexpected response {other:?}"))),
+            other => Err(ControlError::Unexpected(format!("{other:?}"))),
         }
     }
 
@@ -205,7 +220,7 @@ impl Control {
         match self.raft.client_write(cmd).await {
             Ok(r) => Ok(r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(ControlError::NotLeader),
-            Err(e) => Err(ControlError::Raft(e.to_string())),
+            Err(e) => Err(ControlError::Raft(e)),
         }
     }
 }

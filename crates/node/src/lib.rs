@@ -36,6 +36,7 @@ use flotilla_proto::v1::cluster_service_server::ClusterServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
 use flotilla_store::{DataDir, Raft};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use config::{machine_capacity, parse_labels, parse_peers, NodeConfig, RaftTuning};
@@ -87,15 +88,71 @@ pub async fn run(
         )));
     }
     let raft_config = Arc::new(config.raft_config().map_err(NodeError::Config)?);
-    let dir = DataDir::new(&config.data_dir);
-    let store_error = |source| NodeError::Store {
+    let (log, sm, dir) = open_store(&config).await?;
+    let state = sm.shared();
+    let took_part = log.has_history().map_err(store_error(&config))?;
+    // Node-scoped, never process-global: several nodes can run in one process.
+    let fence = fence::Fence::default();
+    let contacts = network::Contacts::default();
+    let epoch =
+        Arc::new(epoch::Epoch::load(dir, config.id, &state, took_part, fence.clone()).map_err(store_error(&config))?);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| NodeError::Listen {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+    let network = network::Network::new(config.listen, epoch.clone(), contacts.clone());
+    let raft = Raft::new(config.id, raft_config, network, log, sm)
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let node = Arc::new(node::Node::new(
+        config.clone(),
+        raft.clone(),
+        state.clone(),
+        epoch,
+        contacts,
+    ));
+    tracing::info!(id = config.id, listen = %config.listen, data_dir = %config.data_dir.display(), "agent started");
+    let control = flotilla_control::Control::new(raft.clone(), state, config.control.clone());
+    let loops = spawn_loops(&node, &control, &driver);
+    // A fenced node stops like one asked to: the gRPC server drains, Raft shuts down.
+    let fenced = stop_tasks_when_fenced(node.clone(), driver.clone());
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = fenced => {}
+        }
+    };
+    let result = serve(listener, node, control, driver, shutdown).await;
+    loops.iter().for_each(JoinHandle::abort);
+    tracing::info!("shutting down raft");
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+    result?;
+    if fence.is_fenced() {
+        return Err(NodeError::Fenced(fence.fenced().await));
+    }
+    Ok(())
+}
+
+fn store_error(config: &NodeConfig) -> impl Fn(flotilla_store::StoreError) -> NodeError + '_ {
+    |source| NodeError::Store {
         dir: config.data_dir.display().to_string(),
         source,
-    };
+    }
+}
+
+/// Opens the data dir (re-forming it first under `--force-new-cluster`).
+async fn open_store(
+    config: &NodeConfig,
+) -> Result<(flotilla_store::LogStore, flotilla_store::StateMachineStore, DataDir), NodeError> {
+    let dir = DataDir::new(&config.data_dir);
     if config.force_new_cluster {
         let r = flotilla_store::backup::force_new_cluster(&dir, config.id, &config.advertised(), node::now_ms())
             .await
-            .map_err(store_error)?;
+            .map_err(store_error(config))?;
         tracing::warn!(
             epoch = r.epoch,
             index = r.index,
@@ -106,54 +163,30 @@ pub async fn run(
              join it with --join (old members are refused); start this node without the flag from now on"
         );
     }
-    let (log, sm) = flotilla_store::open(&dir, config.id).await.map_err(store_error)?;
-    if !config.force_new_cluster {
-        flotilla_store::backup::started_without_force(&dir).map_err(store_error)?;
-    }
-    let state = sm.shared();
-    let took_part = log.has_history().map_err(store_error)?;
-    // Node-scoped, never process-global: several nodes can run in one process.
-    let fence = fence::Fence::default();
-    let contacts = network::Contacts::default();
-    let epoch =
-        Arc::new(epoch::Epoch::load(dir.clone(), config.id, &state, took_part, fence.clone()).map_err(store_error)?);
-    let listener = TcpListener::bind(config.listen)
+    let (log, sm) = flotilla_store::open(&dir, config.id)
         .await
-        .map_err(|source| NodeError::Listen {
-            addr: config.listen.to_string(),
-            source,
-        })?;
-    let raft = Raft::new(
-        config.id,
-        raft_config,
-        network::Network::new(config.listen, epoch.clone(), contacts.clone()),
-        log,
-        sm,
-    )
-    .await
-    .map_err(|e| NodeError::Raft(e.to_string()))?;
-    let node = Arc::new(node::Node::new(
-        config.clone(),
-        raft.clone(),
-        state.clone(),
-        epoch.clone(),
-        contacts,
-    ));
-    tracing::info!(id = config.id, listen = %config.listen, data_dir = %config.data_dir.display(), "agent started");
-    tokio::spawn(bootstrap::run(node.clone()));
-    let membership = tokio::spawn(membership::run(node.clone()));
-    tokio::spawn(join::run(node.clone()));
-    let leader_events = tokio::spawn(events::watch_leader(node.clone()));
-    let control = flotilla_control::Control::new(raft.clone(), state.clone(), config.control.clone());
-    let supervisor = control.spawn();
-    let heartbeats = tokio::spawn(agent_service::heartbeat_loop(node.clone(), control.clone()));
+        .map_err(store_error(config))?;
+    if !config.force_new_cluster {
+        flotilla_store::backup::started_without_force(&dir).map_err(store_error(config))?;
+    }
+    Ok((log, sm, dir))
+}
+
+/// Everything a node runs beside its gRPC server: bootstrap or join, the membership watch,
+/// leader events, the leader loops' supervisor, heartbeats and the executor.
+fn spawn_loops(
+    node: &Arc<node::Node>,
+    control: &Arc<flotilla_control::Control>,
+    driver: &Arc<dyn flotilla_executor::Driver>,
+) -> Vec<JoinHandle<()>> {
+    let config = &node.config;
     tracing::info!(driver = driver.name(), cluster = %config.cluster, "executor started");
     let executor = flotilla_executor::task_loop::Executor::new(
         driver.clone(),
         Arc::new(executor::ReplicaSource {
             state: node.state.clone(),
             node: config.id,
-            fence: fence.clone(),
+            fence: node.fence().clone(),
         }),
         Arc::new(executor::LeaderReporter {
             node: node.clone(),
@@ -165,42 +198,55 @@ pub async fn run(
             interval: std::time::Duration::from_secs(1),
         },
     );
-    let executor = tokio::spawn(executor.run(node.state.subscribe()));
-    let fenced_node = node.clone();
-    let (fenced_driver, fenced_cluster, fenced_by) = (driver.clone(), config.cluster.clone(), fence.clone());
-    let fenced = async move {
-        let why = fenced_by.fenced().await;
-        // The executor now sees no assignments and stops this node's tasks (a fenced
-        // node's replica is stale and must not keep them running): wait until the driver
-        // runs none of them, up to FENCED_STOP.
-        let labels = std::collections::BTreeMap::from([
-            (flotilla_executor::LABEL_CLUSTER.to_string(), fenced_cluster),
-            (flotilla_executor::LABEL_NODE.to_string(), fenced_node.id.to_string()),
-        ]);
-        let deadline = tokio::time::Instant::now() + FENCED_STOP;
-        loop {
-            let running = match fenced_driver.list(&labels).await {
-                Ok(list) => list.iter().any(|c| c.state.is_running()),
-                Err(_) => false,
-            };
-            if !running || tokio::time::Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        why
-    };
-    // A fenced node stops like one asked to: the gRPC server drains, Raft shuts down.
-    let shutdown = async move {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = fenced => {}
-        }
-    };
+    vec![
+        tokio::spawn(bootstrap::run(node.clone())),
+        tokio::spawn(join::run(node.clone())),
+        tokio::spawn(membership::watch(node.clone())),
+        tokio::spawn(events::watch_leader(node.clone())),
+        control.spawn(vec![membership::leader_loop(node.clone())]),
+        tokio::spawn(agent_service::heartbeat_loop(node.clone(), control.clone())),
+        tokio::spawn(executor.run(node.state.subscribe())),
+    ]
+}
 
+/// Completes once this node is fenced and its driver runs none of its tasks (the executor
+/// sees no assignments on a fenced node — its replica is stale — and stops them), or
+/// [`FENCED_STOP`] after it was fenced.
+async fn stop_tasks_when_fenced(node: Arc<node::Node>, driver: Arc<dyn flotilla_executor::Driver>) {
+    node.fence().fenced().await;
+    let labels = std::collections::BTreeMap::from([
+        (
+            flotilla_executor::LABEL_CLUSTER.to_string(),
+            node.config.cluster.clone(),
+        ),
+        (flotilla_executor::LABEL_NODE.to_string(), node.id.to_string()),
+    ]);
+    let deadline = tokio::time::Instant::now() + FENCED_STOP;
+    loop {
+        let running = match driver.list(&labels).await {
+            Ok(list) => list.iter().any(|c| c.state.is_running()),
+            Err(_) => false,
+        };
+        if !running || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Serves the Raft, agent and cluster APIs until `shutdown` completes.
+async fn serve(
+    listener: TcpListener,
+    node: Arc<node::Node>,
+    control: Arc<flotilla_control::Control>,
+    driver: Arc<dyn flotilla_executor::Driver>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let fence = node.fence().clone();
+    let raft = raft_service::RaftServer::new(node.raft.clone(), node.epoch.clone(), node.state.clone());
     let serve = tonic::transport::Server::builder()
         .add_service(
-            RaftServiceServer::new(raft_service::RaftServer::new(raft.clone(), epoch, state.clone()))
+            RaftServiceServer::new(raft)
                 .max_decoding_message_size(network::MAX_RAFT_MESSAGE)
                 .max_encoding_message_size(network::MAX_RAFT_MESSAGE),
         )
@@ -217,25 +263,11 @@ pub async fn run(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
     // A graceful stop waits for every open connection (other nodes keep theirs); a fenced
     // node has nothing to finish, so it waits a bounded time.
-    let result = tokio::select! {
-        r = serve => r,
+    tokio::select! {
+        r = serve => r.map_err(NodeError::from),
         _ = async {
             fence.fenced().await;
             tokio::time::sleep(FENCED_EXIT).await;
         } => Ok(()),
-    };
-    heartbeats.abort();
-    membership.abort();
-    supervisor.abort();
-    executor.abort();
-    leader_events.abort();
-    tracing::info!("shutting down raft");
-    if let Err(e) = raft.shutdown().await {
-        tracing::warn!(error = %e, "raft shutdown");
     }
-    result.map_err(NodeError::from)?;
-    if fence.is_fenced() {
-        return Err(NodeError::Fenced(fence.fenced().await));
-    }
-    Ok(())
 }

@@ -190,6 +190,18 @@ pub struct Cluster {
 /// Set on every agent (and so inherited by the processes it starts) to find them again.
 const MARKER: &str = "FLOTILLA_TEST_CLUSTER";
 
+/// The leader every member in `seen` (the statuses of the `running` ones) agrees on, in one
+/// term, when it is running and says so itself.
+pub(crate) fn agreed_leader(seen: &[MemberStatus], running: &[u64]) -> Option<u64> {
+    let first = seen.first()?;
+    let agreed = first.leader_id != 0
+        && seen
+            .iter()
+            .all(|s| s.leader_id == first.leader_id && s.term == first.term);
+    let leader_says_so = seen.iter().any(|s| s.id == first.leader_id && s.role == "leader");
+    (agreed && leader_says_so && running.contains(&first.leader_id)).then_some(first.leader_id)
+}
+
 /// Waits up to `timeout` for `child` to exit on its own; `None` if it still runs.
 pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let deadline = std::time::Instant::now() + timeout;
@@ -245,18 +257,7 @@ impl Cluster {
     /// every agent. One cut at a time: it replaces any earlier one.
     pub fn isolate(&mut self, id: u64) -> Result<(), String> {
         let me = self.agents[&id].ip;
-        let others: Vec<IpAddr> = self.agents.values().map(|a| a.ip).filter(|ip| *ip != me).collect();
-        if others.is_empty() {
-            return Err(format!(
-                "agent {id} shares its IP with every other agent: build with distinct_ips()"
-            ));
-        }
-        self.partitions.heal();
-        let r = self.partitions.isolate(me, &others);
-        if r.is_err() {
-            self.partitions.heal();
-        }
-        r
+        self.partitions.isolate_only(me, self.agents.values().map(|a| a.ip))
     }
 
     /// Removes every cut.
@@ -463,14 +464,7 @@ impl Cluster {
             for id in &running {
                 seen.push(self.status(*id).await?);
             }
-            let first = &seen[0];
-            let agreed = first.leader_id != 0
-                && seen
-                    .iter()
-                    .all(|s| s.leader_id == first.leader_id && s.term == first.term);
-            let leader_is_running = running.contains(&first.leader_id);
-            let leader_says_so = seen.iter().any(|s| s.id == first.leader_id && s.role == "leader");
-            (agreed && leader_is_running && leader_says_so).then_some(first.leader_id)
+            agreed_leader(&seen, &running)
         })
         .await
     }

@@ -1,12 +1,16 @@
 //! flotilla-testkit (dev only): real multi-process clusters of `flotilla agent` on
 //! 127.0.0.1 (or one loopback address per agent) with free ports and private data dirs,
 //! fault injection on them (kill, pause, restart, network partitions), the CLI runner,
-//! and condition waits with deadlines. Tests talk to agents only over gRPC or the CLI.
+//! and condition waits with deadlines; and in-process clusters (several nodes in the test's
+//! own process over real loopback gRPC). Tests talk to nodes only over gRPC or the CLI.
 
 mod cluster;
 pub mod docker;
+mod in_process;
 pub mod partition;
 mod wait;
 
 pub use cluster::{flotilla_bin, wait_child, Agent, Cluster, ClusterBuilder};
+pub use flotilla_node::RaftTuning;
+pub use in_process::InProcessCluster;
 pub use wait::{wait_until, wait_until_async};

@@ -120,6 +120,23 @@ impl Partitions {
         Ok(())
     }
 
+    /// Replaces any earlier cut by one between `node` and every other address of `all`
+    /// (a node of a cluster whose members each have their own address).
+    pub fn isolate_only(&mut self, node: IpAddr, all: impl IntoIterator<Item = IpAddr>) -> Result<(), String> {
+        let others: Vec<IpAddr> = all.into_iter().filter(|ip| *ip != node).collect();
+        if others.is_empty() {
+            return Err(format!(
+                "{node} is the address of every member: give each its own (distinct_ips)"
+            ));
+        }
+        self.heal();
+        let r = self.isolate(node, &others);
+        if r.is_err() {
+            self.heal();
+        }
+        r
+    }
+
     /// Whether a cut is in place.
     pub fn active(&self) -> bool {
         !self.rules.is_empty()

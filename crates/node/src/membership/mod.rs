@@ -1,9 +1,15 @@
 //! Membership changes: join, remove, promote, replace a dead voter. All of them run on the
 //! leader, one at a time (openraft leaves a joint config behind when two overlap), and the
 //! replicated state records what must outlive a Raft config: removed ids, never reused.
+//! What the leader changes on its own is decided in `plan.rs` and carried out by the
+//! leader loop in `leader.rs`.
+
+mod leader;
+mod plan;
+
+pub use leader::{leader_loop, watch};
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flotilla_proto::v1::{JoinRequest, JoinResponse, RemoveNodeResponse};
@@ -232,6 +238,47 @@ pub async fn remove(node: &Node, id: NodeId) -> Result<RemoveNodeResponse, ApiEr
         return Err(not_leader(node));
     }
     node.read_barrier().await?;
+    let removal = removal(node, id)?;
+    let drained = if removal.alive { drain(node, id).await? } else { 0 };
+    // Recorded first: from here on the id is refused everywhere, whatever happens next.
+    match node.write(Command::RemoveNode { id, at: now_ms() }).await? {
+        (Response::Node { .. }, _) => {}
+        (Response::Error(e), _) => return Err(ApiError::Refused(e.to_string())),
+        (other, _) => return Err(ApiError::Internal(format!("unexpected response {other:?}"))),
+    }
+    match &removal.new_voters {
+        Some(voters) => {
+            tracing::info!(node = id, ?voters, promoted = ?removal.promoted, "removing a voter");
+            change(node, ChangeMembers::ReplaceAllVoters(voters.clone())).await?;
+        }
+        None if removal.member => {
+            tracing::info!(node = id, "removing a learner");
+            change(node, ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await?;
+        }
+        None => {}
+    }
+    Ok(RemoveNodeResponse {
+        id,
+        was_voter: removal.new_voters.is_some(),
+        drained_tasks: drained,
+        promoted: removal.promoted,
+    })
+}
+
+/// What removing a node takes, once it is known to be allowed.
+struct Removal {
+    /// In the Raft config (a node may be known only from the state).
+    member: bool,
+    /// Registered and ready: its tasks are moved first.
+    alive: bool,
+    /// For a voter: the voters after the change.
+    new_voters: Option<BTreeSet<NodeId>>,
+    /// Learners promoted to keep the voters at the target.
+    promoted: Vec<NodeId>,
+}
+
+/// Checks that `id` may be removed now and works out the voters after it.
+fn removal(node: &Node, id: NodeId) -> Result<Removal, ApiError> {
     if node.state.read().state.removed.contains(&id) {
         return Err(ApiError::Refused(format!("node {id} was already removed")));
     }
@@ -247,9 +294,17 @@ pub async fn remove(node: &Node, id: NodeId) -> Result<RemoveNodeResponse, ApiEr
             "a membership change is in progress; try again".into(),
         ));
     }
-    let was_voter = v.voters.contains(&id);
-    let remaining: BTreeSet<NodeId> = v.voters.iter().copied().filter(|v| *v != id).collect();
-    if was_voter && remaining.is_empty() {
+    let mut removal = Removal {
+        member: v.addrs.contains_key(&id),
+        alive: known.as_ref().is_some_and(|n| n.status == NodeStatus::Ready),
+        new_voters: None,
+        promoted: Vec::new(),
+    };
+    if !v.voters.contains(&id) {
+        return Ok(removal);
+    }
+    let mut new_voters: BTreeSet<NodeId> = v.voters.iter().copied().filter(|v| *v != id).collect();
+    if new_voters.is_empty() {
         return Err(ApiError::Refused(format!(
             "node {id} is the only voter; a cluster cannot remove its last voter"
         )));
@@ -257,160 +312,63 @@ pub async fn remove(node: &Node, id: NodeId) -> Result<RemoveNodeResponse, ApiEr
     // The voters after the change: the remaining ones plus learners promoted to reach the
     // target. The joint config needs a majority of the old and of the new voters, so both
     // must be up now, or the cluster would be left without a quorum.
-    let mut new_voters = remaining;
-    let mut promoted = Vec::new();
-    if was_voter {
-        let target = target_voters(node.config.voters, v.addrs.len() - 1);
-        for l in v.learners.iter().copied() {
-            if new_voters.len() >= target {
-                break;
-            }
-            if healthy_learner(node, l) {
-                new_voters.insert(l);
-                promoted.push(l);
-            }
+    let target = target_voters(node.config.voters, v.addrs.len() - 1);
+    for l in v.learners.iter().copied() {
+        if new_voters.len() >= target {
+            break;
         }
-        for (set, what) in [(&v.voters, "current"), (&new_voters, "remaining")] {
-            let up = set.iter().filter(|m| caught_up(node, **m)).count();
-            let majority = set.len() / 2 + 1;
-            if up < majority {
-                return Err(ApiError::Refused(format!(
-                    "removing node {id} now would leave the cluster without a quorum: {up} of the {} {what} \
-                     voters are up and caught up, a majority ({majority}) is needed. Bring the missing \
-                     voters back or --join a new node first",
-                    set.len()
-                )));
-            }
+        if healthy_learner(node, l) {
+            new_voters.insert(l);
+            removal.promoted.push(l);
         }
     }
-    // Move its tasks first while it is alive, so nothing stops before its replacement runs.
-    let mut drained = 0;
-    let alive = known.as_ref().is_some_and(|n| n.status == NodeStatus::Ready);
-    if alive && live_tasks_on(node, id) > 0 {
-        drained = live_tasks_on(node, id) as u32;
-        tracing::info!(node = id, tasks = drained, "draining before removal");
-        match node
-            .write(Command::SetAvailability {
-                id,
-                availability: Availability::Drain,
-                at: now_ms(),
-            })
-            .await?
-        {
-            (Response::Node { .. }, _) => {}
-            (other, _) => return Err(ApiError::Internal(format!("drain failed: {other:?}"))),
-        }
-        let deadline = Instant::now() + DRAIN_DEADLINE;
-        let mut applied = node.state.subscribe();
-        while live_tasks_on(node, id) > 0 && Instant::now() < deadline {
-            let _ = tokio::time::timeout(Duration::from_millis(500), applied.changed()).await;
-        }
-        let left = live_tasks_on(node, id);
-        if left > 0 {
-            tracing::warn!(
-                node = id,
-                tasks = left,
-                "drain deadline passed; removing anyway (they are replaced)"
-            );
+    for (set, what) in [(&v.voters, "current"), (&new_voters, "remaining")] {
+        let up = set.iter().filter(|m| caught_up(node, **m)).count();
+        let majority = set.len() / 2 + 1;
+        if up < majority {
+            return Err(ApiError::Refused(format!(
+                "removing node {id} now would leave the cluster without a quorum: {up} of the {} {what} \
+                 voters are up and caught up, a majority ({majority}) is needed. Bring the missing \
+                 voters back or --join a new node first",
+                set.len()
+            )));
         }
     }
-    // Recorded first: from here on the id is refused everywhere, whatever happens next.
-    match node.write(Command::RemoveNode { id, at: now_ms() }).await? {
-        (Response::Node { .. }, _) => {}
-        (Response::Error(e), _) => return Err(ApiError::Refused(e.to_string())),
-        (other, _) => return Err(ApiError::Internal(format!("unexpected response {other:?}"))),
-    }
-    if was_voter {
-        tracing::info!(node = id, voters = ?new_voters, ?promoted, "removing a voter");
-        change(node, ChangeMembers::ReplaceAllVoters(new_voters)).await?;
-    } else if v.addrs.contains_key(&id) {
-        tracing::info!(node = id, "removing a learner");
-        change(node, ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await?;
-    }
-    Ok(RemoveNodeResponse {
-        id,
-        was_voter,
-        drained_tasks: drained,
-        promoted,
-    })
+    removal.new_voters = Some(new_voters);
+    Ok(removal)
 }
 
-/// One reconciliation of the Raft membership with what the cluster wants, on the leader:
-/// removed ids leave the config; a voter down longer than `--dead-voter-timeout` is
-/// replaced by a healthy learner; learners are promoted while voters are below target.
-async fn reconcile(node: &Node, leading_for: Duration) -> Result<(), ApiError> {
-    let Ok(_guard) = node.membership_changes.try_lock() else {
-        return Ok(());
+/// Moves a live node's tasks away before it is removed, so nothing stops before its
+/// replacement runs; waits up to [`DRAIN_DEADLINE`]. Returns how many it had.
+async fn drain(node: &Node, id: NodeId) -> Result<u32, ApiError> {
+    let drained = live_tasks_on(node, id) as u32;
+    if drained == 0 {
+        return Ok(0);
+    }
+    tracing::info!(node = id, tasks = drained, "draining before removal");
+    let drain = Command::SetAvailability {
+        id,
+        availability: Availability::Drain,
+        at: now_ms(),
     };
-    if !node.is_leader() {
-        return Ok(());
+    match node.write(drain).await? {
+        (Response::Node { .. }, _) => {}
+        (other, _) => return Err(ApiError::Internal(format!("drain failed: {other:?}"))),
     }
-    let v = view(node);
-    if v.joint {
-        return Ok(());
+    let deadline = Instant::now() + DRAIN_DEADLINE;
+    let mut applied = node.state.subscribe();
+    while live_tasks_on(node, id) > 0 && Instant::now() < deadline {
+        let _ = tokio::time::timeout(Duration::from_millis(500), applied.changed()).await;
     }
-    let (removed, nodes) = {
-        let sm = node.state.read();
-        (sm.state.removed.clone(), sm.state.nodes.clone())
-    };
-    let stale: BTreeSet<NodeId> = v.addrs.keys().copied().filter(|id| removed.contains(id)).collect();
-    if !stale.is_empty() {
-        let voters: BTreeSet<NodeId> = v.voters.difference(&stale).copied().collect();
-        if voters.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(?stale, "removing ids recorded as removed from the Raft membership");
-        if voters != v.voters {
-            change(node, ChangeMembers::ReplaceAllVoters(voters)).await?;
-        }
-        let left: BTreeSet<NodeId> = view(node)
-            .addrs
-            .keys()
-            .copied()
-            .filter(|id| stale.contains(id))
-            .collect();
-        if !left.is_empty() {
-            change(node, ChangeMembers::RemoveNodes(left)).await?;
-        }
-        return Ok(());
+    let left = live_tasks_on(node, id);
+    if left > 0 {
+        tracing::warn!(
+            node = id,
+            tasks = left,
+            "drain deadline passed; removing anyway (they are replaced)"
+        );
     }
-    let mut healthy: Vec<NodeId> = v
-        .learners
-        .iter()
-        .copied()
-        .filter(|l| healthy_learner(node, *l))
-        .collect();
-    if let Some(timeout) = node.config.dead_voter_timeout {
-        let now = now_ms();
-        // Down that long in the state (marked by liveness), or silent that long to this
-        // leader's Raft RPCs (a voter that never registered has no record) — counted only
-        // once this node has led that long, so contacts from an earlier term do not count.
-        let dead = v.voters.iter().copied().find(|id| {
-            *id != node.id
-                && (nodes.get(id).is_some_and(|n| {
-                    n.status == NodeStatus::Down && now.saturating_sub(n.updated_at) > timeout.as_millis() as u64
-                }) || (leading_for > timeout && node.contacts.last(*id).is_some_and(|d| d > timeout)))
-        });
-        if let (Some(dead), Some(&learner)) = (dead, healthy.first()) {
-            let mut voters = v.voters.clone();
-            voters.remove(&dead);
-            voters.insert(learner);
-            tracing::warn!(
-                dead,
-                learner,
-                "voter down longer than --dead-voter-timeout: promoting a learner in its place (it stays a learner)"
-            );
-            change_retaining(node, ChangeMembers::ReplaceAllVoters(voters), true).await?;
-            return Ok(());
-        }
-    }
-    let target = target_voters(node.config.voters, v.addrs.len());
-    if v.voters.len() < target && !healthy.is_empty() {
-        healthy.truncate(target - v.voters.len());
-        tracing::info!(promote = ?healthy, voters = v.voters.len(), target, "promoting learners");
-        change(node, ChangeMembers::AddVoterIds(healthy.into_iter().collect())).await?;
-    }
-    Ok(())
+    Ok(drained)
 }
 
 /// Refuses a heartbeat from a removed node or one of an older epoch: it must not register
@@ -430,52 +388,4 @@ pub fn admit_heartbeat(node: &Node, id: NodeId, epoch: u64) -> Result<(), ApiErr
         )));
     }
     Ok(())
-}
-
-/// Runs [`reconcile`] every second while this node leads; and on every node, fences the
-/// node once the state says it was removed (after it handed over leadership).
-pub async fn run(node: Arc<Node>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut removed_since: Option<Instant> = None;
-    let mut leading_since: Option<Instant> = None;
-    loop {
-        tick.tick().await;
-        if node.epoch.get() == 0 && view(&node).addrs.contains_key(&node.id) {
-            // Bootstrapped (or joined) without hearing an epoch: this is the first one.
-            node.epoch.adopt(node.state.read().state.cluster_epoch());
-        }
-        if node.state.read().state.removed.contains(&node.id) && !node.is_leader() {
-            // A voter waits until the config without it is on its way (the joint config
-            // still needs its vote), or 10 s at most.
-            let since = *removed_since.get_or_insert_with(Instant::now);
-            let v = view(&node);
-            let newest = node
-                .raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .get_joint_config()
-                .last()
-                .cloned();
-            let gone = newest.is_none_or(|c| !c.contains(&node.id)) || !v.voters.contains(&node.id);
-            if gone || since.elapsed() > Duration::from_secs(10) {
-                node.fence().fence(format!(
-                    "node {} was removed from the cluster (flotilla node remove); it stops now. \
-                     Its id cannot be reused: wipe its data dir and --join with a new id",
-                    node.id
-                ));
-            }
-        }
-        if !node.is_leader() {
-            leading_since = None;
-        } else {
-            let since = *leading_since.get_or_insert_with(Instant::now);
-            match reconcile(&node, since.elapsed()).await {
-                Ok(()) | Err(ApiError::NotLeader { .. } | ApiError::LostLeadership { .. }) => {}
-                Err(e) => tracing::warn!(error = %e, "membership reconciliation failed"),
-            }
-        }
-    }
 }
