@@ -24,16 +24,20 @@ fn info(e: Event) -> EventInfo {
     }
 }
 
+/// `--since` older than the events a node keeps.
+fn too_old(since: u64, node: u64, oldest: u64) -> ApiError {
+    ApiError::OutOfRange(format!(
+        "events after index {since} are no longer kept on node {node} (the oldest is at index {oldest}); \
+         resume with --since {}",
+        oldest - 1
+    ))
+}
+
 pub fn stream(node: &Node, req: EventsRequest) -> Result<EventStream, ApiError> {
-    let (past, rx) = node.state.events_since(req.since).map_err(|oldest| {
-        ApiError::OutOfRange(format!(
-            "events after index {} are no longer kept on node {} (the oldest is at index {oldest}); \\
-             resume with --since {}",
-            req.since,
-            node.id,
-            oldest - 1
-        ))
-    })?;
+    let (past, rx) = node
+        .state
+        .events_since(req.since)
+        .map_err(|oldest| too_old(req.since, node.id, oldest))?;
     let past = futures::stream::iter(past.into_iter().map(|e| Ok(info(e))));
     if !req.follow {
         return Ok(Box::pin(past));
@@ -133,5 +137,17 @@ pub fn dry_run(node: &Node, spec: &ServiceSpec) -> DryRunResponse {
         new_spec_json: spec.to_json(),
         placements,
         stops,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_too_old_message_reads_as_one_sentence() {
+        let msg = super::too_old(5, 2, 133).to_string();
+        assert_eq!(
+            msg,
+            "events after index 5 are no longer kept on node 2 (the oldest is at index 133); resume with --since 132"
+        );
     }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::StoreError;
 pub use log_store::LogStore;
-pub use state_machine::{state_digest, DigestError, SharedState, StateMachineData, StateMachineStore};
+pub use state_machine::{state_digest, DigestError, SharedState, StateMachineData, StateMachineStore, EVENTS_KEPT};
 
 use flotilla_types::{Command, Response};
 
@@ -193,7 +193,7 @@ fn check_identity(dir: &DataDir, id: NodeId) -> Result<bool, StoreError> {
                     path.display()
                 )));
             }
-            std::fs::create_dir_all(dir.root()).map_err(io)?;
+            snapshot_file::create_private_dir(dir.root()).map_err(io)?;
             let body = serde_json::to_vec(&Identity { node_id: id, epoch: 0 }).expect("serializable");
             snapshot_file::write_atomically(&path, &body).map_err(io)?;
             Ok(true)

@@ -71,14 +71,30 @@ pub fn read(path: &Path) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StoreError> 
     }
 }
 
+/// Creates `dir` and any missing parents readable by their owner only (0700): a data dir
+/// holds every spec's environment, and a backup the whole state.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:
-/// a temp file is written and synced, renamed over `path`, and the directory synced.
+/// a temp file is written and synced, renamed over `path`, and the directory synced. The
+/// file is readable by its owner only (0600); a missing directory is created 0700.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    create_private_dir(dir)?;
     let tmp = path.with_extension("tmp");
     {
-        let mut f = File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // A temp file left by a crash keeps its old mode through `open`.
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -96,6 +112,25 @@ mod tests {
             last_membership: Default::default(),
             snapshot_id: "3-42-1".into(),
         }
+    }
+
+    #[test]
+    fn files_are_written_0600_in_dirs_created_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("a/b/current.snap");
+        write_atomically(&file, b"x").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&root.path().join("a")), 0o700);
+        assert_eq!(mode(&root.path().join("a/b")), 0o700);
+        // Over an existing file of another mode too.
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(file.with_extension("tmp"), b"left by a crash").unwrap();
+        fs::set_permissions(file.with_extension("tmp"), fs::Permissions::from_mode(0o666)).unwrap();
+        write_atomically(&file, b"y").unwrap();
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(fs::read(&file).unwrap(), b"y");
     }
 
     #[test]

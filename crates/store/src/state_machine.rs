@@ -111,15 +111,16 @@ impl SharedState {
         }
     }
 
-    /// Events after log index `since`, and a receiver for the ones to come. `Err(oldest)` when events after `since`
-    /// are no longer kept.
+    /// Events after log index `since`, and a receiver for the ones to come; `since == 0`
+    /// asks for everything kept. `Err(oldest)` when events after an explicit `since` are
+    /// no longer kept.
     pub fn events_since(&self, since: u64) -> Result<(Vec<Event>, tokio::sync::broadcast::Receiver<Event>), u64> {
         // Subscribed under the lock `push_events` sends under: nothing falls between the
         // copy and the receiver, and nothing is in both.
         let log = self.events.lock().expect("event log poisoned");
         let rx = self.event_tx.subscribe();
         if let Some(oldest) = log.front() {
-            if log.len() == EVENTS_KEPT && oldest.index > since + 1 {
+            if since > 0 && log.len() == EVENTS_KEPT && oldest.index > since + 1 {
                 return Err(oldest.index);
             }
         }

@@ -130,3 +130,14 @@ async fn an_interrupted_force_new_cluster_must_be_finished_before_the_dir_opens(
     assert!(!dir.reform_marker().exists());
     open(&dir, 1).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_new_data_dir_and_its_snapshot_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let dir = node_dir(&root.path().join("var/data")).await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(dir.root()), 0o700);
+    assert_eq!(mode(&root.path().join("var")), 0o700);
+    assert_eq!(mode(&dir.snapshot_file()), 0o600);
+}
