@@ -120,7 +120,9 @@ impl From<ApiError> for Status {
             ApiError::Fenced(_) => mark(Status::failed_precondition(msg), FENCED_HEADER),
             ApiError::NoLeader(_) | ApiError::LeaderLost { .. } | ApiError::Unavailable(_) => Status::unavailable(msg),
             ApiError::Command(c) => match c {
-                CommandError::ServiceNotFound { .. } | CommandError::NodeNotFound { .. } => Status::not_found(msg),
+                CommandError::ServiceNotFound { .. }
+                | CommandError::NodeNotFound { .. }
+                | CommandError::VersionNotFound { .. } => Status::not_found(msg),
                 CommandError::InvalidSpec(_) => Status::invalid_argument(msg),
                 CommandError::Rollout { .. } | CommandError::NodeRemoved { .. } => Status::failed_precondition(msg),
             },

@@ -118,7 +118,11 @@ async fn remote(node: &Node, owner: u64, req: TaskLogsRequest) -> Result<LogChun
     let stream = client
         .task_logs(req)
         .await
-        .map_err(|s| ApiError::Unavailable(format!("node {owner} at {addr}: {}", s.message())))?
+        .map_err(|s| match s.code() {
+            // The node that ran it answered: the task's container is gone.
+            tonic::Code::NotFound => ApiError::NotFound(s.message().to_string()),
+            _ => ApiError::Unavailable(format!("node {owner} at {addr}: {}", s.message())),
+        })?
         .into_inner();
     Ok(Box::pin(stream))
 }

@@ -390,7 +390,15 @@ fn undo_goes_back_to_the_previous_template_and_history_is_bounded() {
         op: RolloutOp::Undo { to_version: Some(2) },
         at: T0 + 3000,
     });
-    assert!(format!("{r:?}").contains("version 2 is not in the history (kept: 1, 4, 5, 6)"));
+    match r {
+        flotilla_types::Response::Error(e @ flotilla_types::CommandError::VersionNotFound { version: 2, .. }) => {
+            assert_eq!(
+                e.to_string(),
+                "rollout of web: version 2 is not in the history (kept: 1, 4, 5, 6)"
+            )
+        }
+        other => panic!("expected VersionNotFound, got {other:?}"),
+    }
     s.apply(&Command::Rollout {
         name: "web".into(),
         op: RolloutOp::Undo { to_version: None },

@@ -40,6 +40,9 @@ pub enum CommandError {
     NodeNotFound { id: u64 },
     #[error("rollout of {name}: {reason}")]
     Rollout { name: String, reason: String },
+    /// `rollout undo --to-version V` of a version the history does not hold.
+    #[error("rollout of {name}: version {version} is not in the history (kept: {kept})")]
+    VersionNotFound { name: String, version: u64, kept: String },
     #[error("node id {id} was removed from this cluster and cannot be reused; pick a new id")]
     NodeRemoved { id: u64 },
 }

@@ -341,17 +341,15 @@ impl State {
                         Some(r) => r.clone(),
                         None => {
                             let kept: Vec<String> = svc.history.iter().map(|r| r.version.to_string()).collect();
-                            return rollout_error(
-                                name,
-                                format!(
-                                    "version {v} is not in the history (kept: {})",
-                                    if kept.is_empty() {
-                                        "none".into()
-                                    } else {
-                                        kept.join(", ")
-                                    }
-                                ),
-                            );
+                            return Response::Error(CommandError::VersionNotFound {
+                                name: name.to_string(),
+                                version: *v,
+                                kept: if kept.is_empty() {
+                                    "none".into()
+                                } else {
+                                    kept.join(", ")
+                                },
+                            });
                         }
                     },
                     None => match svc.previous_template() {
