@@ -469,7 +469,9 @@ impl Cluster {
                     .iter()
                     .all(|s| s.leader_id == first.leader_id && s.term == first.term);
             let leader_is_running = running.contains(&first.leader_id);
-            let leader_says_so = seen.iter().any(|s| s.id == first.leader_id && s.role == "leader");
+            let leader_says_so = seen
+                .iter()
+                .any(|s| s.id == first.leader_id && s.role() == flotilla_proto::v1::MemberRole::Leader);
             (agreed && leader_is_running && leader_says_so).then_some(first.leader_id)
         })
         .await
