@@ -10,16 +10,3 @@ super::words!(BatchState {
     RolledBack => "rolled-back",
     Replaced => "replaced",
 });
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words_round_trip() {
-        for s in BatchState::ALL {
-            assert_eq!(BatchState::from_word(s.word()), *s);
-        }
-        assert_eq!(BatchState::from_word("rolled-back"), BatchState::RolledBack);
-    }
-}

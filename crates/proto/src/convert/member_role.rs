@@ -10,20 +10,3 @@ super::words!(MemberRole {
     Learner => "learner",
     Shutdown => "shutdown",
 });
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words_round_trip() {
-        for r in MemberRole::ALL {
-            assert_eq!(MemberRole::from_word(r.word()), *r);
-        }
-        assert_eq!(
-            MemberRole::Unspecified.word(),
-            "",
-            "an unreachable member shows no role"
-        );
-    }
-}

@@ -51,6 +51,18 @@ macro_rules! words {
                 Self::ALL.iter().copied().find(|p| p.word() == word).unwrap_or($proto::Unspecified)
             }
         }
+
+        #[cfg(test)]
+        mod words_tests {
+            #[test]
+            fn every_word_reads_back() {
+                for p in super::$proto::ALL {
+                    assert!(!p.word().is_empty());
+                    assert_eq!(super::$proto::from_word(p.word()), *p);
+                }
+                assert_eq!(super::$proto::from_word("no such word"), super::$proto::Unspecified);
+            }
+        }
     };
 }
 
@@ -79,6 +91,14 @@ macro_rules! mirror {
         }
 
         $crate::convert::words!($proto { $($v => $types::$v.as_str()),+ });
+
+        #[cfg(test)]
+        mod mirror_tests {
+            #[test]
+            fn round_trips() {
+                $crate::convert::tests::round_trip::<super::$types, super::$proto>(super::$proto::ALL);
+            }
+        }
     };
 }
 
@@ -99,5 +119,47 @@ pub(crate) mod tests {
             assert_eq!(P::from(t), p);
         }
         assert!(T::try_from(P::default()).is_err(), "UNSPECIFIED converts to nothing");
+    }
+
+    /// The words are what the CLI printed when these fields were strings: its tables and
+    /// `-o json|yaml` output must not change.
+    #[test]
+    fn words_are_the_strings_the_wire_had() {
+        use crate::v1::*;
+        fn said<P: Copy>(all: &[P], word: fn(P) -> &'static str) -> String {
+            all.iter().map(|p| word(*p)).collect::<Vec<_>>().join(",")
+        }
+        assert_eq!(
+            said(TaskState::ALL, TaskState::word),
+            "pending,assigned,starting,running,healthy,unhealthy,exited,failed,lost,stopped"
+        );
+        assert_eq!(said(DesiredState::ALL, DesiredState::word), "running,shutdown");
+        assert_eq!(
+            said(StopReason::ALL, StopReason::word),
+            "scaled down,service deleted,unhealthy,replaced by a newer version,node drained,node down,removed"
+        );
+        assert_eq!(
+            said(NodeAvailability::ALL, NodeAvailability::word),
+            "active,pause,drain"
+        );
+        assert_eq!(said(NodeStatus::ALL, NodeStatus::word), "ready,down");
+        assert_eq!(
+            said(MemberRole::ALL, MemberRole::word),
+            "leader,follower,candidate,learner,shutdown"
+        );
+        assert_eq!(
+            said(RolloutPhase::ALL, RolloutPhase::word),
+            "none,updating,rolling-back,completed,rolled-back"
+        );
+        assert_eq!(
+            said(BatchState::ALL, BatchState::word),
+            "updating,monitoring,done,failed,rolled-back,replaced"
+        );
+        assert_eq!(said(UpdateOrder::ALL, UpdateOrder::word), "stop-first,start-first");
+        assert_eq!(said(FailureAction::ALL, FailureAction::word), "pause,rollback,continue");
+        assert_eq!(said(RolloutAction::ALL, RolloutAction::word), "pause,resume,undo");
+        // Unset fields show nothing (a task not asked to stop, an unreachable member).
+        assert_eq!(StopReason::Unspecified.word(), "");
+        assert_eq!(MemberRole::Unspecified.word(), "");
     }
 }

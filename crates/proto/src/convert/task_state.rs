@@ -12,18 +12,3 @@ impl Proto {
         matches!(self, Proto::Running | Proto::Healthy)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trips() {
-        super::super::tests::round_trip::<Types, Proto>(Proto::ALL);
-        for p in Proto::ALL {
-            assert_eq!(Proto::from_word(p.word()), *p);
-        }
-        assert_eq!(Proto::Healthy.word(), "healthy");
-        assert_eq!(Proto::from_word("nonsense"), Proto::Unspecified);
-    }
-}
