@@ -122,7 +122,9 @@ async fn apply(
     name: &str,
     timeout: Duration,
 ) -> Result<ApplyResponse, String> {
-    let req = ApplyRequest { spec: spec_text(name) };
+    let req = ApplyRequest {
+        spec_document: spec_text(name).into(),
+    };
     let resp = match tokio::time::timeout(timeout, client.apply(req)).await {
         Err(_) => return Err(format!("no answer within {timeout:?}")),
         Ok(Err(status)) => return Err(format!("{:?}: {}", status.code(), status.message())),

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::{
-    ApplyOutcome, ApplyRequest, DeleteServiceRequest, ListNodesRequest, ListTasksRequest, SetNodeAvailabilityRequest,
-    TaskInfo,
+    ApplyOutcome, ApplyRequest, DeleteServiceRequest, DesiredState, ListNodesRequest, ListTasksRequest,
+    NodeAvailability, NodeStatus, SetNodeAvailabilityRequest, TaskInfo, TaskState,
 };
 use flotilla_testkit::docker::{self, WORKLOAD_IMAGE};
 use flotilla_testkit::{flotilla_bin, wait_until_async, Cluster};
@@ -188,7 +188,7 @@ async fn wait_ready(client: &mut Client, ids: &[u64]) {
                 .into_inner()
                 .nodes;
             ids.iter()
-                .all(|id| nodes.iter().any(|n| n.id == *id && n.status == "ready"))
+                .all(|id| nodes.iter().any(|n| n.id == *id && n.status() == NodeStatus::Ready))
                 .then_some(())
         }
     })
@@ -208,7 +208,7 @@ async fn live_tasks(client: &mut Client, service: &str) -> Result<Vec<TaskInfo>,
             .into_inner()
             .tasks
             .into_iter()
-            .filter(|t| t.desired == "running")
+            .filter(|t| t.desired() == DesiredState::Running)
             .collect()),
     }
 }
@@ -252,7 +252,7 @@ async fn start_round(client: &mut Client, name: &str, leader: u64, poll: Duratio
     let t0 = Instant::now();
     let resp = client
         .apply(ApplyRequest {
-            spec: flotilla_tests::spec(name, 1),
+            spec_document: flotilla_tests::spec(name, 1).into(),
         })
         .await
         .unwrap_or_else(|s| panic!("apply {name}: {s}"))
@@ -268,7 +268,7 @@ async fn start_round(client: &mut Client, name: &str, leader: u64, poll: Duratio
         if let Ok(tasks) = live_tasks(client, name).await {
             if let Some(t) = tasks.iter().find(|t| t.node_id != 0) {
                 let placed = *placed.get_or_insert(t0.elapsed());
-                if t.state == "running" {
+                if t.state() == TaskState::Running {
                     return StartRound {
                         node: t.node_id,
                         on_leader: t.node_id == leader,
@@ -279,10 +279,10 @@ async fn start_round(client: &mut Client, name: &str, leader: u64, poll: Duratio
                     };
                 }
                 assert!(
-                    !matches!(t.state.as_str(), "failed" | "exited"),
+                    !matches!(t.state(), TaskState::Failed | TaskState::Exited),
                     "{name}: task {} {}: {}",
                     t.id,
-                    t.state,
+                    t.state().word(),
                     t.message
                 );
             }
@@ -295,14 +295,18 @@ async fn start_round(client: &mut Client, name: &str, leader: u64, poll: Duratio
 /// `target`: with every node empty the scheduler would always pick the same one.
 async fn pin_placement(client: &mut Client, cluster: &Cluster, target: u64) {
     for id in cluster.ids() {
-        let availability = if id == target { "active" } else { "pause" };
+        let availability = if id == target {
+            NodeAvailability::Active
+        } else {
+            NodeAvailability::Pause
+        };
         client
             .set_node_availability(SetNodeAvailabilityRequest {
                 id,
-                availability: availability.to_string(),
+                availability: availability.into(),
             })
             .await
-            .unwrap_or_else(|s| panic!("set node {id} {availability}: {s}"));
+            .unwrap_or_else(|s| panic!("set node {id} {}: {s}", availability.word()));
     }
 }
 
@@ -523,7 +527,7 @@ async fn wait_healthy(client: &mut Client, except: Option<u64>) -> Vec<TaskInfo>
         async move {
             let live = live_tasks(&mut c, WEB).await.ok()?;
             let done = live.len() == WEB_REPLICAS
-                && live.iter().all(|t| t.state == "healthy")
+                && live.iter().all(|t| t.state() == TaskState::Healthy)
                 && live.iter().all(|t| Some(t.node_id) != except);
             done.then_some(live)
         }
@@ -562,13 +566,13 @@ async fn loss_round(cluster: &mut Cluster, poll: Duration, phase: Duration) -> L
             Ok(live) => {
                 let now = t0.elapsed();
                 let off_victim = live.len() == WEB_REPLICAS && live.iter().all(|t| t.node_id != victim);
-                let all = |states: &[&str]| live.iter().all(|t| states.contains(&t.state.as_str()));
+                let all = |up: fn(TaskState) -> bool| live.iter().all(|t| up(t.state()));
                 if off_victim {
                     replaced.get_or_insert(now);
-                    if all(&["running", "healthy"]) {
+                    if all(TaskState::is_up) {
                         running.get_or_insert(now);
                     }
-                    if all(&["healthy"]) {
+                    if all(|s| s == TaskState::Healthy) {
                         break now;
                     }
                 }
@@ -625,7 +629,9 @@ struct LossResult {
 async fn node_loss(config: &Config) -> LossResult {
     let (mut cluster, mut client) = docker_cluster(config).await;
     let resp = client
-        .apply(ApplyRequest { spec: web_spec() })
+        .apply(ApplyRequest {
+            spec_document: web_spec().into(),
+        })
         .await
         .unwrap_or_else(|s| panic!("apply {WEB}: {s}"))
         .into_inner();

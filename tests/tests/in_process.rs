@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use flotilla_proto::v1::{ApplyRequest, ApplyResponse, GetServiceRequest, ServiceInfo};
+use flotilla_proto::v1::{ApplyRequest, ApplyResponse, GetServiceRequest, MemberRole, ServiceInfo};
 use flotilla_testkit::{wait_until_async, InProcessCluster, RaftTuning};
 use flotilla_tests::spec;
 
@@ -14,7 +14,9 @@ const T: Duration = Duration::from_secs(30);
 async fn apply(cluster: &InProcessCluster, via: u64, text: String) -> ApplyResponse {
     let mut client = cluster.client(via).await.expect("node answers");
     client
-        .apply(ApplyRequest { spec: text })
+        .apply(ApplyRequest {
+            spec_document: text.into_bytes(),
+        })
         .await
         .expect("apply")
         .into_inner()
@@ -44,9 +46,13 @@ async fn in_process_three_nodes_elect_one_leader_and_a_follower_forwards_writes(
     let leader = cluster.wait_for_leader(T).await;
     let mut roles = Vec::new();
     for id in cluster.ids() {
-        roles.push(cluster.status(id).await.expect("status").role);
+        roles.push(cluster.status(id).await.expect("status").role());
     }
-    assert_eq!(roles.iter().filter(|r| *r == "leader").count(), 1, "{roles:?}");
+    assert_eq!(
+        roles.iter().filter(|r| **r == MemberRole::Leader).count(),
+        1,
+        "{roles:?}"
+    );
 
     let r = apply(&cluster, follower_of(&cluster, leader), spec("web", 0)).await;
     assert_eq!((r.name.as_str(), r.version), ("web", 1));

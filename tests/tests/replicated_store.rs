@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flotilla_proto::v1::{ApplyRequest, MemberStatus};
+use flotilla_proto::v1::{ApplyRequest, MemberRole, MemberStatus};
 use flotilla_testkit::{wait_until_async, Cluster};
 use flotilla_tests::{json, ok, spec, stderr};
 
@@ -43,7 +43,11 @@ async fn three_agents_elect_one_leader_and_a_follower_accepts_writes() {
     let leader = cluster.wait_for_leader(T).await;
     let all = statuses(&cluster).await;
     assert_eq!(all.len(), 3);
-    assert_eq!(all.iter().filter(|s| s.role == "leader").count(), 1, "{all:?}");
+    assert_eq!(
+        all.iter().filter(|s| s.role() == MemberRole::Leader).count(),
+        1,
+        "{all:?}"
+    );
     assert!(all.iter().all(|s| s.voter), "{all:?}");
 
     let follower = cluster.ids().into_iter().find(|i| *i != leader).expect("a follower");
@@ -184,7 +188,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
     let mut client = cluster.client(follower).await.expect("follower answers");
     let err = client
         .apply(ApplyRequest {
-            spec: "name: web\nimage: x\nresources: {memory_mb: 0}\n".into(),
+            spec_document: "name: web\nimage: x\nresources: {memory_mb: 0}\n".into(),
         })
         .await
         .expect_err("invalid spec accepted");
@@ -192,7 +196,9 @@ async fn bad_input_is_refused_and_writes_nothing() {
     assert!(err.message().contains("resources.memory_mb"), "{}", err.message());
     let huge = format!("name: huge\nimage: x\nenv:\n  BLOB: {}\n", "y".repeat(2 << 20));
     let err = client
-        .apply(ApplyRequest { spec: huge })
+        .apply(ApplyRequest {
+            spec_document: huge.into(),
+        })
         .await
         .expect_err("oversized spec accepted");
     assert!(err.message().contains("the limit is 1048576"), "{}", err.message());

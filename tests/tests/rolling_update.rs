@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
-use flotilla_proto::v1::ListTasksRequest;
+use flotilla_proto::v1::{DesiredState, ListTasksRequest, TaskState};
 use flotilla_testkit::docker::{self, WORKLOAD_IMAGE};
 use flotilla_testkit::{wait_until, wait_until_async, Cluster};
 use flotilla_tests::{json, node_status, ok, stderr, stdout};
@@ -116,7 +116,7 @@ impl Sampler {
                             .into_inner()
                             .tasks
                             .iter()
-                            .filter(|t| t.desired == "running" && t.state == "healthy")
+                            .filter(|t| t.desired() == DesiredState::Running && t.state() == TaskState::Healthy)
                             .count();
                         min = min.min(healthy);
                         samples += 1;

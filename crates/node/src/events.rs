@@ -98,7 +98,7 @@ pub fn dry_run(node: &Node, spec: &ServiceSpec) -> DryRunResponse {
     let current = state
         .services
         .get(&spec.name)
-        .map(|s| s.spec.to_json())
+        .map(|s| flotilla_proto::convert::spec_document(&s.spec))
         .unwrap_or_default();
     let at = now_ms();
     let response = state.apply(&Command::PutService { spec: spec.clone(), at });
@@ -133,8 +133,8 @@ pub fn dry_run(node: &Node, spec: &ServiceSpec) -> DryRunResponse {
         name: spec.name.clone(),
         outcome: outcome.into(),
         previous_version,
-        current_spec_json: current,
-        new_spec_json: spec.to_json(),
+        current_spec_document: current,
+        new_spec_document: flotilla_proto::convert::spec_document(spec),
         placements,
         stops,
     }

@@ -8,17 +8,17 @@ use std::time::{Duration, Instant};
 
 use flotilla_proto::v1::raft_service_client::RaftServiceClient;
 use flotilla_proto::v1::{snapshot_chunk, RaftMessage, SnapshotChunk, SnapshotHeader};
-use flotilla_store::{NodeId, TypeConfig};
+use flotilla_raft_types::wire::{
+    self, AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, Snapshot,
+    SnapshotResponse, VoteRequest, VoteResponse,
+};
+use flotilla_raft_types::{NodeId, TypeConfig, Vote};
 use openraft::error::{
     Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
     Unreachable,
 };
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, SnapshotResponse,
-    VoteRequest, VoteResponse,
-};
-use openraft::{BasicNode, Snapshot, Vote};
+use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
@@ -131,12 +131,8 @@ pub struct PeerClient {
 #[error("{0}")]
 struct TransportError(String);
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("raft messages serialize")
-}
-
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, NetworkError> {
-    serde_json::from_slice(bytes).map_err(|e| NetworkError::new(&e))
+    wire::decode(bytes).map_err(|e| NetworkError::new(&e))
 }
 
 impl PeerClient {
@@ -172,7 +168,9 @@ impl PeerClient {
         Fut: Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
     {
         let client = self.client().map_err(RPCError::Unreachable)?;
-        let mut msg = tonic::Request::new(RaftMessage { data: encode(req) });
+        let mut msg = tonic::Request::new(RaftMessage {
+            data: wire::encode(req),
+        });
         self.epoch.stamp(msg.metadata_mut());
         let reply = match tokio::time::timeout(ttl, f(client, msg)).await {
             Err(_) => {
@@ -204,9 +202,9 @@ enum StatusKind {
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: AppendEntriesRequest,
         option: RPCOption,
-    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+    ) -> RpcResult<AppendEntriesResponse> {
         self.call(
             &rpc,
             option.hard_ttl(),
@@ -215,7 +213,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         .await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+    async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> RpcResult<VoteResponse> {
         self.call(&rpc, option.hard_ttl(), |mut c, m| async move { c.vote(m).await })
             .await
     }
@@ -223,27 +221,27 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     /// Chunked snapshots are not used: `full_snapshot` streams the whole snapshot.
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _rpc: InstallSnapshotRequest,
         _option: RPCOption,
-    ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+    ) -> RpcResult<InstallSnapshotResponse, RaftError<NodeId, InstallSnapshotError>> {
         let err = TransportError("flotilla sends snapshots with full_snapshot only".into());
         Err(RPCError::Network(NetworkError::new(&err)))
     }
 
     async fn full_snapshot(
         &mut self,
-        vote: Vote<NodeId>,
-        snapshot: Snapshot<TypeConfig>,
+        vote: Vote,
+        snapshot: Snapshot,
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
-    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+    ) -> Result<SnapshotResponse, StreamingError<TypeConfig, Fatal<NodeId>>> {
         let mut client = self.client()?;
         let data = snapshot.snapshot.into_inner();
         let mut chunks = Vec::with_capacity(1 + data.len() / SNAPSHOT_CHUNK);
         chunks.push(SnapshotChunk {
             kind: Some(snapshot_chunk::Kind::Header(SnapshotHeader {
-                vote: encode(&vote),
-                meta: encode(&snapshot.meta),
+                vote: wire::encode(&vote),
+                meta: wire::encode(&snapshot.meta),
                 total_bytes: data.len() as u64,
             })),
         });
@@ -280,7 +278,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Ok(Ok(r)) => r.into_inner(),
         };
         self.contacts.record(self.target);
-        let result: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> = decode(&reply.data)?;
+        let result: Result<SnapshotResponse, Fatal<NodeId>> = decode(&reply.data)?;
         result.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
     }
 

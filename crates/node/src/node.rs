@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
-use flotilla_proto::v1::MemberStatus;
+use flotilla_proto::v1::{MemberRole, MemberStatus};
 use flotilla_store::{NodeId, Raft, SharedState};
 use flotilla_types::{Command, Response};
 use openraft::error::{CheckIsLeaderError, RaftError};
@@ -326,11 +326,11 @@ impl Node {
         let membership = m.membership_config.membership();
         let voter = membership.voter_ids().any(|v| v == self.id);
         let role = match m.state {
-            ServerState::Leader => "leader",
-            ServerState::Candidate => "candidate",
-            ServerState::Follower if voter => "follower",
-            ServerState::Follower | ServerState::Learner => "learner",
-            ServerState::Shutdown => "shutdown",
+            ServerState::Leader => MemberRole::Leader,
+            ServerState::Candidate => MemberRole::Candidate,
+            ServerState::Follower if voter => MemberRole::Follower,
+            ServerState::Follower | ServerState::Learner => MemberRole::Learner,
+            ServerState::Shutdown => MemberRole::Shutdown,
         };
         let initialized = membership.nodes().next().is_some();
         MemberStatus {

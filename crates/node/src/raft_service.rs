@@ -6,8 +6,9 @@ use flotilla_proto::v1::raft_service_server::RaftService;
 use flotilla_proto::v1::{snapshot_chunk, RaftMessage, SnapshotChunk};
 use std::sync::Arc;
 
-use flotilla_store::{Raft, SharedState, SnapshotMeta};
-use openraft::{Snapshot, Vote};
+use flotilla_raft_types::wire::{self, Snapshot};
+use flotilla_raft_types::{Raft, SnapshotMeta, Vote};
+use flotilla_store::SharedState;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -26,13 +27,11 @@ impl RaftServer {
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Status> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::Invalid(format!("bad {what}: {e}")).into())
+    wire::decode(bytes).map_err(|e| ApiError::Invalid(format!("bad {what}: {e}")).into())
 }
 
 fn reply<T: serde::Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
-    Ok(Response::new(RaftMessage {
-        data: serde_json::to_vec(v).expect("raft messages serialize"),
-    }))
+    Ok(Response::new(RaftMessage { data: wire::encode(v) }))
 }
 
 #[tonic::async_trait]
@@ -58,7 +57,7 @@ impl RaftService for RaftServer {
             }) => h,
             _ => return Err(ApiError::Invalid("snapshot stream must start with a header".into()).into()),
         };
-        let vote: Vote<u64> = decode(&header.vote, "snapshot vote")?;
+        let vote: Vote = decode(&header.vote, "snapshot vote")?;
         let meta: SnapshotMeta = decode(&header.meta, "snapshot meta")?;
         let mut data = Vec::with_capacity(header.total_bytes.min(1 << 30) as usize);
         while let Some(chunk) = stream.message().await? {

@@ -1,7 +1,12 @@
 //! What the rollout RPCs answer (declared in `rpcs.rs`): a service's rollout report and its
 //! stored versions, from this node's replica.
 
-use flotilla_proto::v1::{RevisionInfo, RolloutHistoryResponse, RolloutInfo};
+use flotilla_proto::convert::spec_document;
+use flotilla_proto::v1::{
+    self, BatchState, FailureAction, RevisionInfo, RolloutBatch, RolloutHistoryResponse, RolloutInfo, RolloutPhase,
+    UpdateOrder,
+};
+use flotilla_scheduler::RolloutReport;
 
 use crate::cluster_service::ClusterApi;
 use crate::error::ApiError;
@@ -16,7 +21,7 @@ impl ClusterApi {
         Ok(RolloutInfo {
             name: name.into(),
             version: svc.version,
-            report_json: serde_json::to_string(&report).map_err(|e| ApiError::Internal(e.to_string()))?,
+            report: Some(report_message(report)),
         })
     }
 
@@ -35,9 +40,52 @@ impl ClusterApi {
                     template_version: r.template_version,
                     change: r.change.clone(),
                     at_ms: r.at,
-                    spec_json: r.spec.to_json(),
+                    spec_document: spec_document(&r.spec),
                 })
                 .collect(),
         })
+    }
+}
+
+/// The report as the wire carries it. The conversion is here rather than in flotilla-proto
+/// so that the wire crate does not depend on the scheduler; the report's words (phase,
+/// order, failure action, batch state) map through the proto enums' `from_word`, the
+/// inverse of the `word()` the CLI prints.
+fn report_message(r: RolloutReport) -> v1::RolloutReport {
+    v1::RolloutReport {
+        service: r.service,
+        version: r.version,
+        template_version: r.template_version,
+        phase: RolloutPhase::from_word(&r.phase).into(),
+        from_version: r.from_version,
+        to_version: r.to_version,
+        paused: r.paused,
+        reason: r.reason,
+        cause: r.cause,
+        replicas: r.replicas,
+        updated: r.updated,
+        serving: r.serving,
+        done: r.done,
+        failures: r.failures,
+        parallelism: r.parallelism,
+        order: UpdateOrder::from_word(&r.order).into(),
+        monitor_ms: r.monitor_ms,
+        delay_ms: r.delay_ms,
+        failure_action: FailureAction::from_word(&r.failure_action).into(),
+        waiting: r.waiting,
+        started_at_ms: r.started_at,
+        updated_at_ms: r.updated_at,
+        batches: r
+            .batches
+            .into_iter()
+            .map(|b| RolloutBatch {
+                number: b.number,
+                target: b.target,
+                slots: b.slots,
+                state: BatchState::from_word(&b.state).into(),
+                tasks: b.tasks,
+                started_at_ms: b.started_at,
+            })
+            .collect(),
     }
 }

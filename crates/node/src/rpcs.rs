@@ -16,8 +16,8 @@ use crate::error::ApiError;
 use crate::node::{now_ms, Retry};
 use crate::routed::{Kind, Role, Routed};
 
-fn parse_spec(spec: &str) -> Result<ServiceSpec, ApiError> {
-    ServiceSpec::parse(spec).map_err(|e| ApiError::Invalid(format!("invalid spec: {e}")))
+fn parse_spec(document: &[u8]) -> Result<ServiceSpec, ApiError> {
+    flotilla_proto::convert::parse_spec_document(document).map_err(|e| ApiError::Invalid(format!("invalid spec: {e}")))
 }
 
 pub fn unexpected(r: CmdResponse) -> ApiError {
@@ -35,7 +35,7 @@ impl Routed for ApplyRequest {
     const ROLE: Role = Role::Operator;
     const KIND: Kind = Kind::Write;
     fn prepare(&self) -> Result<ServiceSpec, ApiError> {
-        parse_spec(&self.spec)
+        parse_spec(&self.spec_document)
     }
     /// Applying the same spec twice leaves it as once.
     fn retry(_: &ServiceSpec) -> Retry {
@@ -95,7 +95,7 @@ impl Routed for DryRunRequest {
     /// On the leader after a read barrier: the preview starts from the current state.
     const KIND: Kind = Kind::Read;
     fn prepare(&self) -> Result<ServiceSpec, ApiError> {
-        parse_spec(&self.spec)
+        parse_spec(&self.spec_document)
     }
     async fn run(api: &ClusterApi, spec: &ServiceSpec) -> Result<DryRunResponse, ApiError> {
         Ok(crate::events::dry_run(&api.node, spec))
@@ -262,16 +262,8 @@ impl Routed for SetNodeAvailabilityRequest {
     const ROLE: Role = Role::Operator;
     const KIND: Kind = Kind::Write;
     fn prepare(&self) -> Result<(NodeId, Availability), ApiError> {
-        let availability = match self.availability.as_str() {
-            "active" => Availability::Active,
-            "pause" => Availability::Pause,
-            "drain" => Availability::Drain,
-            other => {
-                return Err(ApiError::Invalid(format!(
-                    "availability {other:?} is not one of active, pause, drain"
-                )))
-            }
-        };
+        let availability = Availability::try_from(self.availability())
+            .map_err(|_| ApiError::Invalid("availability is not one of active, pause, drain".into()))?;
         Ok((self.id, availability))
     }
     /// Setting the same availability twice leaves it as once.
@@ -380,18 +372,8 @@ impl Routed for RolloutControlRequest {
     const ROLE: Role = Role::Operator;
     const KIND: Kind = Kind::Write;
     fn prepare(&self) -> Result<(String, RolloutOp), ApiError> {
-        let op = match self.action.as_str() {
-            "pause" => RolloutOp::Pause,
-            "resume" => RolloutOp::Resume,
-            "undo" => RolloutOp::Undo {
-                to_version: self.to_version,
-            },
-            other => {
-                return Err(ApiError::Invalid(format!(
-                    "rollout action {other:?} is not one of pause, resume, undo"
-                )))
-            }
-        };
+        let op = RolloutOp::try_from(self)
+            .map_err(|_| ApiError::Invalid("rollout action is not one of pause, resume, undo".into()))?;
         Ok((self.name.clone(), op))
     }
     /// Pause and resume are idempotent; an undo retried after a lost answer could undo twice.

@@ -1,6 +1,7 @@
-//! flotilla-store owns durability: openraft's type configuration, the Raft log, vote and
-//! committed index in RocksDB, and the in-memory state machine persisted through
-//! checksummed snapshot files. It must not know about gRPC or containers.
+//! flotilla-store owns durability: the Raft log, vote and committed index in RocksDB, and
+//! the in-memory state machine persisted through checksummed snapshot files. openraft's
+//! type configuration is flotilla-raft-types' (re-exported here). It must not know about
+//! gRPC or containers.
 
 // openraft's StorageError and RaftError are large and fixed by its traits.
 #![allow(clippy::result_large_err)]
@@ -11,34 +12,13 @@ mod log_store;
 pub mod snapshot_file;
 mod state_machine;
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 pub use error::StoreError;
 pub use log_store::LogStore;
 pub use state_machine::{state_digest, DigestError, SharedState, StateMachineData, StateMachineStore, EVENTS_KEPT};
 
-use flotilla_types::{Command, Response};
-
-openraft::declare_raft_types!(
-    /// openraft's type configuration for flotilla.
-    pub TypeConfig:
-        D = Command,
-        R = Response,
-        NodeId = u64,
-        Node = openraft::BasicNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
-);
-
-pub type NodeId = u64;
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
-pub type Vote = openraft::Vote<NodeId>;
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+pub use flotilla_raft_types::{Entry, LogId, NodeId, Raft, SnapshotMeta, StoredMembership, TypeConfig, Vote};
 
 /// The on-disk layout of one node's data dir.
 #[derive(Debug, Clone)]

@@ -198,7 +198,9 @@ pub(crate) fn agreed_leader(seen: &[MemberStatus], running: &[u64]) -> Option<u6
         && seen
             .iter()
             .all(|s| s.leader_id == first.leader_id && s.term == first.term);
-    let leader_says_so = seen.iter().any(|s| s.id == first.leader_id && s.role == "leader");
+    let leader_says_so = seen
+        .iter()
+        .any(|s| s.id == first.leader_id && s.role() == flotilla_proto::v1::MemberRole::Leader);
     (agreed && leader_says_so && running.contains(&first.leader_id)).then_some(first.leader_id)
 }
 

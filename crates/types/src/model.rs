@@ -16,6 +16,15 @@ pub enum DesiredState {
     Shutdown,
 }
 
+impl DesiredState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesiredState::Running => "running",
+            DesiredState::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// What is known of a task, from placement to its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use flotilla_proto::v1::ListTasksRequest;
+use flotilla_proto::v1::{DesiredState, ListTasksRequest};
 use flotilla_testkit::{docker, Cluster};
 
 use super::client;
@@ -154,7 +154,7 @@ async fn converged(cluster: &Cluster, finals: &BTreeMap<String, Ret>, with_docke
         return vec!["no node lists tasks".into()];
     };
     let mut p = Vec::new();
-    let wanted: Vec<_> = tasks.iter().filter(|t| t.desired == "running").collect();
+    let wanted: Vec<_> = tasks.iter().filter(|t| t.desired() == DesiredState::Running).collect();
     for (service, fin) in finals {
         let mine: Vec<_> = wanted.iter().filter(|t| &t.service == service).collect();
         let want = match fin {
@@ -162,10 +162,7 @@ async fn converged(cluster: &Cluster, finals: &BTreeMap<String, Ret>, with_docke
             _ => 0,
         };
         let slots: BTreeSet<u32> = mine.iter().map(|t| t.slot).collect();
-        let running = mine
-            .iter()
-            .filter(|t| t.state == "running" || t.state == "healthy")
-            .count();
+        let running = mine.iter().filter(|t| t.state().is_up()).count();
         if mine.len() != want || slots.len() != want || running != want {
             p.push(format!(
                 "{service}: want {want} running tasks, have {} wanted in slots {slots:?}, {running} running",

@@ -99,7 +99,7 @@ pub async fn call(addr: &str, service: &str, op: &Op) -> Outcome {
         match op {
             Op::Put { value, replicas } => c
                 .apply(ApplyRequest {
-                    spec: spec(service, value, *replicas),
+                    spec_document: spec(service, value, *replicas).into(),
                 })
                 .await
                 .map(|r| {
@@ -136,7 +136,7 @@ pub async fn call(addr: &str, service: &str, op: &Op) -> Outcome {
 }
 
 pub fn read(info: &ServiceInfo) -> Ret {
-    let spec: serde_json::Value = serde_json::from_str(&info.spec_json).unwrap_or_default();
+    let spec: serde_json::Value = serde_json::from_slice(&info.spec_document).unwrap_or_default();
     Ret::Read {
         version: info.version,
         value: spec["env"]["CHAOS"].as_str().unwrap_or("?").to_string(),

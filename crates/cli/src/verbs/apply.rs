@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use flotilla_proto::convert::spec_document;
 use flotilla_proto::v1::{ApplyOutcome, ApplyRequest, DryRunRequest};
 use flotilla_types::ServiceSpec;
 use serde::Serialize;
@@ -78,7 +79,11 @@ pub async fn apply(client: &Client, global: &Global, file: &Path, wait: bool) ->
     let mut results = Vec::new();
     let mut templates = Vec::new();
     for spec in specs {
-        let r = client.send(ApplyRequest { spec: spec.to_json() }).await?;
+        let r = client
+            .send(ApplyRequest {
+                spec_document: spec_document(&spec),
+            })
+            .await?;
         let outcome = r.outcome();
         if matches!(out, Format::Table | Format::Wide) {
             println!(
@@ -124,11 +129,12 @@ struct PlacementView {
     reason: String,
 }
 
-fn yaml_lines(json: &str) -> Vec<String> {
-    if json.is_empty() {
+/// A spec document as YAML lines; none for an empty document (no stored spec).
+fn yaml_lines(document: &[u8]) -> Vec<String> {
+    if document.is_empty() {
         return Vec::new();
     }
-    let value: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    let value: serde_json::Value = serde_json::from_slice(document).unwrap_or_default();
     serde_yaml::to_string(&value)
         .unwrap_or_default()
         .lines()
@@ -169,13 +175,17 @@ pub fn diff(old: &[String], new: &[String]) -> Vec<String> {
 pub async fn dry_run(client: &Client, out: Format, file: &Path) -> Result<(), CliError> {
     let mut views = Vec::new();
     for spec in read_specs(file)? {
-        let r = client.send(DryRunRequest { spec: spec.to_json() }).await?;
+        let r = client
+            .send(DryRunRequest {
+                spec_document: spec_document(&spec),
+            })
+            .await?;
         let outcome = r.outcome();
         views.push(DryRunView {
             name: r.name.clone(),
             outcome: outcome_word(outcome),
             previous_version: (outcome == ApplyOutcome::Updated).then_some(r.previous_version),
-            diff: diff(&yaml_lines(&r.current_spec_json), &yaml_lines(&r.new_spec_json)),
+            diff: diff(&yaml_lines(&r.current_spec_document), &yaml_lines(&r.new_spec_document)),
             placements: r
                 .placements
                 .iter()

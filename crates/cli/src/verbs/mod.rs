@@ -120,7 +120,7 @@ pub(crate) fn view(s: &ServiceInfo) -> Result<ServiceView, CliError> {
         version: s.version,
         created_at: rfc3339(s.created_at_ms),
         updated_at: rfc3339(s.updated_at_ms),
-        spec: serde_json::from_str(&s.spec_json)
+        spec: serde_json::from_slice(&s.spec_document)
             .map_err(|e| CliError::Failed(format!("the cluster sent an unreadable spec: {e}")))?,
     })
 }
@@ -146,7 +146,7 @@ async fn get_services(client: &Client, out: Format, quiet: bool, stale: bool) ->
                     age(s.updated_at_ms, now),
                 ];
                 if wide {
-                    let spec: serde_json::Value = serde_json::from_str(&s.spec_json).unwrap_or_default();
+                    let spec: serde_json::Value = serde_json::from_slice(&s.spec_document).unwrap_or_default();
                     let ports: Vec<String> = spec["ports"]
                         .as_array()
                         .map(|ps| {
@@ -270,7 +270,7 @@ impl From<&MemberStatus> for MemberView {
             id: m.id,
             address: m.address.clone(),
             role: if m.reachable {
-                m.role.clone()
+                m.role().word().into()
             } else {
                 "unreachable".into()
             },

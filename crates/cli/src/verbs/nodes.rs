@@ -1,6 +1,6 @@
 //! `get nodes`, `node drain|pause|activate`.
 
-use flotilla_proto::v1::{ListNodesRequest, NodeInfo, SetNodeAvailabilityRequest};
+use flotilla_proto::v1::{DesiredState, ListNodesRequest, NodeAvailability, NodeInfo, SetNodeAvailabilityRequest};
 use serde::Serialize;
 
 use crate::args::{Format, NodeWhat};
@@ -27,8 +27,8 @@ impl From<&NodeInfo> for NodeView {
         NodeView {
             id: n.id,
             address: n.address.clone(),
-            status: n.status.clone(),
-            availability: n.availability.clone(),
+            status: n.status().word().into(),
+            availability: n.availability().word().into(),
             tasks: n.tasks,
             cpu_millis: n.cpu_millis,
             allocated_cpu_millis: n.allocated_cpu_millis,
@@ -84,9 +84,9 @@ pub async fn get_nodes(client: &Client, out: Format, quiet: bool, stale: bool) -
 
 pub async fn set_availability(client: &Client, out: Format, what: NodeWhat) -> Result<(), CliError> {
     let (id, availability, verb) = match what {
-        NodeWhat::Drain { id } => (id, "drain", "draining: its tasks move to other nodes"),
-        NodeWhat::Pause { id } => (id, "pause", "paused: no new tasks are placed on it"),
-        NodeWhat::Activate { id } => (id, "active", "active"),
+        NodeWhat::Drain { id } => (id, NodeAvailability::Drain, "draining: its tasks move to other nodes"),
+        NodeWhat::Pause { id } => (id, NodeAvailability::Pause, "paused: no new tasks are placed on it"),
+        NodeWhat::Activate { id } => (id, NodeAvailability::Active, "active"),
         NodeWhat::Remove { .. } => unreachable!("handled by members::remove"),
     };
     let n = client
@@ -119,7 +119,7 @@ pub async fn describe_node(client: &Client, out: Format, id: u64, stale: bool) -
         .await?
         .tasks
         .into_iter()
-        .filter(|t| t.node_id == id && t.desired == "running")
+        .filter(|t| t.node_id == id && t.desired() == DesiredState::Running)
         .collect();
     let d = DescribedNode {
         node: NodeView::from(n),
@@ -143,7 +143,7 @@ pub async fn describe_node(client: &Client, out: Format, id: u64, stale: bool) -
             text.push_str("  none\n");
         }
         for t in &tasks {
-            text.push_str(&format!("  {}   {}   {}\n", t.id, t.state, t.message));
+            text.push_str(&format!("  {}   {}   {}\n", t.id, t.state().word(), t.message));
         }
         text
     })

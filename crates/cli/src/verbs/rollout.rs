@@ -1,7 +1,7 @@
 //! `flotilla rollout status|history|undo|pause|resume`.
 
-use flotilla_proto::v1::{RolloutControlRequest, RolloutHistoryRequest, RolloutInfo, RolloutRequest};
-use flotilla_scheduler::RolloutReport;
+use flotilla_proto::v1::{self, RolloutControlRequest, RolloutHistoryRequest, RolloutInfo, RolloutRequest};
+use flotilla_types::RolloutOp;
 use serde::Serialize;
 
 use crate::args::{Format, RolloutWhat};
@@ -9,9 +9,95 @@ use crate::client::Client;
 use crate::error::CliError;
 use crate::output::{age, now_ms, print, table};
 
+/// A rollout as `rollout status` prints it: the report's fields under the names (and with
+/// the omissions) `-o json` and `-o yaml` have always shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutReport {
+    pub service: String,
+    pub version: u64,
+    pub template_version: u64,
+    /// `none` when the service never had a template change.
+    pub phase: String,
+    pub from_version: u64,
+    pub to_version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    pub cause: String,
+    pub replicas: u32,
+    pub updated: u32,
+    pub serving: u32,
+    pub done: u32,
+    pub failures: u32,
+    pub parallelism: u32,
+    pub order: String,
+    pub monitor_ms: u64,
+    pub delay_ms: u64,
+    pub failure_action: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub waiting: String,
+    pub started_at: u64,
+    pub updated_at: u64,
+    pub batches: Vec<BatchReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchReport {
+    pub number: u32,
+    pub target: u64,
+    pub slots: Vec<u32>,
+    pub state: String,
+    pub tasks: Vec<String>,
+    pub started_at: u64,
+}
+
+impl From<&v1::RolloutReport> for RolloutReport {
+    fn from(r: &v1::RolloutReport) -> Self {
+        RolloutReport {
+            service: r.service.clone(),
+            version: r.version,
+            template_version: r.template_version,
+            phase: r.phase().word().into(),
+            from_version: r.from_version,
+            to_version: r.to_version,
+            paused: r.paused.clone(),
+            reason: r.reason.clone(),
+            cause: r.cause.clone(),
+            replicas: r.replicas,
+            updated: r.updated,
+            serving: r.serving,
+            done: r.done,
+            failures: r.failures,
+            parallelism: r.parallelism,
+            order: r.order().word().into(),
+            monitor_ms: r.monitor_ms,
+            delay_ms: r.delay_ms,
+            failure_action: r.failure_action().word().into(),
+            waiting: r.waiting.clone(),
+            started_at: r.started_at_ms,
+            updated_at: r.updated_at_ms,
+            batches: r
+                .batches
+                .iter()
+                .map(|b| BatchReport {
+                    number: b.number,
+                    target: b.target,
+                    slots: b.slots.clone(),
+                    state: b.state().word().into(),
+                    tasks: b.tasks.clone(),
+                    started_at: b.started_at_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
 fn report(info: &RolloutInfo) -> Result<RolloutReport, CliError> {
-    serde_json::from_str(&info.report_json)
-        .map_err(|e| CliError::Failed(format!("the node sent an unreadable rollout report: {e}")))
+    info.report
+        .as_ref()
+        .map(RolloutReport::from)
+        .ok_or_else(|| CliError::Failed("the node sent no rollout report".into()))
 }
 
 pub async fn status(client: &Client, name: &str, stale: bool) -> Result<RolloutReport, CliError> {
@@ -131,7 +217,7 @@ pub async fn run(client: &Client, out: Format, what: RolloutWhat) -> Result<(), 
                     change: r.change.clone(),
                     at_ms: r.at_ms,
                     current: r.version == h.version,
-                    spec: serde_json::from_str(&r.spec_json).unwrap_or_default(),
+                    spec: serde_json::from_slice(&r.spec_document).unwrap_or_default(),
                 })
                 .collect();
             print(out, &views, || {
@@ -152,32 +238,25 @@ pub async fn run(client: &Client, out: Format, what: RolloutWhat) -> Result<(), 
                 table(&["VERSION", "TEMPLATE", "IMAGE", "REPLICAS", "AGE", "CHANGE"], &rows)
             })
         }
-        RolloutWhat::Undo { name, to_version } => control(client, out, &name, "undo", to_version).await,
-        RolloutWhat::Pause { name } => control(client, out, &name, "pause", None).await,
-        RolloutWhat::Resume { name } => control(client, out, &name, "resume", None).await,
+        RolloutWhat::Undo { name, to_version } => control(client, out, &name, RolloutOp::Undo { to_version }).await,
+        RolloutWhat::Pause { name } => control(client, out, &name, RolloutOp::Pause).await,
+        RolloutWhat::Resume { name } => control(client, out, &name, RolloutOp::Resume).await,
     }
 }
 
-async fn control(
-    client: &Client,
-    out: Format,
-    name: &str,
-    action: &str,
-    to_version: Option<u64>,
-) -> Result<(), CliError> {
+async fn control(client: &Client, out: Format, name: &str, op: RolloutOp) -> Result<(), CliError> {
     let info = client
         .send(RolloutControlRequest {
             name: name.into(),
-            action: action.into(),
-            to_version,
+            ..RolloutControlRequest::from(&op)
         })
         .await?;
     let r = report(&info)?;
     print(out, &r, || {
-        let what = match action {
-            "pause" => "rollout paused".to_string(),
-            "resume" => "rollout resumed".to_string(),
-            _ => format!(
+        let what = match op {
+            RolloutOp::Pause => "rollout paused".to_string(),
+            RolloutOp::Resume => "rollout resumed".to_string(),
+            RolloutOp::Undo { .. } => format!(
                 "rolling back to the template of version {} (now version {})",
                 r.template_version, r.version
             ),

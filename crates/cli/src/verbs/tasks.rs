@@ -1,6 +1,8 @@
 //! `get tasks`, `describe service`, `scale`.
 
-use flotilla_proto::v1::{GetServiceRequest, ListTasksRequest, ScaleServiceRequest, ServiceInfo, TaskInfo};
+use flotilla_proto::v1::{
+    DesiredState, GetServiceRequest, ListTasksRequest, ScaleServiceRequest, ServiceInfo, TaskInfo, TaskState,
+};
 use serde::Serialize;
 
 use crate::args::Format;
@@ -37,13 +39,13 @@ impl From<&TaskInfo> for TaskView {
             service: t.service.clone(),
             slot: t.slot,
             node: (t.node_id != 0).then_some(t.node_id),
-            desired: t.desired.clone(),
-            state: t.state.clone(),
+            desired: t.desired().word().into(),
+            state: t.state().word().into(),
             spec_version: t.spec_version,
             attempt: t.attempt,
             exit_code: t.exit_code,
             container_id: t.container_id.clone(),
-            stop_reason: t.stop_reason.clone(),
+            stop_reason: t.stop_reason().word().into(),
             message: t.message.clone(),
             created_at_ms: t.created_at_ms,
             updated_at_ms: t.updated_at_ms,
@@ -54,7 +56,7 @@ impl From<&TaskInfo> for TaskView {
 /// Current tasks first (by slot), then finished ones, newest first.
 fn ordered(mut tasks: Vec<TaskInfo>) -> Vec<TaskInfo> {
     tasks.sort_by(|a, b| {
-        let live = |t: &TaskInfo| t.desired != "running";
+        let live = |t: &TaskInfo| t.desired() != DesiredState::Running;
         (live(a), &a.service, a.slot, std::cmp::Reverse(a.created_at_ms)).cmp(&(
             live(b),
             &b.service,
@@ -75,15 +77,15 @@ fn task_rows(tasks: &[TaskInfo], with_service: bool, wide: bool) -> String {
                 row.push(t.service.clone());
             }
             let state = match t.exit_code {
-                Some(code) if t.state == "exited" || t.state == "failed" => {
-                    format!("{} ({code})", t.state)
+                Some(code) if matches!(t.state(), TaskState::Exited | TaskState::Failed) => {
+                    format!("{} ({code})", t.state().word())
                 }
-                _ => t.state.clone(),
+                _ => t.state().word().into(),
             };
             let why = if !t.message.is_empty() {
                 t.message.clone()
             } else {
-                t.stop_reason.clone()
+                t.stop_reason().word().into()
             };
             row.extend([
                 t.slot.to_string(),
@@ -92,7 +94,7 @@ fn task_rows(tasks: &[TaskInfo], with_service: bool, wide: bool) -> String {
                 } else {
                     t.node_id.to_string()
                 },
-                t.desired.clone(),
+                t.desired().word().into(),
                 state,
                 age(t.updated_at_ms, now),
                 why,
@@ -165,8 +167,8 @@ pub async fn describe_task(client: &Client, out: Format, id: &str, stale: bool) 
             t.slot,
             t.spec_version,
             if t.node_id == 0 { "-".to_string() } else { t.node_id.to_string() },
-            t.desired,
-            t.state,
+            v.desired,
+            v.state,
             age(t.updated_at_ms, now),
             t.attempt,
         );
@@ -176,11 +178,15 @@ pub async fn describe_task(client: &Client, out: Format, id: &str, stale: bool) 
         if let Some(code) = t.exit_code {
             text.push_str(&format!("Exit code:   {code}\n"));
         }
-        if !t.stop_reason.is_empty() {
-            text.push_str(&format!("Stopped:     {}\n", t.stop_reason));
+        if !v.stop_reason.is_empty() {
+            text.push_str(&format!("Stopped:     {}\n", v.stop_reason));
         }
         if !t.message.is_empty() {
-            let label = if t.state == "pending" { "Waiting:" } else { "Message:" };
+            let label = if t.state() == TaskState::Pending {
+                "Waiting:"
+            } else {
+                "Message:"
+            };
             text.push_str(&format!("{label:<13}{}\n", t.message));
         }
         text.push_str(&format!("Created:     {} ago\n", age(t.created_at_ms, now)));
@@ -225,12 +231,9 @@ pub async fn describe_service(client: &Client, out: Format, name: &str, stale: b
         tasks: tasks.iter().map(TaskView::from).collect(),
     };
     print(out, &described, || {
-        let current: Vec<&TaskInfo> = tasks.iter().filter(|t| t.desired == "running").collect();
-        let up = current
-            .iter()
-            .filter(|t| t.state == "running" || t.state == "healthy")
-            .count();
-        let pending: Vec<&&TaskInfo> = current.iter().filter(|t| t.state == "pending").collect();
+        let current: Vec<&TaskInfo> = tasks.iter().filter(|t| t.desired() == DesiredState::Running).collect();
+        let up = current.iter().filter(|t| t.state().is_up()).count();
+        let pending: Vec<&&TaskInfo> = current.iter().filter(|t| t.state() == TaskState::Pending).collect();
         let mut text = format!(
             "Name:      {}\nVersion:   {}\nImage:     {}\nReplicas:  {} desired, {} running, {} pending\n",
             svc.name,

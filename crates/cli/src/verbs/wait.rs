@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use flotilla_proto::v1::TaskInfo;
+use flotilla_proto::v1::{DesiredState, TaskInfo, TaskState};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::Global;
@@ -25,7 +25,7 @@ impl Seen {
     fn observe(&mut self, tasks: &[TaskInfo], now: Instant) {
         let up: Vec<(String, u32)> = tasks
             .iter()
-            .filter(|t| t.state == "running" || t.state == "healthy")
+            .filter(|t| t.state().is_up())
             .map(|t| (t.id.clone(), t.attempt))
             .collect();
         self.0.retain(|k, _| up.contains(k));
@@ -60,27 +60,21 @@ fn assess(
 ) -> Progress {
     let current: Vec<&TaskInfo> = tasks
         .iter()
-        .filter(|t| t.desired == "running" && t.spec_version == template)
+        .filter(|t| t.desired() == DesiredState::Running && t.spec_version == template)
         .collect();
-    let running = current
-        .iter()
-        .filter(|t| t.state == "running" || t.state == "healthy")
-        .count() as u32;
-    let healthy = current.iter().filter(|t| t.state == "healthy").count() as u32;
-    let settled = current
-        .iter()
-        .filter(|t| (t.state == "running" || t.state == "healthy") && up(t))
-        .count() as u32;
+    let running = current.iter().filter(|t| t.state().is_up()).count() as u32;
+    let healthy = current.iter().filter(|t| t.state() == TaskState::Healthy).count() as u32;
+    let settled = current.iter().filter(|t| t.state().is_up() && up(t)).count() as u32;
     let condition = restart["condition"].as_str().unwrap_or("on-failure");
     let max_attempts = restart["max_attempts"].as_u64().unwrap_or(0) as u32;
     let failed = current.iter().find_map(|t| {
         let gives_up = condition == "never" || (max_attempts > 0 && t.attempt >= max_attempts);
         let code = t.exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default();
-        match t.state.as_str() {
-            "failed" if gives_up || t.message.starts_with("image not found") => {
+        match t.state() {
+            TaskState::Failed if gives_up || t.message.starts_with("image not found") => {
                 Some(format!("task {} failed{code}: {}", t.id, t.message))
             }
-            "exited" if gives_up && (t.exit_code != Some(0) || condition == "always") => Some(format!(
+            TaskState::Exited if gives_up && (t.exit_code != Some(0) || condition == "always") => Some(format!(
                 "task {} exited{code} and will not be restarted: {}",
                 t.id, t.message
             )),
@@ -89,7 +83,7 @@ fn assess(
     });
     let pending = current
         .iter()
-        .filter(|t| t.state == "pending")
+        .filter(|t| t.state() == TaskState::Pending)
         .map(|t| format!("{} pending: {}", t.id, t.message))
         .collect();
     Progress {
@@ -121,7 +115,7 @@ pub async fn converge(client: &Client, global: &Global, services: &[(String, Opt
             let (svc, tasks) = super::tasks::service_and_tasks(client, name, false).await?;
             let rollout = super::rollout::status(client, name, false).await?;
             let wanted = *wanted.get_or_insert(svc.template_version);
-            let spec: serde_json::Value = serde_json::from_str(&svc.spec_json).unwrap_or_default();
+            let spec: serde_json::Value = serde_json::from_slice(&svc.spec_document).unwrap_or_default();
             let checked = !spec["health_check"].is_null();
             let now = Instant::now();
             seen.observe(&tasks, now);
@@ -156,7 +150,7 @@ pub async fn converge(client: &Client, global: &Global, services: &[(String, Opt
             }
             let settled = tasks
                 .iter()
-                .filter(|t| t.desired == "running")
+                .filter(|t| t.desired() == DesiredState::Running)
                 .all(|t| t.spec_version == svc.template_version);
             if p.healthy >= p.replicas && settled && !rolling {
                 break Ok(format!(
@@ -199,10 +193,10 @@ pub async fn converge(client: &Client, global: &Global, services: &[(String, Opt
 mod tests {
     use super::*;
 
-    fn task(id: &str, state: &str, attempt: u32) -> TaskInfo {
+    fn task(id: &str, state: TaskState, attempt: u32) -> TaskInfo {
         TaskInfo {
             id: id.into(),
-            desired: "running".into(),
+            desired: DesiredState::Running.into(),
             state: state.into(),
             spec_version: 1,
             attempt,
@@ -219,7 +213,7 @@ mod tests {
     fn an_unchecked_task_counts_only_after_it_stayed_running() {
         let t0 = Instant::now();
         let mut seen = Seen::default();
-        let tasks = [task("a.0", "running", 0)];
+        let tasks = [task("a.0", TaskState::Running, 0)];
         seen.observe(&tasks, t0);
         assert_eq!(up_count(&seen, &tasks, t0), 0, "just seen running");
         let later = t0 + SETTLE;
@@ -227,13 +221,13 @@ mod tests {
         assert_eq!(up_count(&seen, &tasks, later), 1, "running for the whole settle window");
 
         // It exited and was restarted: the new attempt starts its window again.
-        let restarted = [task("a.0", "running", 1)];
+        let restarted = [task("a.0", TaskState::Running, 1)];
         seen.observe(&restarted, later);
         assert_eq!(up_count(&seen, &restarted, later), 0);
         // One that exits is never counted, and the exit is the reason to fail.
         let exited = [TaskInfo {
             exit_code: Some(3),
-            ..task("a.0", "exited", 1)
+            ..task("a.0", TaskState::Exited, 1)
         }];
         seen.observe(&exited, later + SETTLE);
         let never = serde_json::json!({"condition": "never"});

@@ -6,7 +6,7 @@ impl From<&TaskReport> for TaskStatusReport {
     fn from(r: &TaskReport) -> Self {
         TaskStatusReport {
             task: r.task.clone(),
-            state: r.state.as_str().into(),
+            state: crate::v1::TaskState::from(r.state).into(),
             container_id: r.container_id.clone().unwrap_or_default(),
             exit_code: r.exit_code,
             message: r.message.clone(),
@@ -20,7 +20,7 @@ impl TryFrom<&TaskStatusReport> for TaskReport {
     fn try_from(r: &TaskStatusReport) -> Result<Self, String> {
         Ok(TaskReport {
             task: r.task.clone(),
-            state: TaskState::parse(&r.state).ok_or_else(|| format!("unknown task state {:?}", r.state))?,
+            state: TaskState::try_from(r.state()).map_err(|e| e.to_string())?,
             container_id: (!r.container_id.is_empty()).then(|| r.container_id.clone()),
             exit_code: r.exit_code,
             message: r.message.clone(),

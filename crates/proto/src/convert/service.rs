@@ -7,7 +7,7 @@ impl From<&Service> for ServiceInfo {
         ServiceInfo {
             name: s.spec.name.clone(),
             version: s.version,
-            spec_json: s.spec.to_json(),
+            spec_document: super::spec_document(&s.spec),
             created_at_ms: s.created_at,
             updated_at_ms: s.updated_at,
             image: s.spec.image.clone(),
@@ -18,8 +18,8 @@ impl From<&Service> for ServiceInfo {
 }
 
 impl ServiceInfo {
-    /// The full spec, decoded from `spec_json`.
+    /// The full spec, decoded from its document.
     pub fn spec(&self) -> Result<flotilla_types::ServiceSpec, flotilla_types::SpecError> {
-        flotilla_types::ServiceSpec::parse(&self.spec_json)
+        super::parse_spec_document(&self.spec_document)
     }
 }

@@ -1,6 +1,6 @@
-use flotilla_types::{DesiredState, Task};
+use flotilla_types::Task;
 
-use crate::v1::TaskInfo;
+use crate::v1::{self, TaskInfo};
 
 impl From<&Task> for TaskInfo {
     fn from(t: &Task) -> Self {
@@ -10,17 +10,16 @@ impl From<&Task> for TaskInfo {
             slot: t.slot,
             spec_version: t.spec_version,
             node_id: t.node.unwrap_or(0),
-            desired: match t.desired {
-                DesiredState::Running => "running",
-                DesiredState::Shutdown => "shutdown",
-            }
-            .into(),
-            state: t.state.as_str().into(),
+            desired: v1::DesiredState::from(t.desired).into(),
+            state: v1::TaskState::from(t.state).into(),
             container_id: t.container_id.clone().unwrap_or_default(),
             exit_code: t.exit_code,
             message: t.message.clone(),
             attempt: t.attempt,
-            stop_reason: t.stop_reason.map(|r| r.as_str().to_string()).unwrap_or_default(),
+            stop_reason: t
+                .stop_reason
+                .map_or(v1::StopReason::Unspecified, v1::StopReason::from)
+                .into(),
             created_at_ms: t.created_at,
             updated_at_ms: t.updated_at,
         }
