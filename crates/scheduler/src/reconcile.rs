@@ -158,16 +158,10 @@ fn reconcile_slot<'a>(
         .is_some_and(|n| n.availability == Availability::Drain);
     let beside = outgoing.is_some();
 
-    if current.desired != DesiredState::Running {
-        return replace_stopped(svc, current, now, beside, plan, &create);
+    if current.desired != DesiredState::Running || finished(current) {
+        return replace_current(svc, current, now, beside, plan, &create);
     }
-    if finished(current) {
-        return replace_finished(svc, current, now, beside, plan, &create);
-    }
-    if current.spec_version != target {
-        return outdated_slot(svc, current, drained, plan, &create);
-    }
-    target_slot(svc, current, outgoing, drained, now, plan, &create)
+    running_slot(svc, current, outgoing, drained, now, plan, &create)
 }
 
 /// Which of a slot's tasks is current, and which older one may still serve beside it;
@@ -245,32 +239,9 @@ fn forget_old_history(tasks: &[&Task], current: &Task, finished: &impl Fn(&Task)
     }
 }
 
-/// The current task was asked to stop and nothing replaced it yet.
-fn replace_stopped<'a>(
-    svc: &Service,
-    current: &Task,
-    now: Millis,
-    beside: bool,
-    plan: &mut PlanUpdate,
-    create: &impl Fn(u64, u32, bool) -> NewTask,
-) -> SlotProgress<'a> {
-    match current.stop_reason {
-        Some(StopReason::Unhealthy) => {
-            let version = replacement_version(svc, current);
-            let retrying = restart_after_failure(svc, current, now, plan, |a| create(version, a, beside));
-            return SlotProgress::Failed { retrying };
-        }
-        Some(StopReason::Drained) | Some(StopReason::NodeDown) | Some(StopReason::Removed) => {
-            plan.create
-                .push(create(replacement_version(svc, current), current.attempt, beside))
-        }
-        _ => plan.create.push(create(svc.template_version, 0, beside)),
-    }
-    SlotProgress::Filling
-}
-
-/// The current task, meant to run, ended or was lost with its node.
-fn replace_finished<'a>(
+/// The current task was asked to stop, or ended, and nothing replaced it yet: a
+/// replacement now, or as the restart policy says.
+fn replace_current<'a>(
     svc: &Service,
     current: &Task,
     now: Millis,
@@ -279,43 +250,36 @@ fn replace_finished<'a>(
     create: &impl Fn(u64, u32, bool) -> NewTask,
 ) -> SlotProgress<'a> {
     let version = replacement_version(svc, current);
-    if current.state == TaskState::Lost || !current.state.is_terminal() {
+    let failed = if current.desired != DesiredState::Running {
+        match current.stop_reason {
+            Some(StopReason::Unhealthy) => true,
+            Some(StopReason::Drained) | Some(StopReason::NodeDown) | Some(StopReason::Removed) => {
+                plan.create.push(create(version, current.attempt, beside));
+                false
+            }
+            _ => {
+                plan.create.push(create(svc.template_version, 0, beside));
+                false
+            }
+        }
+    } else if current.state == TaskState::Lost || !current.state.is_terminal() {
         // Lost with its node: not the workload's fault, replace at once.
         plan.create.push(create(version, current.attempt, beside));
+        false
+    } else {
+        true
+    };
+    if !failed {
         return SlotProgress::Filling;
     }
     let retrying = restart_after_failure(svc, current, now, plan, |a| create(version, a, beside));
     SlotProgress::Failed { retrying }
 }
 
-/// The current task runs an older template: left to the rollout unless its node drains
-/// or it turned unhealthy.
-fn outdated_slot<'a>(
-    svc: &Service,
-    current: &'a Task,
-    drained: bool,
-    plan: &mut PlanUpdate,
-    create: &impl Fn(u64, u32, bool) -> NewTask,
-) -> SlotProgress<'a> {
-    if drained && current.state != TaskState::Pending {
-        plan.stop.push((current.id.clone(), StopReason::Drained));
-        plan.create
-            .push(create(replacement_version(svc, current), current.attempt, false));
-        return SlotProgress::Filling;
-    }
-    if current.state == TaskState::Unhealthy {
-        plan.stop.push((current.id.clone(), StopReason::Unhealthy));
-        return SlotProgress::Filling;
-    }
-    SlotProgress::Outdated {
-        task: current,
-        serving: is_serving(svc, current),
-    }
-}
-
-/// The current task runs the target template: done once it passed `monitor`, and then
-/// the task it replaced may go.
-fn target_slot<'a>(
+/// The current task is meant to run and has not ended: moved off a draining node,
+/// stopped when unhealthy, else outdated (left to the rollout), updating, or done once it
+/// passed `monitor` (and then the task it replaced may go).
+fn running_slot<'a>(
     svc: &Service,
     current: &'a Task,
     outgoing: Option<&Task>,
@@ -324,16 +288,29 @@ fn target_slot<'a>(
     plan: &mut PlanUpdate,
     create: &impl Fn(u64, u32, bool) -> NewTask,
 ) -> SlotProgress<'a> {
+    let outdated = current.spec_version != svc.template_version;
     if drained && current.state != TaskState::Pending {
         plan.stop.push((current.id.clone(), StopReason::Drained));
-        plan.create
-            .push(create(svc.template_version, current.attempt, outgoing.is_some()));
+        plan.create.push(create(
+            replacement_version(svc, current),
+            current.attempt,
+            outgoing.is_some(),
+        ));
         return SlotProgress::Filling;
     }
     if current.state == TaskState::Unhealthy {
-        // Stopped now; its replacement follows the restart policy on a later pass.
         plan.stop.push((current.id.clone(), StopReason::Unhealthy));
+        if outdated {
+            return SlotProgress::Filling;
+        }
+        // Stopped now; its replacement follows the restart policy on a later pass.
         return SlotProgress::Failed { retrying: true };
+    }
+    if outdated {
+        return SlotProgress::Outdated {
+            task: current,
+            serving: is_serving(svc, current),
+        };
     }
     match passed_monitor(svc, current, now) {
         Some(at) => {
