@@ -12,7 +12,7 @@
 //!   BENCH_CLIENTS=32                 clients of the concurrent runs
 //!   BENCH_KILLS=20                   leader kills in the failover run
 //!   BENCH_AGENT_ARGS="..."           extra `flotilla agent` flags, e.g. to try other
-//!                                    timeouts: "--election-timeout-min 250ms --election-timeout-max 500ms"
+//!                                    timeouts: "--election-timeout-min 500ms --election-timeout-max 1s"
 //!   FLOTILLA_BIN                     the agent binary (see flotilla_testkit::flotilla_bin)
 
 use flotilla_tests::bench::{env_usize, loadavg, ms, percentile};
@@ -43,8 +43,19 @@ const FAST_FAILURE_PAUSE: Duration = Duration::from_millis(10);
 const WARMUP_PER_CLIENT: usize = 3;
 
 /// The agents' Raft settings: the defaults of `flotilla agent`, printed with the results.
-const AGENT_DEFAULTS: &str = "heartbeat 100 ms, election timeout 500-1000 ms, \
-     snapshot every 5000 entries (1000 kept), max 64 entries per append RPC";
+fn agent_defaults() -> String {
+    let t = flotilla_node::RaftTuning::default();
+    format!(
+        "heartbeat {} ms, election timeout {}-{} ms, snapshot every {} entries ({} kept), \
+         max {} entries per append RPC",
+        t.heartbeat.as_millis(),
+        t.election_min.as_millis(),
+        t.election_max.as_millis(),
+        t.snapshot_interval,
+        t.snapshot_keep,
+        flotilla_node::config::MAX_PAYLOAD_ENTRIES
+    )
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Only {
@@ -608,7 +619,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("flotilla cluster benchmark: 3 agents on 127.0.0.1, synced RocksDB writes, gRPC clients");
     println!("  agent binary: {}", flotilla_bin().display());
-    println!("  agent Raft settings: {AGENT_DEFAULTS}");
+    println!("  agent Raft settings: {}", agent_defaults());
     if !config.agent_args.is_empty() {
         println!(
             "  extra agent flags (BENCH_AGENT_ARGS): {}",

@@ -609,7 +609,7 @@ async fn loss_round(cluster: &mut Cluster, poll: Duration, phase: Duration) -> L
 
 /// How often agents heartbeat the leader (fixed in `flotilla agent`), and the period of the
 /// leader's pass tick: the two clocks detection depends on.
-const HEARTBEAT: Duration = Duration::from_secs(1);
+const HEARTBEAT: Duration = flotilla_node::config::NODE_HEARTBEAT;
 
 /// The delay before kill `i` (1-based) of `n`: the kills are spread evenly over one
 /// heartbeat period. Without it every kill came at the same point of the agents' 1 s
@@ -664,7 +664,10 @@ async fn node_loss(config: &Config) -> LossResult {
         .iter()
         .position(|a| a == "--node-timeout")
         .and_then(|i| config.agent_args.get(i + 1))
-        .map_or_else(|| "4s (default)".to_string(), String::clone);
+        .map_or_else(
+            || format!("{:?} (default)", flotilla_node::ControlConfig::default().node_timeout),
+            String::clone,
+        );
     LossResult {
         rounds,
         node_timeout,

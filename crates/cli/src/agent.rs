@@ -66,7 +66,7 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
             node_timeout: args.node_timeout,
             ..ControlConfig::default()
         },
-        heartbeat: std::time::Duration::from_secs(1),
+        heartbeat: flotilla_node::config::NODE_HEARTBEAT,
         cluster: args.cluster_name.clone(),
         join: args.join.iter().map(|a| a.trim().to_string()).collect(),
         voters: args.voters,

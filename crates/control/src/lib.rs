@@ -12,7 +12,7 @@ mod supervisor;
 use std::time::Duration;
 
 pub use liveness::Liveness;
-pub use supervisor::{now_ms, Control, ControlError, LeaderLoop};
+pub use supervisor::{Control, ControlError, LeaderLoop};
 
 #[derive(Debug, Clone)]
 pub struct ControlConfig {

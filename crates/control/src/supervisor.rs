@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_executor::now_ms;
 use flotilla_scheduler::ClusterView;
 use flotilla_store::{Raft, SharedState};
 use flotilla_types::{Command, NodeId, NodeRegistration, NodeStatus, Response, TaskId, TaskReport};
@@ -36,14 +37,6 @@ pub struct Control {
     state: SharedState,
     liveness: Liveness,
     config: ControlConfig,
-}
-
-/// Wall-clock milliseconds: what the proposer puts into commands.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Control {

@@ -1,7 +1,9 @@
 //! flotilla-executor owns the node side of running workloads: the `Driver` trait and its
-//! data types, the process driver and the driver conformance suite every driver runs.
+//! data types, the process driver, the driver conformance suite every driver runs, and
+//! the wall clock (`now_ms`) the control loop and the node read too.
 //! It must never depend on bollard or any engine client: those live in driver crates.
 
+mod clock;
 mod driver;
 mod error;
 pub mod labels;
@@ -13,6 +15,7 @@ pub mod task_loop;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use clock::now_ms;
 pub use driver::{Driver, ExecOutput, LogLine, LogOptions, LogStream, Logs};
 pub use error::DriverError;
 pub use labels::{LABEL_CLUSTER, LABEL_NODE, LABEL_SERVICE, LABEL_SLOT, LABEL_TASK};

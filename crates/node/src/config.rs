@@ -37,6 +37,19 @@ pub struct NodeConfig {
     pub force_new_cluster: bool,
 }
 
+/// How often an agent heartbeats the leader (not a flag).
+pub const NODE_HEARTBEAT: Duration = Duration::from_secs(1);
+
+// `flotilla agent`'s Raft defaults, the one place they are written: the agent's flags
+// override them, and the benches print them.
+pub const DEFAULT_RAFT_HEARTBEAT: Duration = Duration::from_millis(50);
+pub const DEFAULT_ELECTION_MIN: Duration = Duration::from_millis(250);
+pub const DEFAULT_ELECTION_MAX: Duration = Duration::from_millis(500);
+pub const DEFAULT_SNAPSHOT_INTERVAL: u64 = 5000;
+pub const DEFAULT_SNAPSHOT_KEEP: u64 = 1000;
+/// Bounds an append RPC: entries are at most one spec (1 MiB) each.
+pub const MAX_PAYLOAD_ENTRIES: u64 = 64;
+
 #[derive(Debug, Clone)]
 pub struct RaftTuning {
     pub heartbeat: Duration,
@@ -51,11 +64,11 @@ pub struct RaftTuning {
 impl Default for RaftTuning {
     fn default() -> Self {
         RaftTuning {
-            heartbeat: Duration::from_millis(50),
-            election_min: Duration::from_millis(250),
-            election_max: Duration::from_millis(500),
-            snapshot_interval: 5000,
-            snapshot_keep: 1000,
+            heartbeat: DEFAULT_RAFT_HEARTBEAT,
+            election_min: DEFAULT_ELECTION_MIN,
+            election_max: DEFAULT_ELECTION_MAX,
+            snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL,
+            snapshot_keep: DEFAULT_SNAPSHOT_KEEP,
         }
     }
 }
@@ -81,8 +94,7 @@ impl NodeConfig {
             install_snapshot_timeout: 30_000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_interval),
             max_in_snapshot_log_to_keep: t.snapshot_keep,
-            // Bounds an append RPC: entries are at most one spec (1 MiB) each.
-            max_payload_entries: 64,
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             ..Default::default()
         };
         config.validate().map_err(|e| e.to_string())

@@ -58,7 +58,7 @@ pub enum Retry {
     IfNotRun,
 }
 
-pub use flotilla_control::now_ms;
+pub use flotilla_executor::now_ms;
 
 impl Node {
     pub fn new(

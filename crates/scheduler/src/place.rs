@@ -92,35 +92,29 @@ struct Alloc {
     mem: u64,
 }
 
+/// What the nodes already hold, updated as the plan places tasks.
+#[derive(Default)]
+struct Occupancy<'v> {
+    alloc: HashMap<NodeId, Alloc>,
+    /// Running tasks of each service on each node, for spreading and `max_per_node`.
+    per_service: HashMap<&'v str, HashMap<NodeId, u32>>,
+    /// Published host ports taken on each node.
+    ports_used: HashMap<NodeId, BTreeSet<(u32, Protocol)>>,
+}
+
+/// A node that passed the static filters, keyed so the min-heap yields the best first:
+/// fewest tasks of the service, then least allocated, then lowest id.
+type Candidate = Reverse<(u32, u64, NodeId)>;
+
+/// The nodes still open to a service's tasks, and why the others were refused.
+struct Feasible {
+    candidates: BinaryHeap<Candidate>,
+    refused: BTreeMap<Reason, usize>,
+}
+
 pub fn place(view: &ClusterView<'_>, pending: &[PendingTask]) -> Placements {
     let mut placements: Vec<Option<Result<NodeId, Unplaced>>> = vec![None; pending.len()];
-
-    // What every node already holds, and how many tasks of each service it runs.
-    let mut alloc: HashMap<NodeId, Alloc> = HashMap::with_capacity(view.nodes.len());
-    let mut per_service: HashMap<&str, HashMap<NodeId, u32>> = HashMap::new();
-    for t in view.tasks.values() {
-        let Some(node) = t.node else { continue };
-        if t.state.holds_resources() {
-            let a = alloc.entry(node).or_default();
-            a.cpu += u64::from(t.cpu_millis);
-            a.mem += u64::from(t.memory_mb);
-            if t.desired == flotilla_types::DesiredState::Running {
-                *per_service
-                    .entry(t.service.as_str())
-                    .or_default()
-                    .entry(node)
-                    .or_default() += 1;
-            }
-        }
-    }
-
-    // Published host ports taken on each node, by the tasks that hold resources there.
-    let mut ports_used: HashMap<NodeId, BTreeSet<(u32, Protocol)>> = HashMap::new();
-    for t in view.tasks.values().filter(|t| t.state.holds_resources()) {
-        if let (Some(node), Some(svc)) = (t.node, view.services.get(&t.service)) {
-            ports_used.entry(node).or_default().extend(host_ports(&svc.spec));
-        }
-    }
+    let mut occupancy = occupancy(view);
 
     let mut by_service: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, p) in pending.iter().enumerate() {
@@ -137,91 +131,22 @@ pub fn place(view: &ClusterView<'_>, pending: &[PendingTask]) -> Placements {
             }
             continue;
         };
-        let constraints: Vec<(Constraint, &str)> = svc
-            .spec
-            .placement
-            .constraints
-            .iter()
-            .filter_map(|c| Constraint::parse(c).ok().map(|p| (p, c.as_str())))
-            .collect();
-        let max_per_node = svc.spec.placement.max_per_node;
         let wanted_ports = host_ports(&svc.spec);
-        let counts = per_service.entry(service).or_default();
-
-        // Static filters: the same answer for every task of this service.
-        let mut refused: BTreeMap<Reason, usize> = BTreeMap::new();
-        let mut candidates: Vec<Reverse<(u32, u64, NodeId)>> = Vec::with_capacity(view.nodes.len());
-        for node in view.nodes.values() {
-            let reason = if node.status != NodeStatus::Ready {
-                Some(Reason::Down)
-            } else if node.availability == Availability::Pause {
-                Some(Reason::Paused)
-            } else if node.availability == Availability::Drain {
-                Some(Reason::Drained)
-            } else {
-                constraints
-                    .iter()
-                    .find(|(c, _)| !c.matches(&node.labels))
-                    .map(|(_, text)| Reason::Constraint(text.trim().to_string()))
-            };
-            match reason {
-                Some(r) => *refused.entry(r).or_default() += 1,
-                None => {
-                    let a = alloc.get(&node.id).copied().unwrap_or_default();
-                    candidates.push(Reverse((
-                        counts.get(&node.id).copied().unwrap_or(0),
-                        score(node, a),
-                        node.id,
-                    )));
-                }
-            }
-        }
-
-        let mut candidates = BinaryHeap::from(candidates);
+        let mut feasible = static_filter(view, service, &svc.spec, &occupancy);
         for i in indices {
-            let task = &pending[i];
-            let mut placed = None;
-            while let Some(Reverse((count, _, id))) = candidates.pop() {
-                let node = &view.nodes[&id];
-                let a = alloc.get(&id).copied().unwrap_or_default();
-                let port_taken = !wanted_ports.is_empty()
-                    && ports_used
-                        .get(&id)
-                        .is_some_and(|used| wanted_ports.iter().any(|p| used.contains(p)));
-                let misfit = if max_per_node.is_some_and(|m| count >= m) {
-                    Some(Reason::MaxPerNode)
-                } else if port_taken {
-                    Some(Reason::PortInUse)
-                } else if a.cpu + u64::from(task.cpu_millis) > node.capacity.cpu_millis {
-                    Some(Reason::InsufficientCpu)
-                } else if a.mem + u64::from(task.memory_mb) > node.capacity.memory_mb {
-                    Some(Reason::InsufficientMemory)
-                } else {
-                    None
-                };
-                if let Some(r) = misfit {
-                    // Allocation only grows within a plan: this node stays unusable
-                    // for the rest of this service's tasks.
-                    *refused.entry(r).or_default() += 1;
-                    continue;
-                }
-                let a = alloc.entry(id).or_default();
-                a.cpu += u64::from(task.cpu_millis);
-                a.mem += u64::from(task.memory_mb);
-                ports_used.entry(id).or_default().extend(wanted_ports.iter().copied());
-                let new_count = count + 1;
-                counts.insert(id, new_count);
-                candidates.push(Reverse((new_count, score(node, *a), id)));
-                placed = Some(id);
-                break;
-            }
-            placements[i] = Some(match placed {
-                Some(id) => Ok(id),
-                None => Err(Unplaced {
-                    nodes: view.nodes.len(),
-                    reasons: refused.clone(),
-                }),
-            });
+            let placed = place_one(
+                view,
+                service,
+                &svc.spec,
+                &wanted_ports,
+                &pending[i],
+                &mut feasible,
+                &mut occupancy,
+            );
+            placements[i] = Some(placed.ok_or_else(|| Unplaced {
+                nodes: view.nodes.len(),
+                reasons: feasible.refused.clone(),
+            }));
         }
     }
     Placements {
@@ -229,6 +154,152 @@ pub fn place(view: &ClusterView<'_>, pending: &[PendingTask]) -> Placements {
             .into_iter()
             .map(|p| p.expect("every pending task is decided"))
             .collect(),
+    }
+}
+
+/// What every node already holds, and how many tasks of each service it runs.
+fn occupancy<'v>(view: &ClusterView<'v>) -> Occupancy<'v> {
+    let mut occupancy = Occupancy {
+        alloc: HashMap::with_capacity(view.nodes.len()),
+        ..Occupancy::default()
+    };
+    for t in view.tasks.values() {
+        let Some(node) = t.node else { continue };
+        if t.state.holds_resources() {
+            let a = occupancy.alloc.entry(node).or_default();
+            a.cpu += u64::from(t.cpu_millis);
+            a.mem += u64::from(t.memory_mb);
+            if t.desired == flotilla_types::DesiredState::Running {
+                *occupancy
+                    .per_service
+                    .entry(t.service.as_str())
+                    .or_default()
+                    .entry(node)
+                    .or_default() += 1;
+            }
+        }
+    }
+    // A node's taken host ports are those of the tasks holding resources there.
+    for t in view.tasks.values().filter(|t| t.state.holds_resources()) {
+        if let (Some(node), Some(svc)) = (t.node, view.services.get(&t.service)) {
+            occupancy
+                .ports_used
+                .entry(node)
+                .or_default()
+                .extend(host_ports(&svc.spec));
+        }
+    }
+    occupancy
+}
+
+/// Static filters: the same answer for every task of this service.
+fn static_filter(
+    view: &ClusterView<'_>,
+    service: &str,
+    spec: &flotilla_types::ServiceSpec,
+    occupancy: &Occupancy<'_>,
+) -> Feasible {
+    let constraints: Vec<(Constraint, &str)> = spec
+        .placement
+        .constraints
+        .iter()
+        .filter_map(|c| Constraint::parse(c).ok().map(|p| (p, c.as_str())))
+        .collect();
+    let counts = occupancy.per_service.get(service);
+    let mut refused: BTreeMap<Reason, usize> = BTreeMap::new();
+    let mut candidates: Vec<Candidate> = Vec::with_capacity(view.nodes.len());
+    for node in view.nodes.values() {
+        let reason = if node.status != NodeStatus::Ready {
+            Some(Reason::Down)
+        } else if node.availability == Availability::Pause {
+            Some(Reason::Paused)
+        } else if node.availability == Availability::Drain {
+            Some(Reason::Drained)
+        } else {
+            constraints
+                .iter()
+                .find(|(c, _)| !c.matches(&node.labels))
+                .map(|(_, text)| Reason::Constraint(text.trim().to_string()))
+        };
+        match reason {
+            Some(r) => *refused.entry(r).or_default() += 1,
+            None => {
+                let a = occupancy.alloc.get(&node.id).copied().unwrap_or_default();
+                candidates.push(Reverse((
+                    counts.and_then(|c| c.get(&node.id)).copied().unwrap_or(0),
+                    score(node, a),
+                    node.id,
+                )));
+            }
+        }
+    }
+    Feasible {
+        candidates: BinaryHeap::from(candidates),
+        refused,
+    }
+}
+
+/// Places one task on the best candidate that fits and books it there; `None` when no
+/// candidate does (the refusals are counted in `feasible`).
+fn place_one<'k>(
+    view: &ClusterView<'_>,
+    service: &'k str,
+    spec: &flotilla_types::ServiceSpec,
+    wanted_ports: &[(u32, Protocol)],
+    task: &PendingTask,
+    feasible: &mut Feasible,
+    occupancy: &mut Occupancy<'k>,
+) -> Option<NodeId> {
+    while let Some(Reverse((count, _, id))) = feasible.candidates.pop() {
+        let node = &view.nodes[&id];
+        if let Some(r) = misfit(node, count, spec.placement.max_per_node, wanted_ports, task, occupancy) {
+            // Allocation only grows within a plan: this node stays unusable
+            // for the rest of this service's tasks.
+            *feasible.refused.entry(r).or_default() += 1;
+            continue;
+        }
+        let a = occupancy.alloc.entry(id).or_default();
+        a.cpu += u64::from(task.cpu_millis);
+        a.mem += u64::from(task.memory_mb);
+        let a = *a;
+        occupancy
+            .ports_used
+            .entry(id)
+            .or_default()
+            .extend(wanted_ports.iter().copied());
+        let new_count = count + 1;
+        occupancy.per_service.entry(service).or_default().insert(id, new_count);
+        feasible.candidates.push(Reverse((new_count, score(node, a), id)));
+        return Some(id);
+    }
+    None
+}
+
+/// Why `node`, holding `count` tasks of the service, cannot take `task` now, if it cannot.
+fn misfit(
+    node: &flotilla_types::Node,
+    count: u32,
+    max_per_node: Option<u32>,
+    wanted_ports: &[(u32, Protocol)],
+    task: &PendingTask,
+    occupancy: &Occupancy<'_>,
+) -> Option<Reason> {
+    let a = occupancy.alloc.get(&node.id).copied().unwrap_or_default();
+    let port_taken = !wanted_ports.is_empty()
+        && occupancy
+            .ports_used
+            .get(&node.id)
+            .is_some_and(|used| wanted_ports.iter().any(|p| used.contains(p)));
+    if max_per_node.is_some_and(|m| count >= m) {
+        Some(Reason::MaxPerNode)
+    } else if port_taken {
+        Some(Reason::PortInUse)
+    } else if a.cpu + u64::from(task.cpu_millis) > node.capacity.cpu_millis {
+        Some(Reason::InsufficientCpu)
+    } else if a.mem + u64::from(task.memory_mb) > node.capacity.memory_mb {
+        Some(Reason::InsufficientMemory)
+    } else {
+        None
     }
 }
 

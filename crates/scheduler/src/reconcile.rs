@@ -118,6 +118,17 @@ fn replacement_version(svc: &Service, t: &Task) -> u64 {
     }
 }
 
+/// The tasks of a slot this pass acts on.
+struct SlotTasks<'a> {
+    /// The task that fills the slot.
+    current: &'a Task,
+    /// An older task of another version still serving while a start-first replacement
+    /// at the target comes up.
+    outgoing: Option<&'a Task>,
+    /// A start-first replacement caught by a rollback, being stopped.
+    reverted: Option<&'a str>,
+}
+
 /// Keeps one slot filled and says where it stands for the rollout. Outdated tasks are
 /// left to `drive_rollout`, which replaces them batch by batch.
 fn reconcile_slot<'a>(
@@ -133,39 +144,61 @@ fn reconcile_slot<'a>(
     let create = |spec_version: u64, attempt: u32, start_first: bool| {
         new_task(&svc.spec.name, slot, spec_version, attempt, start_first)
     };
-    // The slot's current task: the newest one meant to run, else the newest of all.
-    let Some(current) = tasks
+    let Some(slot_tasks) = slot_tasks(tasks, target, finished, plan) else {
+        plan.create.push(create(target, 0, false));
+        return SlotProgress::Filling;
+    };
+    stop_extra_tasks(tasks, &slot_tasks, finished, plan);
+    forget_old_history(tasks, slot_tasks.current, finished, plan);
+
+    let SlotTasks { current, outgoing, .. } = slot_tasks;
+    let drained = current
+        .node
+        .and_then(|n| view.nodes.get(&n))
+        .is_some_and(|n| n.availability == Availability::Drain);
+    let beside = outgoing.is_some();
+
+    if current.desired != DesiredState::Running || finished(current) {
+        return replace_current(svc, current, now, beside, plan, &create);
+    }
+    running_slot(svc, current, outgoing, drained, now, plan, &create)
+}
+
+/// Which of a slot's tasks is current, and which older one may still serve beside it;
+/// `None` for an empty slot.
+fn slot_tasks<'a>(
+    tasks: &[&'a Task],
+    target: u64,
+    finished: &impl Fn(&Task) -> bool,
+    plan: &mut PlanUpdate,
+) -> Option<SlotTasks<'a>> {
+    // The newest task meant to run, else the newest of all.
+    let newest = tasks
         .iter()
         .rev()
         .find(|t| t.desired == DesiredState::Running)
         .or_else(|| tasks.last())
-        .copied()
-    else {
-        plan.create.push(create(target, 0, false));
-        return SlotProgress::Filling;
-    };
+        .copied()?;
     // A start-first pair caught by a rollback: the older task runs the target again,
     // so it stays and its replacement goes.
     let mut reverted = None;
     let current = match tasks.iter().rev().find(|t| {
-        t.seq < current.seq
+        t.seq < newest.seq
             && t.desired == DesiredState::Running
             && !finished(t)
             && t.spec_version == target
-            && current.spec_version != target
-            && current.desired == DesiredState::Running
+            && newest.spec_version != target
+            && newest.desired == DesiredState::Running
     }) {
         Some(older) => {
-            if !finished(current) {
-                plan.stop.push((current.id.clone(), StopReason::Outdated));
+            if !finished(newest) {
+                plan.stop.push((newest.id.clone(), StopReason::Outdated));
             }
-            reverted = Some(current.id.as_str());
+            reverted = Some(newest.id.as_str());
             *older
         }
-        None => current,
+        None => newest,
     };
-    // An older task of another version still serving while a start-first replacement
-    // at the target comes up.
     let outgoing = tasks
         .iter()
         .rev()
@@ -177,83 +210,107 @@ fn reconcile_slot<'a>(
                 && current.spec_version == target
         })
         .copied();
+    Some(SlotTasks {
+        current,
+        outgoing,
+        reverted,
+    })
+}
 
+/// Defensive: a slot never keeps another live task; the current one wins.
+fn stop_extra_tasks(tasks: &[&Task], kept: &SlotTasks<'_>, finished: &impl Fn(&Task) -> bool, plan: &mut PlanUpdate) {
     for t in tasks {
-        let extra = t.id != current.id && outgoing.is_none_or(|o| o.id != t.id) && reverted != Some(t.id.as_str());
-        // Defensive: a slot never keeps another live task; the current one wins.
+        let extra = t.id != kept.current.id
+            && kept.outgoing.is_none_or(|o| o.id != t.id)
+            && kept.reverted != Some(t.id.as_str());
         if extra && t.desired == DesiredState::Running && !finished(t) {
             plan.stop.push((t.id.clone(), StopReason::Removed));
         }
     }
-    // History: keep the newest few finished tasks, forget the rest.
+}
+
+/// History: keep the newest few finished tasks, forget the rest.
+fn forget_old_history(tasks: &[&Task], current: &Task, finished: &impl Fn(&Task) -> bool, plan: &mut PlanUpdate) {
     let done: Vec<&&Task> = tasks.iter().filter(|t| t.id != current.id && finished(t)).collect();
     if done.len() > HISTORY_PER_SLOT {
         for t in &done[..done.len() - HISTORY_PER_SLOT] {
             plan.remove.push(t.id.clone());
         }
     }
+}
 
-    let drained = current
-        .node
-        .and_then(|n| view.nodes.get(&n))
-        .is_some_and(|n| n.availability == Availability::Drain);
-    let beside = outgoing.is_some();
-
-    if current.desired != DesiredState::Running {
-        // Asked to stop and nothing replaced it yet.
+/// The current task was asked to stop, or ended, and nothing replaced it yet: a
+/// replacement now, or as the restart policy says.
+fn replace_current<'a>(
+    svc: &Service,
+    current: &Task,
+    now: Millis,
+    beside: bool,
+    plan: &mut PlanUpdate,
+    create: &impl Fn(u64, u32, bool) -> NewTask,
+) -> SlotProgress<'a> {
+    let version = replacement_version(svc, current);
+    let failed = if current.desired != DesiredState::Running {
         match current.stop_reason {
-            Some(StopReason::Unhealthy) => {
-                let version = replacement_version(svc, current);
-                if restart_after_failure(svc, current, now, plan, |a| create(version, a, beside)) {
-                    return SlotProgress::Failed { retrying: true };
-                }
-                return SlotProgress::Failed { retrying: false };
+            Some(StopReason::Unhealthy) => true,
+            Some(StopReason::Drained) | Some(StopReason::NodeDown) | Some(StopReason::Removed) => {
+                plan.create.push(create(version, current.attempt, beside));
+                false
             }
-            Some(StopReason::Drained) | Some(StopReason::NodeDown) | Some(StopReason::Removed) => plan
-                .create
-                .push(create(replacement_version(svc, current), current.attempt, beside)),
-            _ => plan.create.push(create(target, 0, beside)),
+            _ => {
+                plan.create.push(create(svc.template_version, 0, beside));
+                false
+            }
         }
+    } else if current.state == TaskState::Lost || !current.state.is_terminal() {
+        // Lost with its node: not the workload's fault, replace at once.
+        plan.create.push(create(version, current.attempt, beside));
+        false
+    } else {
+        true
+    };
+    if !failed {
         return SlotProgress::Filling;
     }
+    let retrying = restart_after_failure(svc, current, now, plan, |a| create(version, a, beside));
+    SlotProgress::Failed { retrying }
+}
 
-    if finished(current) {
-        let version = replacement_version(svc, current);
-        if current.state == TaskState::Lost || !current.state.is_terminal() {
-            // Lost with its node: not the workload's fault, replace at once.
-            plan.create.push(create(version, current.attempt, beside));
-            return SlotProgress::Filling;
-        }
-        let retrying = restart_after_failure(svc, current, now, plan, |a| create(version, a, beside));
-        return SlotProgress::Failed { retrying };
+/// The current task is meant to run and has not ended: moved off a draining node,
+/// stopped when unhealthy, else outdated (left to the rollout), updating, or done once it
+/// passed `monitor` (and then the task it replaced may go).
+fn running_slot<'a>(
+    svc: &Service,
+    current: &'a Task,
+    outgoing: Option<&Task>,
+    drained: bool,
+    now: Millis,
+    plan: &mut PlanUpdate,
+    create: &impl Fn(u64, u32, bool) -> NewTask,
+) -> SlotProgress<'a> {
+    let outdated = current.spec_version != svc.template_version;
+    if drained && current.state != TaskState::Pending {
+        plan.stop.push((current.id.clone(), StopReason::Drained));
+        plan.create.push(create(
+            replacement_version(svc, current),
+            current.attempt,
+            outgoing.is_some(),
+        ));
+        return SlotProgress::Filling;
     }
-
-    if current.spec_version != target {
-        if drained && current.state != TaskState::Pending {
-            plan.stop.push((current.id.clone(), StopReason::Drained));
-            plan.create
-                .push(create(replacement_version(svc, current), current.attempt, false));
+    if current.state == TaskState::Unhealthy {
+        plan.stop.push((current.id.clone(), StopReason::Unhealthy));
+        if outdated {
             return SlotProgress::Filling;
         }
-        if current.state == TaskState::Unhealthy {
-            plan.stop.push((current.id.clone(), StopReason::Unhealthy));
-            return SlotProgress::Filling;
-        }
+        // Stopped now; its replacement follows the restart policy on a later pass.
+        return SlotProgress::Failed { retrying: true };
+    }
+    if outdated {
         return SlotProgress::Outdated {
             task: current,
             serving: is_serving(svc, current),
         };
-    }
-
-    if drained && current.state != TaskState::Pending {
-        plan.stop.push((current.id.clone(), StopReason::Drained));
-        plan.create.push(create(target, current.attempt, beside));
-        return SlotProgress::Filling;
-    }
-    if current.state == TaskState::Unhealthy {
-        // Stopped now; its replacement follows the restart policy on a later pass.
-        plan.stop.push((current.id.clone(), StopReason::Unhealthy));
-        return SlotProgress::Failed { retrying: true };
     }
     match passed_monitor(svc, current, now) {
         Some(at) => {

@@ -2,9 +2,11 @@
 //! each batch only after every new task passed `monitor`, and acts on failures of the
 //! new version (pause, rollback or continue). Pure, like the rest of the scheduler.
 
+use std::collections::BTreeMap;
+
 use flotilla_types::{
-    DesiredState, FailureAction, Millis, PlanUpdate, RolloutChange, RolloutPhase, Service, StopReason, Task, TaskState,
-    UpdateOrder,
+    Batch, DesiredState, FailureAction, Millis, PlanUpdate, Rollout, RolloutChange, RolloutPhase, Service, StopReason,
+    Task, TaskState, UpdateOrder,
 };
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +76,8 @@ fn describe_failure(t: &Task) -> String {
     }
 }
 
+/// Moves the rollout of `svc` on by what this pass allows: records failures of the new
+/// version (and halts on too many), completes it, or starts the next batch.
 pub(crate) fn drive_rollout<'a>(
     svc: &Service,
     slots: &[SlotProgress<'a>],
@@ -82,8 +86,6 @@ pub(crate) fn drive_rollout<'a>(
     plan: &mut PlanUpdate,
 ) {
     let target = svc.template_version;
-    let policy = &svc.spec.update;
-    let name = &svc.spec.name;
     // The rollout record, when it is the one moving to the current template.
     let record = svc
         .rollout
@@ -91,52 +93,7 @@ pub(crate) fn drive_rollout<'a>(
         .filter(|r| r.phase.is_active() && r.target() == target);
 
     if let Some(r) = record {
-        let mut failed: Vec<&Task> = tasks
-            .filter(|t| t.spec_version == target && t.created_at >= r.phase_started_at)
-            .filter(|t| is_failure(t) && !r.failed.contains(&t.id))
-            .collect();
-        failed.sort_by_key(|t| t.seq);
-        for t in &failed {
-            plan.rollouts.push(RolloutChange::Failed {
-                service: name.clone(),
-                target,
-                task: t.id.clone(),
-            });
-        }
-        let total = r.failures as usize + failed.len();
-        if let Some(last) = failed.last() {
-            if r.paused.is_none()
-                && policy.failure_action != FailureAction::Continue
-                && policy.too_many_failures(total, svc.spec.replicas)
-            {
-                let reason = format!(
-                    "{total} of {} new tasks failed (max_failure_ratio {}); last: {}",
-                    svc.spec.replicas,
-                    policy.max_failure_ratio.0,
-                    describe_failure(last)
-                );
-                let change = match (policy.failure_action, r.phase) {
-                    (FailureAction::Rollback, RolloutPhase::Updating) => RolloutChange::Rollback {
-                        service: name.clone(),
-                        target,
-                        reason,
-                    },
-                    (_, RolloutPhase::RollingBack) => RolloutChange::Pause {
-                        service: name.clone(),
-                        target,
-                        reason: format!("rollback failed: {reason}"),
-                    },
-                    _ => RolloutChange::Pause {
-                        service: name.clone(),
-                        target,
-                        reason,
-                    },
-                };
-                plan.rollouts.push(change);
-                return;
-            }
-        }
-        if r.paused.is_some() {
+        if record_failures(svc, r, tasks, plan) || r.paused.is_some() {
             return;
         }
     } else if svc
@@ -147,41 +104,132 @@ pub(crate) fn drive_rollout<'a>(
         return;
     }
 
-    let continue_on_failure = policy.failure_action == FailureAction::Continue;
-    let mut outdated: Vec<(bool, u32, &Task)> = Vec::new();
-    let mut in_flight = false;
-    let mut last_done: Option<Millis> = None;
-    let started = record.map_or(0, |r| r.started_at);
-    for (slot, p) in slots.iter().enumerate() {
-        match p {
-            SlotProgress::Outdated { task, serving } => outdated.push((*serving, slot as u32, task)),
-            SlotProgress::Filling | SlotProgress::Updating => in_flight = true,
-            SlotProgress::Failed { retrying, .. } => in_flight |= *retrying && !continue_on_failure,
-            SlotProgress::Done { task, at } => {
-                if task.created_at >= started {
-                    last_done = last_done.max(Some(*at));
-                }
-            }
-        }
-    }
-
-    if outdated.is_empty() {
-        if !in_flight && record.is_some() {
+    let progress = RolloutProgress::of(svc, slots, record.map_or(0, |r| r.started_at));
+    if progress.outdated.is_empty() {
+        if !progress.in_flight && record.is_some() {
             plan.rollouts.push(RolloutChange::Complete {
-                service: name.clone(),
+                service: svc.spec.name.clone(),
                 target,
             });
         }
         return;
     }
-    if in_flight {
+    if progress.in_flight {
         return;
     }
-    if let Some(done) = last_done {
-        if now < done.saturating_add(policy.delay.as_millis()) {
+    if let Some(done) = progress.last_done {
+        if now < done.saturating_add(svc.spec.update.delay.as_millis()) {
             return;
         }
     }
+    start_batch(svc, progress.outdated, record.is_some(), plan);
+}
+
+/// Records the new version's failures not yet counted, and pauses or rolls back once
+/// there are too many. Returns whether it did (then this pass starts no batch).
+fn record_failures<'a>(
+    svc: &Service,
+    r: &Rollout,
+    tasks: impl Iterator<Item = &'a Task>,
+    plan: &mut PlanUpdate,
+) -> bool {
+    let target = svc.template_version;
+    let policy = &svc.spec.update;
+    let mut failed: Vec<&Task> = tasks
+        .filter(|t| t.spec_version == target && t.created_at >= r.phase_started_at)
+        .filter(|t| is_failure(t) && !r.failed.contains(&t.id))
+        .collect();
+    failed.sort_by_key(|t| t.seq);
+    for t in &failed {
+        plan.rollouts.push(RolloutChange::Failed {
+            service: svc.spec.name.clone(),
+            target,
+            task: t.id.clone(),
+        });
+    }
+    let total = r.failures as usize + failed.len();
+    let Some(last) = failed.last() else {
+        return false;
+    };
+    if r.paused.is_some()
+        || policy.failure_action == FailureAction::Continue
+        || !policy.too_many_failures(total, svc.spec.replicas)
+    {
+        return false;
+    }
+    let reason = format!(
+        "{total} of {} new tasks failed (max_failure_ratio {}); last: {}",
+        svc.spec.replicas,
+        policy.max_failure_ratio.0,
+        describe_failure(last)
+    );
+    plan.rollouts.push(halt(svc, r.phase, reason));
+    true
+}
+
+/// What too many failures do: roll back an update when the policy says so, else pause
+/// (a failing rollback always pauses).
+fn halt(svc: &Service, phase: RolloutPhase, reason: String) -> RolloutChange {
+    let service = svc.spec.name.clone();
+    let target = svc.template_version;
+    match (svc.spec.update.failure_action, phase) {
+        (FailureAction::Rollback, RolloutPhase::Updating) => RolloutChange::Rollback {
+            service,
+            target,
+            reason,
+        },
+        (_, RolloutPhase::RollingBack) => RolloutChange::Pause {
+            service,
+            target,
+            reason: format!("rollback failed: {reason}"),
+        },
+        _ => RolloutChange::Pause {
+            service,
+            target,
+            reason,
+        },
+    }
+}
+
+/// The slots of a service, summed up for the next batch.
+struct RolloutProgress<'a> {
+    /// (serving, slot, task) of each slot on an older template.
+    outdated: Vec<(bool, u32, &'a Task)>,
+    /// A slot is being filled or updated: the next batch waits.
+    in_flight: bool,
+    /// When the last slot updated by this rollout passed `monitor`.
+    last_done: Option<Millis>,
+}
+
+impl<'a> RolloutProgress<'a> {
+    fn of(svc: &Service, slots: &[SlotProgress<'a>], started: Millis) -> Self {
+        let continue_on_failure = svc.spec.update.failure_action == FailureAction::Continue;
+        let mut progress = RolloutProgress {
+            outdated: Vec::new(),
+            in_flight: false,
+            last_done: None,
+        };
+        for (slot, p) in slots.iter().enumerate() {
+            match p {
+                SlotProgress::Outdated { task, serving } => progress.outdated.push((*serving, slot as u32, task)),
+                SlotProgress::Filling | SlotProgress::Updating => progress.in_flight = true,
+                SlotProgress::Failed { retrying, .. } => progress.in_flight |= *retrying && !continue_on_failure,
+                SlotProgress::Done { task, at } => {
+                    if task.created_at >= started {
+                        progress.last_done = progress.last_done.max(Some(*at));
+                    }
+                }
+            }
+        }
+        progress
+    }
+}
+
+/// Replaces the next batch of outdated tasks with tasks of the current template.
+fn start_batch(svc: &Service, mut outdated: Vec<(bool, u32, &Task)>, recorded: bool, plan: &mut PlanUpdate) {
+    let policy = &svc.spec.update;
+    let name = &svc.spec.name;
+    let target = svc.template_version;
     // Tasks that serve nobody go first: replacing them costs no capacity.
     outdated.sort_by_key(|(serving, slot, _)| (*serving, *slot));
     let batch: Vec<&(bool, u32, &Task)> = outdated
@@ -195,7 +243,7 @@ pub(crate) fn drive_rollout<'a>(
         }
         plan.create.push(new_task(name, *slot, target, 0, start_first));
     }
-    if record.is_some() {
+    if recorded {
         plan.rollouts.push(RolloutChange::Batch {
             service: name.clone(),
             target,
@@ -256,14 +304,7 @@ pub struct BatchReport {
 pub fn rollout_report<'a>(svc: &Service, tasks: impl Iterator<Item = &'a Task>, now: Millis) -> RolloutReport {
     let target = svc.template_version;
     let policy = &svc.spec.update;
-    let mut current: std::collections::BTreeMap<u32, &Task> = std::collections::BTreeMap::new();
-    let mut all: Vec<&Task> = tasks.filter(|t| t.service == svc.spec.name).collect();
-    all.sort_by_key(|t| t.seq);
-    for t in &all {
-        if t.desired == DesiredState::Running && t.slot < svc.spec.replicas {
-            current.insert(t.slot, t);
-        }
-    }
+    let current = current_tasks(svc, tasks);
     let at_target: Vec<&&Task> = current.values().filter(|t| t.spec_version == target).collect();
     let updated = at_target.len() as u32;
     let serving = at_target.iter().filter(|t| is_serving(svc, t)).count() as u32;
@@ -276,63 +317,9 @@ pub fn rollout_report<'a>(svc: &Service, tasks: impl Iterator<Item = &'a Task>, 
     let batches = r.map_or_else(Vec::new, |r| {
         r.batches
             .iter()
-            .map(|b| {
-                let slot_tasks: Vec<&Task> = b
-                    .slots
-                    .iter()
-                    .filter_map(|s| current.get(s).copied())
-                    .filter(|t| t.spec_version == b.target)
-                    .collect();
-                let rolled_back =
-                    matches!(r.phase, RolloutPhase::RollingBack | RolloutPhase::RolledBack) && b.target == r.to_version;
-                let state = if rolled_back {
-                    "rolled-back"
-                } else if b.target != target || slot_tasks.len() < b.slots.len() {
-                    if slot_tasks.iter().any(|t| is_failure(t)) {
-                        "failed"
-                    } else {
-                        "replaced"
-                    }
-                } else if slot_tasks.iter().any(|t| is_failure(t)) {
-                    "failed"
-                } else if slot_tasks.iter().all(|t| passed_monitor(svc, t, now).is_some()) {
-                    "done"
-                } else if slot_tasks.iter().all(|t| is_serving(svc, t)) {
-                    "monitoring"
-                } else {
-                    "updating"
-                };
-                BatchReport {
-                    number: b.number,
-                    target: b.target,
-                    slots: b.slots.clone(),
-                    state: state.into(),
-                    tasks: slot_tasks.iter().map(|t| t.id.clone()).collect(),
-                    started_at: b.started_at,
-                }
-            })
+            .map(|b| batch_report(svc, r, b, &current, now))
             .collect()
     });
-
-    let active = r.is_some_and(|r| r.phase.is_active());
-    let waiting = if !active {
-        String::new()
-    } else if let Some(p) = r.and_then(|r| r.paused.as_ref()) {
-        format!("paused: {p}")
-    } else if let Some(t) = at_target.iter().find(|t| passed_monitor(svc, t, now).is_none()) {
-        match t.state {
-            TaskState::Pending if !t.message.is_empty() => format!("task {} pending: {}", t.id, t.message),
-            s if is_serving(svc, t) => {
-                format!("task {} {s}; it counts once it has served for {}", t.id, policy.monitor)
-            }
-            s => format!("task {} {s}", t.id),
-        }
-    } else if updated < svc.spec.replicas {
-        "next batch".into()
-    } else {
-        String::new()
-    };
-
     RolloutReport {
         service: svc.spec.name.clone(),
         version: svc.version,
@@ -353,9 +340,88 @@ pub fn rollout_report<'a>(svc: &Service, tasks: impl Iterator<Item = &'a Task>, 
         monitor_ms: policy.monitor.as_millis(),
         delay_ms: policy.delay.as_millis(),
         failure_action: policy.failure_action.as_str().into(),
-        waiting,
+        waiting: waiting_for(svc, &at_target, updated, now),
         started_at: r.map_or(0, |r| r.started_at),
         updated_at: r.map_or(0, |r| r.updated_at),
         batches,
+    }
+}
+
+/// The task filling each slot of `svc`: its newest task meant to run.
+fn current_tasks<'a>(svc: &Service, tasks: impl Iterator<Item = &'a Task>) -> BTreeMap<u32, &'a Task> {
+    let mut all: Vec<&Task> = tasks.filter(|t| t.service == svc.spec.name).collect();
+    all.sort_by_key(|t| t.seq);
+    let mut current = BTreeMap::new();
+    for t in all {
+        if t.desired == DesiredState::Running && t.slot < svc.spec.replicas {
+            current.insert(t.slot, t);
+        }
+    }
+    current
+}
+
+fn batch_report(svc: &Service, r: &Rollout, b: &Batch, current: &BTreeMap<u32, &Task>, now: Millis) -> BatchReport {
+    let slot_tasks: Vec<&Task> = b
+        .slots
+        .iter()
+        .filter_map(|s| current.get(s).copied())
+        .filter(|t| t.spec_version == b.target)
+        .collect();
+    BatchReport {
+        number: b.number,
+        target: b.target,
+        slots: b.slots.clone(),
+        state: batch_state(svc, r, b, &slot_tasks, now).into(),
+        tasks: slot_tasks.iter().map(|t| t.id.clone()).collect(),
+        started_at: b.started_at,
+    }
+}
+
+/// A batch's state, judged by the tasks of its version still in its slots.
+fn batch_state(svc: &Service, r: &Rollout, b: &Batch, slot_tasks: &[&Task], now: Millis) -> &'static str {
+    let rolled_back =
+        matches!(r.phase, RolloutPhase::RollingBack | RolloutPhase::RolledBack) && b.target == r.to_version;
+    if rolled_back {
+        "rolled-back"
+    } else if b.target != svc.template_version || slot_tasks.len() < b.slots.len() {
+        if slot_tasks.iter().any(|t| is_failure(t)) {
+            "failed"
+        } else {
+            "replaced"
+        }
+    } else if slot_tasks.iter().any(|t| is_failure(t)) {
+        "failed"
+    } else if slot_tasks.iter().all(|t| passed_monitor(svc, t, now).is_some()) {
+        "done"
+    } else if slot_tasks.iter().all(|t| is_serving(svc, t)) {
+        "monitoring"
+    } else {
+        "updating"
+    }
+}
+
+/// What an active rollout waits for right now; empty when nothing.
+fn waiting_for(svc: &Service, at_target: &[&&Task], updated: u32, now: Millis) -> String {
+    let r = svc.rollout.as_ref();
+    let active = r.is_some_and(|r| r.phase.is_active());
+    if !active {
+        String::new()
+    } else if let Some(p) = r.and_then(|r| r.paused.as_ref()) {
+        format!("paused: {p}")
+    } else if let Some(t) = at_target.iter().find(|t| passed_monitor(svc, t, now).is_none()) {
+        match t.state {
+            TaskState::Pending if !t.message.is_empty() => format!("task {} pending: {}", t.id, t.message),
+            s if is_serving(svc, t) => {
+                format!(
+                    "task {} {s}; it counts once it has served for {}",
+                    t.id, svc.spec.update.monitor
+                )
+            }
+            s => format!("task {} {s}", t.id),
+        }
+    } else if updated < svc.spec.replicas {
+        "next batch".into()
+    } else {
+        String::new()
     }
 }

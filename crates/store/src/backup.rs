@@ -6,7 +6,7 @@
 //! a restored data dir is simply one whose snapshot is the backup and whose log is empty.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use openraft::storage::{RaftLogReader, RaftLogStorage};
 use openraft::{BasicNode, EntryPayload, Membership};
@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 use flotilla_types::State;
 
 use crate::{
-    read_epoch, snapshot_file, write_epoch, DataDir, LogId, NodeId, SnapshotMeta, StateMachineData, StoreError,
-    StoredMembership,
+    read_epoch, snapshot_file, write_epoch, DataDir, LogId, LogStore, NodeId, SnapshotMeta, StateMachineData,
+    StoreError, StoredMembership,
 };
 
 /// What a snapshot file holds, for `snapshot inspect` and the other verbs' messages.
@@ -107,14 +107,9 @@ pub fn prepare_restore(file: &Path, dir: &DataDir) -> Result<SnapshotSummary, St
             }
         )));
     }
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |e| StoreError::Io { path, source: e }
-    };
-    snapshot_file::write_atomically(&dir.snapshot_file(), &bytes).map_err(io(&dir.snapshot_file()))?;
+    write_file(&dir.snapshot_file(), &bytes)?;
     let marker = serde_json::json!({ "index": summary.index, "term": summary.term, "epoch": summary.epoch, "sha256": summary.sha256 });
-    snapshot_file::write_atomically(&dir.restore_marker(), marker.to_string().as_bytes())
-        .map_err(io(&dir.restore_marker()))?;
+    write_file(&dir.restore_marker(), marker.to_string().as_bytes())?;
     Ok(summary)
 }
 
@@ -143,8 +138,51 @@ pub struct Reformed {
 /// the log emptied behind it, the epoch recorded, the restore marker removed.
 pub async fn force_new_cluster(dir: &DataDir, id: NodeId, addr: &str, at: u64) -> Result<Reformed, StoreError> {
     let restored = dir.restore_marker().exists();
-    let had_identity = dir.identity_file().exists();
-    if !restored && !had_identity {
+    may_reform(dir, restored)?;
+    let old_epoch = read_epoch(dir)?;
+    let (mut log, sm) = crate::open_unchecked(dir, id).await?;
+    let reform = dir.reform_marker();
+    write_file(&reform, b"{}")?;
+    let mut data = sm.shared().read().clone();
+    let replayed = replay_log(&mut log, &mut data).await?;
+    let last: LogId = data.last_applied.ok_or_else(|| {
+        StoreError::Inconsistent(format!(
+            "--force-new-cluster: {} holds no applied state to keep",
+            dir.root().display()
+        ))
+    })?;
+    let vote = log
+        .read_vote()
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("reading the vote: {e}")))?;
+    let term = vote.map_or(0, |v| v.leader_id.term).max(last.leader_id.term);
+    let epoch = old_epoch.max(data.state.cluster_epoch()) + 1;
+    let dropped: Vec<NodeId> = data.state.nodes.keys().copied().filter(|n| *n != id).collect();
+    data.state.reform(id, epoch, at);
+    write_reformed_snapshot(dir, &data.state, last, epoch, id, addr)?;
+    log.reset_to(last, id, term).await.map_err(|e| StoreError::Rocks {
+        path: dir.raft_db(),
+        message: e.to_string(),
+    })?;
+    drop(log);
+    write_epoch(dir, id, epoch)?;
+    if restored {
+        remove_file(dir.restore_marker())?;
+    }
+    write_file(&dir.reformed_marker(), format!("{{\"epoch\":{epoch}}}").as_bytes())?;
+    remove_file(reform)?;
+    Ok(Reformed {
+        epoch,
+        index: last.index,
+        replayed,
+        dropped,
+        restored,
+    })
+}
+
+/// Refuses a dir with no node's data, and a second run once one finished.
+fn may_reform(dir: &DataDir, restored: bool) -> Result<(), StoreError> {
+    if !restored && !dir.identity_file().exists() {
         return Err(StoreError::Inconsistent(format!(
             "--force-new-cluster: {} holds no node's data; give it the data dir of a surviving \
              node, or one prepared by `flotilla snapshot restore`",
@@ -162,14 +200,12 @@ pub async fn force_new_cluster(dir: &DataDir, id: NodeId, addr: &str, at: u64) -
             dir.reformed_marker().display()
         )));
     }
-    let old_epoch = read_epoch(dir)?;
-    let (mut log, sm) = crate::open_unchecked(dir, id).await?;
-    let reform = dir.reform_marker();
-    snapshot_file::write_atomically(&reform, b"{}").map_err(|e| StoreError::Io {
-        path: reform.clone(),
-        source: e,
-    })?;
-    let mut data = sm.shared().read().clone();
+    Ok(())
+}
+
+/// Applies every entry of the local log after `data`'s last applied one; returns how
+/// many commands that was.
+async fn replay_log(log: &mut LogStore, data: &mut StateMachineData) -> Result<u64, StoreError> {
     let from = data.last_applied.map_or(0, |l| l.index + 1);
     let entries = log
         .try_get_log_entries(from..)
@@ -183,20 +219,18 @@ pub async fn force_new_cluster(dir: &DataDir, id: NodeId, addr: &str, at: u64) -
         }
         data.last_applied = Some(entry.log_id);
     }
-    let last: LogId = data.last_applied.ok_or_else(|| {
-        StoreError::Inconsistent(format!(
-            "--force-new-cluster: {} holds no applied state to keep",
-            dir.root().display()
-        ))
-    })?;
-    let vote = log
-        .read_vote()
-        .await
-        .map_err(|e| StoreError::Corrupt(format!("reading the vote: {e}")))?;
-    let term = vote.map_or(0, |v| v.leader_id.term).max(last.leader_id.term);
-    let epoch = old_epoch.max(data.state.cluster_epoch()) + 1;
-    let dropped: Vec<NodeId> = data.state.nodes.keys().copied().filter(|n| *n != id).collect();
-    data.state.reform(id, epoch, at);
+    Ok(replayed)
+}
+
+/// The snapshot of the re-formed cluster: `state` at `last`, `id` its only member.
+fn write_reformed_snapshot(
+    dir: &DataDir,
+    state: &State,
+    last: LogId,
+    epoch: u64,
+    id: NodeId,
+    addr: &str,
+) -> Result<(), StoreError> {
     let membership = Membership::new(
         vec![BTreeSet::from([id])],
         BTreeMap::from([(id, BasicNode { addr: addr.to_string() })]),
@@ -206,41 +240,19 @@ pub async fn force_new_cluster(dir: &DataDir, id: NodeId, addr: &str, at: u64) -
         last_membership: StoredMembership::new(Some(last), membership),
         snapshot_id: format!("reformed-e{epoch}-{}-{}", last.leader_id.term, last.index),
     };
-    let state = serde_json::to_vec(&data.state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let path = dir.snapshot_file();
-    snapshot_file::write_atomically(&path, &snapshot_file::encode(&meta, &state))
-        .map_err(|e| StoreError::Io { path, source: e })?;
-    log.reset_to(last, id, term).await.map_err(|e| StoreError::Rocks {
-        path: dir.raft_db(),
-        message: e.to_string(),
-    })?;
-    drop(log);
-    write_epoch(dir, id, epoch)?;
-    if restored {
-        let marker = dir.restore_marker();
-        std::fs::remove_file(&marker).map_err(|e| StoreError::Io {
-            path: marker,
-            source: e,
-        })?;
-    }
-    let reformed = dir.reformed_marker();
-    snapshot_file::write_atomically(&reformed, format!("{{\"epoch\":{epoch}}}").as_bytes()).map_err(|e| {
-        StoreError::Io {
-            path: reformed.clone(),
-            source: e,
-        }
-    })?;
-    std::fs::remove_file(&reform).map_err(|e| StoreError::Io {
-        path: reform,
+    let state = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    write_file(&dir.snapshot_file(), &snapshot_file::encode(&meta, &state))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    snapshot_file::write_atomically(path, bytes).map_err(|e| StoreError::Io {
+        path: path.to_path_buf(),
         source: e,
-    })?;
-    Ok(Reformed {
-        epoch,
-        index: last.index,
-        replayed,
-        dropped,
-        restored,
     })
+}
+
+fn remove_file(path: PathBuf) -> Result<(), StoreError> {
+    std::fs::remove_file(&path).map_err(|e| StoreError::Io { path, source: e })
 }
 
 /// The agent started without `--force-new-cluster`: a later run of the flag may re-form

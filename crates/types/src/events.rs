@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, PutOutcome, Response};
-use crate::model::{NodeStatus, TaskState};
+use crate::model::{NodeStatus, PlanUpdate, TaskId, TaskReport, TaskState};
 use crate::rollout::{RolloutChange, RolloutOp, RolloutPhase};
 use crate::state::State;
 use crate::Millis;
@@ -46,24 +46,35 @@ fn collect(index: u64, cmd: &Command, resp: &Response, after: &State, out: &mut 
                 collect(index, c, r, after, out);
             }
         }
+        (Command::ApplyPlan { plan, at }, Response::Planned { .. }) => plan_events(index, *at, plan, after, out),
+        (Command::ReportStatus { reports, at, .. }, Response::Reported { unknown }) => {
+            report_events(index, *at, reports, unknown, after, out)
+        }
+        _ => out.extend(single_event(index, cmd, resp, after)),
+    }
+}
+
+/// The one event (or none) of a command about a single object.
+fn single_event(index: u64, cmd: &Command, resp: &Response, after: &State) -> Option<Event> {
+    match (cmd, resp) {
         (Command::PutService { at, .. }, Response::Service { name, version, outcome }) => match outcome {
-            PutOutcome::Created => out.push(ev(
+            PutOutcome::Created => Some(ev(
                 index,
                 *at,
                 "service.created",
                 name,
                 format!("created at version {version}"),
             )),
-            PutOutcome::Updated { from } => out.push(ev(
+            PutOutcome::Updated { from } => Some(ev(
                 index,
                 *at,
                 "service.updated",
                 name,
                 format!("updated from version {from} to {version}"),
             )),
-            PutOutcome::Unchanged => {}
+            PutOutcome::Unchanged => None,
         },
-        (Command::DeleteService { at, .. }, Response::Deleted { name, version }) => out.push(ev(
+        (Command::DeleteService { at, .. }, Response::Deleted { name, version }) => Some(ev(
             index,
             *at,
             "service.deleted",
@@ -77,14 +88,14 @@ fn collect(index: u64, cmd: &Command, resp: &Response, after: &State, out: &mut 
                 replicas,
                 version,
             },
-        ) => out.push(ev(
+        ) => Some(ev(
             index,
             *at,
             "service.scaled",
             name,
             format!("scaled to {replicas} (version {version})"),
         )),
-        (Command::RegisterNode { node, at }, Response::Node { .. }) => out.push(ev(
+        (Command::RegisterNode { node, at }, Response::Node { .. }) => Some(ev(
             index,
             *at,
             "node.up",
@@ -97,52 +108,22 @@ fn collect(index: u64, cmd: &Command, resp: &Response, after: &State, out: &mut 
             } else {
                 "node.down"
             };
-            out.push(ev(index, *at, kind, format!("node/{id}"), status.as_str()))
+            Some(ev(index, *at, kind, format!("node/{id}"), status.as_str()))
         }
-        (Command::SetAvailability { id, availability, at }, Response::Node { .. }) => out.push(ev(
+        (Command::SetAvailability { id, availability, at }, Response::Node { .. }) => Some(ev(
             index,
             *at,
             "node.availability",
             format!("node/{id}"),
             availability.as_str(),
         )),
-        (Command::ApplyPlan { plan, at }, Response::Planned { .. }) => {
-            for id in &plan.nodes_down {
-                out.push(ev(
-                    index,
-                    *at,
-                    "node.down",
-                    format!("node/{id}"),
-                    "silent for longer than the node timeout",
-                ));
-            }
-            for id in &plan.lost {
-                if after
-                    .tasks
-                    .get(id)
-                    .is_some_and(|t| t.state == TaskState::Lost && t.updated_at == *at)
-                {
-                    out.push(ev(index, *at, "task.lost", id, "its node went down"));
-                }
-            }
-            for (id, reason) in &plan.stop {
-                out.push(ev(index, *at, "task.stopping", id, reason.as_str()));
-            }
-            for t in after.tasks.values().filter(|t| t.created_at == *at) {
-                match t.node {
-                    Some(n) => out.push(ev(index, *at, "task.placed", &t.id, format!("placed on node {n}"))),
-                    None => out.push(ev(index, *at, "task.pending", &t.id, t.message.clone())),
-                }
-            }
-            for (id, node) in &plan.assign {
-                if after.tasks.get(id).is_some_and(|t| t.node == Some(*node)) {
-                    out.push(ev(index, *at, "task.placed", id, format!("placed on node {node}")));
-                }
-            }
-            for change in &plan.rollouts {
-                rollout_event(index, *at, change, after, out);
-            }
-        }
+        (Command::RemoveNode { id, at }, Response::Node { .. }) => Some(ev(
+            index,
+            *at,
+            "node.removed",
+            format!("node/{id}"),
+            "removed from the cluster; its id is never reused",
+        )),
         (Command::Rollout { name, op, at }, Response::Rollout { version, .. }) => {
             let (kind, message) = match op {
                 RolloutOp::Pause => ("rollout.paused", "paused by operator".to_string()),
@@ -155,38 +136,79 @@ fn collect(index: u64, cmd: &Command, resp: &Response, after: &State, out: &mut 
                     )
                 }
             };
-            out.push(ev(index, *at, kind, name.clone(), message));
+            Some(ev(index, *at, kind, name.clone(), message))
         }
-        (Command::ReportStatus { reports, at, .. }, Response::Reported { unknown }) => {
-            for r in reports.iter().filter(|r| !unknown.contains(&r.task)) {
-                let Some(t) = after
-                    .tasks
-                    .get(&r.task)
-                    .filter(|t| t.state == r.state && t.updated_at == *at)
-                else {
-                    continue;
-                };
-                let (kind, message) = match t.state {
-                    TaskState::Starting => ("task.starting", String::new()),
-                    TaskState::Running => ("task.started", String::new()),
-                    TaskState::Healthy => ("task.healthy", String::new()),
-                    TaskState::Unhealthy => ("task.unhealthy", t.message.clone()),
-                    TaskState::Exited if t.exit_code == Some(0) => ("task.exited", "exited with code 0".into()),
-                    TaskState::Exited | TaskState::Failed => ("task.failed", t.message.clone()),
-                    TaskState::Stopped => ("task.stopped", String::new()),
-                    _ => continue,
-                };
-                out.push(ev(index, *at, kind, &t.id, message));
-            }
-        }
-        (Command::RemoveNode { id, at }, Response::Node { .. }) => out.push(ev(
+        _ => None,
+    }
+}
+
+/// Nodes found down, tasks lost, stopped and placed, and rollout decisions of a plan.
+fn plan_events(index: u64, at: Millis, plan: &PlanUpdate, after: &State, out: &mut Vec<Event>) {
+    for id in &plan.nodes_down {
+        out.push(ev(
             index,
-            *at,
-            "node.removed",
+            at,
+            "node.down",
             format!("node/{id}"),
-            "removed from the cluster; its id is never reused",
-        )),
-        _ => {}
+            "silent for longer than the node timeout",
+        ));
+    }
+    for id in &plan.lost {
+        if after
+            .tasks
+            .get(id)
+            .is_some_and(|t| t.state == TaskState::Lost && t.updated_at == at)
+        {
+            out.push(ev(index, at, "task.lost", id, "its node went down"));
+        }
+    }
+    for (id, reason) in &plan.stop {
+        out.push(ev(index, at, "task.stopping", id, reason.as_str()));
+    }
+    for t in after.tasks.values().filter(|t| t.created_at == at) {
+        match t.node {
+            Some(n) => out.push(ev(index, at, "task.placed", &t.id, format!("placed on node {n}"))),
+            None => out.push(ev(index, at, "task.pending", &t.id, t.message.clone())),
+        }
+    }
+    for (id, node) in &plan.assign {
+        if after.tasks.get(id).is_some_and(|t| t.node == Some(*node)) {
+            out.push(ev(index, at, "task.placed", id, format!("placed on node {node}")));
+        }
+    }
+    for change in &plan.rollouts {
+        rollout_event(index, at, change, after, out);
+    }
+}
+
+/// The state changes the nodes reported that took effect.
+fn report_events(
+    index: u64,
+    at: Millis,
+    reports: &[TaskReport],
+    unknown: &[TaskId],
+    after: &State,
+    out: &mut Vec<Event>,
+) {
+    for r in reports.iter().filter(|r| !unknown.contains(&r.task)) {
+        let Some(t) = after
+            .tasks
+            .get(&r.task)
+            .filter(|t| t.state == r.state && t.updated_at == at)
+        else {
+            continue;
+        };
+        let (kind, message) = match t.state {
+            TaskState::Starting => ("task.starting", String::new()),
+            TaskState::Running => ("task.started", String::new()),
+            TaskState::Healthy => ("task.healthy", String::new()),
+            TaskState::Unhealthy => ("task.unhealthy", t.message.clone()),
+            TaskState::Exited if t.exit_code == Some(0) => ("task.exited", "exited with code 0".into()),
+            TaskState::Exited | TaskState::Failed => ("task.failed", t.message.clone()),
+            TaskState::Stopped => ("task.stopped", String::new()),
+            _ => continue,
+        };
+        out.push(ev(index, at, kind, &t.id, message));
     }
 }
 

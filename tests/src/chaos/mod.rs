@@ -46,7 +46,7 @@ impl Config {
             duration: Duration::from_secs(25),
             clients: 3,
             services: ["svc-a", "svc-b", "svc-c"].map(String::from).to_vec(),
-            node_timeout: Duration::from_secs(4),
+            node_timeout: flotilla_node::ControlConfig::default().node_timeout,
             driver,
             partitions: true,
         }

@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use self::record::{load, load_all, now_ms, save, Layout, Record};
+use self::record::{load, load_all, save, Layout, Record};
 use crate::{
-    ContainerId, ContainerSpec, ContainerState, ContainerStatus, Driver, DriverError, ExecOutput, LogOptions, Logs,
+    now_ms, ContainerId, ContainerSpec, ContainerState, ContainerStatus, Driver, DriverError, ExecOutput, LogOptions,
+    Logs,
 };
 
 /// How long `stop` and `remove` wait for the exit waiter to record the exit code, so a

@@ -104,10 +104,3 @@ pub(crate) async fn load_all(layout: &Layout) -> Result<Vec<Record>, DriverError
     }
     Ok(records)
 }
-
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use nix::sys::signal::Signal;
 
-use super::record::{now_ms, save, Layout, Record, Run};
+use super::record::{save, Layout, Record, Run};
 use super::{proc_stat, signal, Inner};
-use crate::{ContainerId, DriverError, LogStream};
+use crate::{now_ms, ContainerId, DriverError, LogStream};
 
 /// Spawns `record`'s command and stores the new run in it (and on disk).
 pub(crate) async fn start(inner: &Arc<Inner>, dir: &Path, record: &mut Record) -> Result<(), DriverError> {

@@ -2,6 +2,7 @@
 //! single next thing, and say how it went.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use flotilla_types::{DesiredState, NodeId, Protocol as SpecProtocol, ServiceSpec, Task, TaskReport, TaskState};
@@ -9,7 +10,7 @@ use flotilla_types::{DesiredState, NodeId, Protocol as SpecProtocol, ServiceSpec
 use super::probe::probe;
 use super::Tracked;
 use crate::{
-    ContainerSpec, ContainerState, Driver, DriverError, PortMapping, Protocol, LABEL_CLUSTER, LABEL_NODE,
+    ContainerId, ContainerSpec, ContainerState, Driver, DriverError, PortMapping, Protocol, LABEL_CLUSTER, LABEL_NODE,
     LABEL_SERVICE, LABEL_SLOT, LABEL_TASK,
 };
 
@@ -85,6 +86,7 @@ fn retry_or_fatal(task: &Task, tracked: &Tracked, e: DriverError) -> Outcome {
     }
 }
 
+/// The single next step for `task` on this node.
 pub async fn next(ctx: &Ctx<'_>, task: &Task, spec: Option<&ServiceSpec>, tracked: &mut Tracked) -> Outcome {
     let grace = Duration::from_millis(task.stop_grace_ms);
     if task.desired == DesiredState::Shutdown || spec.is_none() {
@@ -95,57 +97,13 @@ pub async fn next(ctx: &Ctx<'_>, task: &Task, spec: Option<&ServiceSpec>, tracke
         return Outcome::Idle;
     }
     let Some(id) = tracked.container.clone() else {
-        if matches!(
-            task.state,
-            TaskState::Running | TaskState::Healthy | TaskState::Unhealthy
-        ) {
-            // It ran here and is gone (removed behind our back): the leader decides.
-            return Outcome::Fatal(report(
-                task,
-                tracked,
-                TaskState::Failed,
-                None,
-                "container disappeared".into(),
-            ));
-        }
-        return match ctx
-            .driver
-            .create(&container_spec(ctx.cluster, ctx.node, task, spec))
-            .await
-        {
-            Ok(id) => {
-                tracked.container = Some(id);
-                Outcome::Done(change(task, tracked, TaskState::Starting, String::new()))
-            }
-            // Created before a crash and not adopted: find it by its task label.
-            Err(DriverError::AlreadyExists { .. }) => {
-                let labels = BTreeMap::from([
-                    (LABEL_CLUSTER.to_string(), ctx.cluster.to_string()),
-                    (LABEL_TASK.to_string(), task.id.clone()),
-                ]);
-                match ctx.driver.list(&labels).await {
-                    Ok(found) if !found.is_empty() => {
-                        tracked.container = Some(found[0].id.clone());
-                        Outcome::Done(None)
-                    }
-                    Ok(_) => Outcome::RetryLater("container name taken by a container of another task".into()),
-                    Err(e) => retry_or_fatal(task, tracked, e),
-                }
-            }
-            Err(e) => retry_or_fatal(task, tracked, e),
-        };
+        return create_step(ctx, task, spec, tracked).await;
     };
     let status = match ctx.driver.inspect(&id).await {
         Ok(s) => s,
         Err(DriverError::NotFound { .. }) => {
             tracked.container = None;
-            return Outcome::Fatal(report(
-                task,
-                tracked,
-                TaskState::Failed,
-                None,
-                "container disappeared".into(),
-            ));
+            return Outcome::Fatal(disappeared(task, tracked));
         }
         Err(e) => return retry_or_fatal(task, tracked, e),
     };
@@ -157,26 +115,7 @@ pub async fn next(ctx: &Ctx<'_>, task: &Task, spec: Option<&ServiceSpec>, tracke
             }
             Err(e) => retry_or_fatal(task, tracked, e),
         },
-        ContainerState::Running => {
-            if matches!(task.state, TaskState::Assigned | TaskState::Starting) {
-                return Outcome::Done(change(task, tracked, TaskState::Running, String::new()));
-            }
-            let Some(hc) = spec.health_check.as_ref() else {
-                return Outcome::Idle;
-            };
-            if !tracked.health.due(hc) {
-                return Outcome::Idle;
-            }
-            let result = probe(ctx.driver.as_ref(), &id, status.ip, hc).await;
-            match tracked.health.record(hc, result) {
-                Some(true) => Outcome::Done(change(task, tracked, TaskState::Healthy, String::new())),
-                Some(false) => {
-                    let why = format!("health check failed: {}", tracked.health.last_error);
-                    Outcome::Done(change(task, tracked, TaskState::Unhealthy, why))
-                }
-                None => Outcome::Idle,
-            }
-        }
+        ContainerState::Running => running_step(ctx, task, spec, tracked, &id, status.ip).await,
         ContainerState::Exited { .. } if tracked.last_report == Some(TaskState::Exited) => Outcome::Idle,
         ContainerState::Exited { code } => Outcome::Done(Some(report(
             task,
@@ -186,6 +125,77 @@ pub async fn next(ctx: &Ctx<'_>, task: &Task, spec: Option<&ServiceSpec>, tracke
             format!("exited with code {code}"),
         ))),
         other => Outcome::RetryLater(format!("container in state {other:?}")),
+    }
+}
+
+fn disappeared(task: &Task, tracked: &Tracked) -> TaskReport {
+    report(task, tracked, TaskState::Failed, None, "container disappeared".into())
+}
+
+/// No container tracked for a task meant to run: create it, or adopt the one a crash
+/// left behind.
+async fn create_step(ctx: &Ctx<'_>, task: &Task, spec: &ServiceSpec, tracked: &mut Tracked) -> Outcome {
+    if matches!(
+        task.state,
+        TaskState::Running | TaskState::Healthy | TaskState::Unhealthy
+    ) {
+        // It ran here and is gone (removed behind our back): the leader decides.
+        return Outcome::Fatal(disappeared(task, tracked));
+    }
+    match ctx
+        .driver
+        .create(&container_spec(ctx.cluster, ctx.node, task, spec))
+        .await
+    {
+        Ok(id) => {
+            tracked.container = Some(id);
+            Outcome::Done(change(task, tracked, TaskState::Starting, String::new()))
+        }
+        // Created before a crash and not adopted: find it by its task label.
+        Err(DriverError::AlreadyExists { .. }) => {
+            let labels = BTreeMap::from([
+                (LABEL_CLUSTER.to_string(), ctx.cluster.to_string()),
+                (LABEL_TASK.to_string(), task.id.clone()),
+            ]);
+            match ctx.driver.list(&labels).await {
+                Ok(found) if !found.is_empty() => {
+                    tracked.container = Some(found[0].id.clone());
+                    Outcome::Done(None)
+                }
+                Ok(_) => Outcome::RetryLater("container name taken by a container of another task".into()),
+                Err(e) => retry_or_fatal(task, tracked, e),
+            }
+        }
+        Err(e) => retry_or_fatal(task, tracked, e),
+    }
+}
+
+/// The container runs: report it running, then probe its health when a check is due.
+async fn running_step(
+    ctx: &Ctx<'_>,
+    task: &Task,
+    spec: &ServiceSpec,
+    tracked: &mut Tracked,
+    id: &ContainerId,
+    ip: Option<IpAddr>,
+) -> Outcome {
+    if matches!(task.state, TaskState::Assigned | TaskState::Starting) {
+        return Outcome::Done(change(task, tracked, TaskState::Running, String::new()));
+    }
+    let Some(hc) = spec.health_check.as_ref() else {
+        return Outcome::Idle;
+    };
+    if !tracked.health.due(hc) {
+        return Outcome::Idle;
+    }
+    let result = probe(ctx.driver.as_ref(), id, ip, hc).await;
+    match tracked.health.record(hc, result) {
+        Some(true) => Outcome::Done(change(task, tracked, TaskState::Healthy, String::new())),
+        Some(false) => {
+            let why = format!("health check failed: {}", tracked.health.last_error);
+            Outcome::Done(change(task, tracked, TaskState::Unhealthy, why))
+        }
+        None => Outcome::Idle,
     }
 }
 
