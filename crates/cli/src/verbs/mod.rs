@@ -433,34 +433,108 @@ async fn cluster_verify(client: &Client, out: Format) -> Result<(), CliError> {
             })
             .collect();
         let mut text = table(&["ID", "ADDRESS", "DIGEST", "ERROR"], &rows);
-        let majority = view.members.first().map(|m| m.digest.clone()).unwrap_or_default();
+        let (differ, silent) = verify_outcome(&view.members);
         if view.agree {
             text.push_str(&format!(
                 "\nall {} replicas agree at index {}\n",
                 view.members.len(),
                 view.index
             ));
-        } else {
-            let differ: Vec<String> = view
-                .members
-                .iter()
-                .filter(|m| !m.reachable || m.digest != majority)
-                .map(|m| m.id.to_string())
-                .collect();
+        }
+        if !differ.is_empty() {
             text.push_str(&format!(
-                "\nreplicas do NOT agree at index {}: node(s) {} differ or did not answer\n",
+                "\nreplicas do NOT agree at index {}: node(s) {} differ from the others\n",
                 view.index,
                 differ.join(", ")
             ));
         }
+        if !silent.is_empty() {
+            text.push_str(&format!(
+                "\nnode(s) {} did not answer (unreachable): their state was not compared{}\n",
+                silent.join(", "),
+                if differ.is_empty() {
+                    format!("; the replicas that answered agree at index {}", view.index)
+                } else {
+                    String::new()
+                }
+            ));
+        }
         text
     })?;
-    if view.agree {
-        Ok(())
-    } else {
+    let (differ, silent) = verify_outcome(&view.members);
+    if !differ.is_empty() {
+        Err(CliError::Failed(format!(
+            "replicas do not agree at index {}: node(s) {} differ",
+            view.index,
+            differ.join(", ")
+        )))
+    } else if !silent.is_empty() {
+        Err(CliError::Unreachable(format!(
+            "node(s) {} did not answer; the replicas that answered agree at index {}",
+            silent.join(", "),
+            view.index
+        )))
+    } else if !view.agree {
         Err(CliError::Failed(format!(
             "replicas do not agree at index {}",
             view.index
         )))
+    } else {
+        Ok(())
+    }
+}
+
+/// The members whose digest differs from the one most members that answered have (ties:
+/// the lowest digest), and the members that did not answer.
+fn verify_outcome(members: &[DigestView]) -> (Vec<String>, Vec<String>) {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for m in members.iter().filter(|m| m.reachable) {
+        *counts.entry(m.digest.as_str()).or_default() += 1;
+    }
+    let most = counts.values().copied().max().unwrap_or(0);
+    let majority = counts
+        .iter()
+        .find(|(_, n)| **n == most)
+        .map(|(d, _)| *d)
+        .unwrap_or_default();
+    let differ = members
+        .iter()
+        .filter(|m| m.reachable && m.digest != majority)
+        .map(|m| m.id.to_string())
+        .collect();
+    let silent = members
+        .iter()
+        .filter(|m| !m.reachable)
+        .map(|m| m.id.to_string())
+        .collect();
+    (differ, silent)
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::{verify_outcome, DigestView};
+
+    fn member(id: u64, digest: Option<&str>) -> DigestView {
+        DigestView {
+            id,
+            address: format!("127.0.0.1:700{id}"),
+            reachable: digest.is_some(),
+            digest: digest.unwrap_or_default().into(),
+            error: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_silent_node_is_unreachable_not_divergent() {
+        let (differ, silent) = verify_outcome(&[member(1, Some("a")), member(2, None), member(3, Some("a"))]);
+        assert!(differ.is_empty());
+        assert_eq!(silent, vec!["2"]);
+    }
+
+    #[test]
+    fn the_odd_one_out_differs_whichever_answers_first() {
+        let (differ, silent) = verify_outcome(&[member(1, Some("b")), member(2, Some("a")), member(3, Some("a"))]);
+        assert_eq!(differ, vec!["1"]);
+        assert!(silent.is_empty());
     }
 }
