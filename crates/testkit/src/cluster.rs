@@ -190,6 +190,56 @@ pub struct Cluster {
 /// Set on every agent (and so inherited by the processes it starts) to find them again.
 const MARKER: &str = "FLOTILLA_TEST_CLUSTER";
 
+/// A client of the node at `addr`, with the API's message limits.
+pub(crate) async fn client_at(addr: &str) -> Option<ClusterServiceClient<Channel>> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .ok()?;
+    Some(flotilla_proto::cluster_client(channel))
+}
+
+/// The node at `addr`'s own view, or `None` when it does not answer within a second.
+pub(crate) async fn status_at(addr: &str) -> Option<MemberStatus> {
+    let mut c = client_at(addr).await?;
+    let r = tokio::time::timeout(Duration::from_secs(1), c.node_status(NodeStatusRequest {}))
+        .await
+        .ok()?
+        .ok()?;
+    Some(r.into_inner())
+}
+
+/// Waits until every node of `running` (asked through `status`) agrees on one leader.
+pub(crate) async fn wait_for_leader<F, Fut>(running: &[u64], timeout: Duration, status: F) -> u64
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Option<MemberStatus>>,
+{
+    wait_until_async("one leader agreed by every running node", timeout, || async {
+        let mut seen = Vec::new();
+        for id in running {
+            seen.push(status(*id).await?);
+        }
+        agreed_leader(&seen, running)
+    })
+    .await
+}
+
+/// Waits until node `id` (asked through `status`) has applied at least `index`.
+pub(crate) async fn wait_applied<F, Fut>(id: u64, index: u64, timeout: Duration, status: F) -> MemberStatus
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<MemberStatus>>,
+{
+    wait_until_async(&format!("node {id} to apply index {index}"), timeout, || async {
+        status().await.filter(|s| s.applied_index >= index)
+    })
+    .await
+}
+
 /// The leader every member in `seen` (the statuses of the `running` ones) agrees on, in one
 /// term, when it is running and says so itself.
 pub(crate) fn agreed_leader(seen: &[MemberStatus], running: &[u64]) -> Option<u64> {
@@ -430,14 +480,7 @@ impl Cluster {
     }
 
     pub async fn client(&self, id: u64) -> Option<ClusterServiceClient<Channel>> {
-        let channel = Endpoint::from_shared(format!("http://{}", self.addr(id)))
-            .ok()?
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .ok()?;
-        Some(ClusterServiceClient::new(channel).max_decoding_message_size(64 << 20))
+        client_at(&self.addr(id)).await
     }
 
     /// Agent `id`'s own view, or `None` when it does not answer.
@@ -445,12 +488,7 @@ impl Cluster {
         if !self.agents[&id].is_running() || self.agents[&id].paused {
             return None;
         }
-        let mut c = self.client(id).await?;
-        let r = tokio::time::timeout(Duration::from_secs(1), c.node_status(NodeStatusRequest {}))
-            .await
-            .ok()?
-            .ok()?;
-        Some(r.into_inner())
+        status_at(&self.addr(id)).await
     }
 
     /// Waits until every running agent agrees on one leader in one term; returns its id.
@@ -461,22 +499,12 @@ impl Cluster {
             .filter(|a| a.is_running() && !a.paused)
             .map(|a| a.id)
             .collect();
-        wait_until_async("one leader agreed by every running agent", timeout, || async {
-            let mut seen = Vec::new();
-            for id in &running {
-                seen.push(self.status(*id).await?);
-            }
-            agreed_leader(&seen, &running)
-        })
-        .await
+        wait_for_leader(&running, timeout, |id| self.status(id)).await
     }
 
     /// Waits until agent `id` has applied at least `index`.
     pub async fn wait_applied(&self, id: u64, index: u64, timeout: Duration) -> MemberStatus {
-        wait_until_async(&format!("node {id} to apply index {index}"), timeout, || async {
-            self.status(id).await.filter(|s| s.applied_index >= index)
-        })
-        .await
+        wait_applied(id, index, timeout, || self.status(id)).await
     }
 
     /// Runs the CLI with `--addr` set to `addrs`.

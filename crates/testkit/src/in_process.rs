@@ -14,14 +14,13 @@ use std::time::Duration;
 use flotilla_executor::ProcessDriver;
 use flotilla_node::{NodeConfig, NodeError, RaftTuning};
 use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
-use flotilla_proto::v1::{MemberStatus, NodeStatusRequest};
+use flotilla_proto::v1::MemberStatus;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use crate::cluster::agreed_leader;
+use crate::cluster::{client_at, status_at, wait_applied, wait_for_leader};
 use crate::partition::Partitions;
-use crate::wait::wait_until_async;
 
 /// A running node: its shutdown signal and its task.
 type Running = (oneshot::Sender<()>, JoinHandle<Result<(), NodeError>>);
@@ -166,14 +165,7 @@ impl InProcessCluster {
     }
 
     pub async fn client(&self, id: u64) -> Option<ClusterServiceClient<Channel>> {
-        let channel = Endpoint::from_shared(format!("http://{}", self.addr(id)))
-            .ok()?
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .ok()?;
-        Some(flotilla_proto::cluster_client(channel))
+        client_at(&self.addr(id)).await
     }
 
     /// Node `id`'s own view, or `None` when it does not answer.
@@ -181,33 +173,18 @@ impl InProcessCluster {
         if !self.is_running(id) {
             return None;
         }
-        let mut c = self.client(id).await?;
-        let r = tokio::time::timeout(Duration::from_secs(1), c.node_status(NodeStatusRequest {}))
-            .await
-            .ok()?
-            .ok()?;
-        Some(r.into_inner())
+        status_at(&self.addr(id)).await
     }
 
     /// Waits until every running node agrees on one leader in one term; returns its id.
     pub async fn wait_for_leader(&self, timeout: Duration) -> u64 {
         let running: Vec<u64> = self.ids().into_iter().filter(|id| self.is_running(*id)).collect();
-        wait_until_async("one leader agreed by every running node", timeout, || async {
-            let mut seen = Vec::new();
-            for id in &running {
-                seen.push(self.status(*id).await?);
-            }
-            agreed_leader(&seen, &running)
-        })
-        .await
+        wait_for_leader(&running, timeout, |id| self.status(id)).await
     }
 
     /// Waits until node `id` has applied at least `index`.
     pub async fn wait_applied(&self, id: u64, index: u64, timeout: Duration) -> MemberStatus {
-        wait_until_async(&format!("node {id} to apply index {index}"), timeout, || async {
-            self.status(id).await.filter(|s| s.applied_index >= index)
-        })
-        .await
+        wait_applied(id, index, timeout, || self.status(id)).await
     }
 
     /// Cuts node `id` off from every other node, both directions (iptables, root; built
