@@ -208,6 +208,51 @@ async fn wait_succeeds_on_convergence_and_fails_with_the_reason() {
     );
     assert!(stderr(&o).contains("exit code 3"), "{}", stderr(&o));
 
+    // A health check on a port nothing listens on: the wait stops once every task has
+    // failed its check, long before its 25 s, and gives the probe's words per task.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let bad = format!(
+        "{}health_check: {{tcp: {{port: {closed}}}, interval: 200ms, timeout: 200ms, retries: 1}}\n",
+        spec("badcheck", 2)
+    );
+    let o = cli(&cluster)
+        .args(["--timeout", "25s", "apply", "--wait", "-f", "-"])
+        .write_stdin(bad)
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let why = stderr(&o);
+    assert!(
+        why.contains("service/badcheck cannot converge: 2 task(s) failed to start or failed their health check: "),
+        "{why}"
+    );
+    assert!(!why.contains("did not converge within"), "{why}");
+    for slot in 0..2 {
+        assert!(why.contains(&format!("badcheck.{slot}.")), "{why}");
+    }
+    assert!(why.contains("unhealthy: health check failed: tcp probe: "), "{why}");
+    assert!(why.contains("onnection refused"), "{why}");
+
+    // A task that runs to completion (exit 0, restart never) is done, not failed.
+    let once = "name: once\nimage: x\ncommand: [\"sh\", \"-c\", \"echo done\"]\nrestart: {condition: never}\n";
+    let out = stdout(
+        &cli(&cluster)
+            .args(["apply", "--wait", "-f", "-"])
+            .write_stdin(once)
+            .assert()
+            .success()
+            .get_output()
+            .clone(),
+    );
+    assert!(
+        out.contains("service/once converged: 0/1 running, 1 complete (version 1)"),
+        "{out}"
+    );
+
     // Tasks that cannot be placed: at the deadline, the placement reasons.
     let huge = format!("{}resources: {{cpu_millis: 100, memory_mb: 999999}}\n", spec("huge", 1));
     let o = cli(&cluster)

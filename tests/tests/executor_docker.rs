@@ -21,6 +21,7 @@ image: {WORKLOAD_IMAGE}
 command: ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"]
 replicas: 6
 health_check: {{http: {{port: 8080, path: /}}, interval: 1s, timeout: 2s}}
+labels: {{team: payments}}
 stop_grace: 2s
 "#
     )
@@ -110,6 +111,8 @@ fn assert_containers_match(cluster: &Cluster, service: &str, tasks: &[Value]) {
             ("flotilla.task", t["id"].as_str().expect("id").to_string()),
             ("flotilla.node", t["node"].as_u64().expect("node").to_string()),
             ("flotilla.slot", t["slot"].as_u64().expect("slot").to_string()),
+            // The spec's own labels, beside flotilla's.
+            ("team", "payments".to_string()),
         ];
         for (k, v) in want {
             assert_eq!(c.label(k), Some(v.as_str()), "label {k} of {c:#?} for {t}");
@@ -329,4 +332,107 @@ async fn docker_an_unknown_image_fails_the_task_quickly() {
     );
     let created = docker::containers(&labels(cluster.name(), &[("flotilla.service", "ghost")]));
     assert!(created.is_empty(), "{created:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_a_container_that_cannot_start_fails_with_the_engine_s_reason() {
+    let Some(cluster) = docker_cluster("docker_start_refused", "2s") else {
+        return;
+    };
+    // Something outside flotilla holds the host port the service publishes.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = holder.local_addr().expect("bound").port();
+    let spec = format!(
+        r#"name: pub
+image: {WORKLOAD_IMAGE}
+command: ["httpd", "-f", "-p", "8080"]
+replicas: 1
+ports: [{{container: 8080, host: {port}}}]
+restart: {{condition: on-failure, max_attempts: 2, delay: 100ms}}
+stop_grace: 1s
+"#
+    );
+    cluster.wait_for_leader(T).await;
+    wait_until_async("every node registered and ready", T, || async {
+        node_status(&cluster).filter(|m| m.len() == 3 && m.values().all(|s| s == "ready"))
+    })
+    .await;
+    let file = cluster.write_file("pub.yaml", &spec);
+    let o = cluster.cli(&["apply", "--wait", "-f", file.to_str().expect("utf-8 path")]);
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("service/pub cannot converge"), "{stderr}");
+    assert!(stderr.contains("start failed: "), "{stderr}");
+    assert!(
+        stderr.contains(&port.to_string()),
+        "the engine's words name the port: {stderr}"
+    );
+
+    // The task says it, each attempt counts against the policy, and so do the events.
+    let history = wait_until_async("attempt 2 to fail", T, || async {
+        let all = tasks(&cluster, "pub")?;
+        all.iter()
+            .any(|t| t["attempt"] == 2 && t["state"] == "failed")
+            .then_some(all)
+    })
+    .await;
+    for t in &history {
+        assert_eq!(t["state"], "failed", "{t}");
+        let message = t["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("start failed: "), "{t}");
+    }
+    let events = json(cluster.cli(&["events", "-o", "json"]));
+    let failures: Vec<&Value> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "task.failed" && e["object"].as_str().is_some_and(|o| o.starts_with("pub.")))
+        .collect();
+    assert!(failures.len() >= 3, "one event per failed attempt: {events:#}");
+    assert!(failures
+        .iter()
+        .all(|e| e["message"].as_str().unwrap_or_default().starts_with("start failed: ")));
+    drop(holder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_a_task_that_runs_to_completion_is_complete_and_its_container_goes() {
+    if !docker::docker_or_skip("docker_completion") {
+        return;
+    }
+    let cluster = Cluster::builder(3)
+        .driver("docker")
+        .agent_args(&["--node-timeout", "2s", "--keep-completed", "3s"])
+        .start();
+    let spec = format!(
+        r#"name: once
+image: {WORKLOAD_IMAGE}
+command: ["sh", "-c", "echo all done"]
+replicas: 1
+restart: {{condition: never}}
+stop_grace: 1s
+"#
+    );
+    cluster.wait_for_leader(T).await;
+    let file = cluster.write_file("once.yaml", &spec);
+    let out = ok(cluster.cli(&["apply", "--wait", "-f", file.to_str().expect("utf-8 path")]));
+    assert!(out.contains("service/once converged: 0/1 running, 1 complete"), "{out}");
+
+    let done = wait_until_async("the task to be marked completed", T, || async {
+        tasks(&cluster, "once")?
+            .into_iter()
+            .find(|t| t["stop_reason"] == "completed")
+    })
+    .await;
+    assert_eq!(done["state"], "exited", "{done}");
+    assert_eq!(done["exit_code"], 0, "{done}");
+    assert_eq!(done["desired"], "shutdown", "{done}");
+    let service = labels(cluster.name(), &[("flotilla.service", "once")]);
+    // Within --keep-completed (3s) of its end, the container goes; no task replaces it.
+    wait_until_async("the completed container to be removed", T, || async {
+        docker::containers(&service).is_empty().then_some(())
+    })
+    .await;
+    let all = tasks(&cluster, "once").expect("tasks");
+    assert_eq!(all.len(), 1, "never restarted: {all:#?}");
 }

@@ -72,6 +72,7 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
         voters: args.voters,
         dead_voter_timeout: args.dead_voter_timeout.filter(|d| !d.is_zero()),
         force_new_cluster: args.force_new_cluster,
+        keep_completed: args.keep_completed,
     };
     let driver = driver(args.driver, &config.data_dir).await?;
     flotilla_node::run(config, driver, shutdown_signal())

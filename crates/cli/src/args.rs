@@ -367,6 +367,10 @@ pub struct AgentArgs {
     /// The `flotilla.cluster` label on this cluster's containers (same on every node).
     #[arg(long, default_value = "flotilla")]
     pub cluster_name: String,
+    /// How long the container of a completed task (exit 0, not restarted) is kept, for
+    /// `flotilla logs`, before it is removed.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub keep_completed: std::time::Duration,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,6 +43,14 @@ impl DriverError {
         }
     }
 
+    /// True when the engine did not answer at all (as opposed to answering with a refusal).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            DriverError::Unavailable(_) | DriverError::Timeout { .. } | DriverError::Io(_)
+        )
+    }
+
     pub(crate) fn not_found(id: &crate::ContainerId) -> Self {
         DriverError::NotFound { id: id.0.clone() }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use flotilla_executor::task_loop::{DesiredSource, Executor, ExecutorConfig, ReportError, Reporter};
 use flotilla_executor::{ContainerState, Driver, ProcessDriver, LABEL_CLUSTER, LABEL_TASK};
+use flotilla_testkit::faulty::{FaultyDriver, Refusal};
 use flotilla_testkit::wait_until_async;
 use flotilla_types::{DesiredState, ServiceSpec, Task, TaskReport, TaskState};
 
@@ -75,8 +76,13 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
+        Rig::with_driver(|process| process)
+    }
+
+    /// A rig whose driver is `wrap` around the process driver.
+    fn with_driver(wrap: impl FnOnce(Arc<dyn Driver>) -> Arc<dyn Driver>) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let driver: Arc<dyn Driver> = Arc::new(ProcessDriver::new(dir.path().join("process")));
+        let driver = wrap(Arc::new(ProcessDriver::new(dir.path().join("process"))));
         Rig {
             _dir: dir,
             driver,
@@ -95,12 +101,21 @@ impl Rig {
                 cluster: self.cluster.clone(),
                 node: 1,
                 interval: Duration::from_millis(100),
+                keep_completed: flotilla_executor::task_loop::KEEP_COMPLETED,
             },
         )
     }
 
     fn set(&self, tasks: Vec<Task>) {
-        *self.source.0.lock().unwrap() = tasks.into_iter().map(|t| (t, Some(spec()))).collect();
+        self.set_with(tasks, spec());
+    }
+
+    fn set_with(&self, tasks: Vec<Task>, spec: ServiceSpec) {
+        *self.source.0.lock().unwrap() = tasks.into_iter().map(|t| (t, Some(spec.clone()))).collect();
+    }
+
+    fn reports(&self) -> Vec<TaskReport> {
+        self.leader.delivered.lock().unwrap().clone()
     }
 
     async fn containers(&self) -> Vec<flotilla_executor::ContainerStatus> {
@@ -195,4 +210,82 @@ async fn a_new_executor_adopts_what_runs_and_removes_what_is_not_wanted() {
     for c in rig.containers().await {
         rig.driver.remove(&c.id).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_start_the_engine_refuses_fails_the_task_with_the_engine_s_words() {
+    let faulty = Arc::new(std::sync::OnceLock::new());
+    let rig = Rig::with_driver(|process| {
+        let d = Arc::new(FaultyDriver::new(process));
+        faulty.set(d.clone()).ok();
+        d
+    });
+    let refused =
+        "driver failed programming external connectivity: Bind for 127.0.0.1:18080 failed: port is already allocated";
+    faulty.get().unwrap().refuse_starts(Some(Refusal {
+        status: 500,
+        message: refused.into(),
+    }));
+    let mut ex = rig.executor();
+    assert!(ex.adopt().await);
+    rig.set(vec![task("web.0.1")]);
+    ex.pass().await;
+    ex.flush().await;
+    let failed: Vec<TaskReport> = rig
+        .reports()
+        .into_iter()
+        .filter(|r| r.state == TaskState::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1, "one failure, reported once: {:?}", rig.reports());
+    assert!(failed[0].message.starts_with("start failed: "), "{}", failed[0].message);
+    assert!(failed[0].message.contains(refused), "{}", failed[0].message);
+
+    // The leader has it as failed: no second report, no second container.
+    let mut t = task("web.0.1");
+    t.state = TaskState::Failed;
+    rig.set(vec![t]);
+    ex.pass().await;
+    ex.flush().await;
+    assert_eq!(rig.reports().iter().filter(|r| r.state == TaskState::Failed).count(), 1);
+    assert_eq!(rig.containers().await.len(), 1);
+    for c in rig.containers().await {
+        rig.driver.remove(&c.id).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_completed_task_keeps_its_container_for_a_while_then_it_goes() {
+    let rig = Rig::new();
+    let once =
+        ServiceSpec::parse("name: web\nimage: none\ncommand: [\"true\"]\nrestart: {condition: never}\n").unwrap();
+    let mut ex = rig.executor();
+    assert!(ex.adopt().await);
+    rig.set_with(vec![task("web.0.1")], once.clone());
+    ex.pass().await;
+    wait_until_async("the task to run and exit", Duration::from_secs(10), async || {
+        let c = rig.containers().await;
+        (c.len() == 1 && matches!(c[0].state, ContainerState::Exited { code: 0 })).then_some(())
+    })
+    .await;
+
+    // The leader marked it completed just now: the container stays, for `logs`.
+    let mut t = task("web.0.1");
+    t.state = TaskState::Exited;
+    t.exit_code = Some(0);
+    t.desired = DesiredState::Shutdown;
+    t.stop_reason = Some(flotilla_types::StopReason::Completed);
+    t.state_since = flotilla_executor::now_ms();
+    rig.set_with(vec![t.clone()], once.clone());
+    ex.pass().await;
+    ex.flush().await;
+    assert_eq!(rig.containers().await.len(), 1, "kept for keep_completed");
+
+    // Completed longer ago than keep_completed: removed, and nothing is reported.
+    t.state_since -= flotilla_executor::task_loop::KEEP_COMPLETED.as_millis() as u64 + 1;
+    rig.set_with(vec![t], once);
+    let before = rig.reports().len();
+    ex.pass().await;
+    ex.flush().await;
+    assert!(rig.containers().await.is_empty());
+    assert_eq!(rig.reports().len(), before, "a completed task stays completed");
 }

@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub dead_voter_timeout: Option<Duration>,
     /// Re-form a one-node cluster from this node's data dir before starting.
     pub force_new_cluster: bool,
+    /// How long a completed task's container is kept for `logs` before it is removed.
+    pub keep_completed: Duration,
 }
 
 /// How often an agent heartbeats the leader (not a flag).

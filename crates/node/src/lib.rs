@@ -196,6 +196,7 @@ fn spawn_loops(
             cluster: config.cluster.clone(),
             node: config.id,
             interval: std::time::Duration::from_secs(1),
+            keep_completed: config.keep_completed,
         },
     );
     vec![

@@ -152,6 +152,9 @@ fn reconcile_slot<'a>(
     forget_old_history(tasks, slot_tasks.current, finished, plan);
 
     let SlotTasks { current, outgoing, .. } = slot_tasks;
+    if completed(svc, current) {
+        return complete_slot(svc, current, outgoing, plan);
+    }
     let drained = current
         .node
         .and_then(|n| view.nodes.get(&n))
@@ -236,6 +239,49 @@ fn forget_old_history(tasks: &[&Task], current: &Task, finished: &impl Fn(&Task)
         for t in &done[..done.len() - HISTORY_PER_SLOT] {
             plan.remove.push(t.id.clone());
         }
+    }
+}
+
+/// Whether `t` ran to completion: it exited with code 0 under a restart policy that does
+/// not restart it (`never`, `on-failure`). Until flotilla has jobs, this is what a
+/// run-to-completion task is: its slot is done, neither failed nor restarted.
+pub(crate) fn completed(svc: &Service, t: &Task) -> bool {
+    t.stop_reason == Some(StopReason::Completed)
+        || (t.desired == DesiredState::Running
+            && t.state == TaskState::Exited
+            && t.exit_code == Some(0)
+            && svc.spec_at(t.spec_version).restart.condition != RestartCondition::Always)
+}
+
+/// A slot whose task completed: the task is marked so (its node then removes the container
+/// after a while), and the slot counts as done for a rollout of its version; a completed
+/// task of an older version is outdated, so a new template runs again.
+fn complete_slot<'a>(
+    svc: &Service,
+    current: &'a Task,
+    outgoing: Option<&Task>,
+    plan: &mut PlanUpdate,
+) -> SlotProgress<'a> {
+    if current.desired == DesiredState::Running {
+        plan.stop.push((current.id.clone(), StopReason::Completed));
+    }
+    if let Some(old) = outgoing {
+        plan.stop.push((old.id.clone(), StopReason::Outdated));
+    }
+    if current.spec_version != svc.template_version {
+        return SlotProgress::Outdated {
+            task: current,
+            serving: false,
+        };
+    }
+    let ended = if current.state_since == 0 {
+        current.updated_at
+    } else {
+        current.state_since
+    };
+    SlotProgress::Done {
+        task: current,
+        at: ended,
     }
 }
 

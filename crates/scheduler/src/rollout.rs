@@ -10,7 +10,7 @@ use flotilla_types::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::reconcile::new_task;
+use crate::reconcile::{completed, new_task};
 
 /// Where one slot of a service stands, as `reconcile_slot` left it.
 #[derive(Debug, Clone, Copy)]
@@ -55,8 +55,11 @@ pub(crate) fn passed_monitor(svc: &Service, t: &Task, now: Millis) -> Option<Mil
 }
 
 /// Whether a task of the new version counts as a failure of it. A lost task (its node
-/// died) does not: that is not the version's fault.
-fn is_failure(t: &Task) -> bool {
+/// died) does not: that is not the version's fault; nor does one that ran to completion.
+fn is_failure(svc: &Service, t: &Task) -> bool {
+    if completed(svc, t) {
+        return false;
+    }
     match t.state {
         TaskState::Failed | TaskState::Exited | TaskState::Unhealthy => true,
         _ => t.stop_reason == Some(StopReason::Unhealthy),
@@ -137,7 +140,7 @@ fn record_failures<'a>(
     let policy = &svc.spec.update;
     let mut failed: Vec<&Task> = tasks
         .filter(|t| t.spec_version == target && t.created_at >= r.phase_started_at)
-        .filter(|t| is_failure(t) && !r.failed.contains(&t.id))
+        .filter(|t| is_failure(svc, t) && !r.failed.contains(&t.id))
         .collect();
     failed.sort_by_key(|t| t.seq);
     for t in &failed {
@@ -384,12 +387,12 @@ fn batch_state(svc: &Service, r: &Rollout, b: &Batch, slot_tasks: &[&Task], now:
     if rolled_back {
         "rolled-back"
     } else if b.target != svc.template_version || slot_tasks.len() < b.slots.len() {
-        if slot_tasks.iter().any(|t| is_failure(t)) {
+        if slot_tasks.iter().any(|t| is_failure(svc, t)) {
             "failed"
         } else {
             "replaced"
         }
-    } else if slot_tasks.iter().any(|t| is_failure(t)) {
+    } else if slot_tasks.iter().any(|t| is_failure(svc, t)) {
         "failed"
     } else if slot_tasks.iter().all(|t| passed_monitor(svc, t, now).is_some()) {
         "done"

@@ -185,8 +185,10 @@ fn restart_policy_limits() {
         );
         reconcile(&ClusterView::of(&s), 1_000_000)
     };
-    // on-failure: a clean exit completes the slot, a failure restarts it.
-    assert!(run(RestartCondition::OnFailure, 0, 0, 0).is_empty());
+    // on-failure: a clean exit completes the slot (the task is marked so), a failure
+    // restarts it.
+    let completed = stops(vec![stop("job.0.1", StopReason::Completed)]);
+    assert_eq!(run(RestartCondition::OnFailure, 0, 0, 0), completed);
     assert_eq!(
         run(RestartCondition::OnFailure, 0, 1, 0),
         creates(vec![new_task("job", 0, 1)])
@@ -196,14 +198,38 @@ fn restart_policy_limits() {
         run(RestartCondition::Always, 0, 0, 0),
         creates(vec![new_task("job", 0, 1)])
     );
-    // never: nothing, whatever the code.
+    // never: no restart, whatever the code; a clean exit is a completion.
     assert!(run(RestartCondition::Never, 0, 1, 0).is_empty());
+    assert_eq!(run(RestartCondition::Never, 0, 0, 0), completed);
     // max_attempts 3: attempts 0, 1, 2 may be followed by another; attempt 3 is the last.
     assert_eq!(
         run(RestartCondition::OnFailure, 3, 1, 2),
         creates(vec![new_task("job", 0, 3)])
     );
     assert!(run(RestartCondition::OnFailure, 3, 1, 3).is_empty());
+}
+
+#[test]
+fn a_completed_task_stays_completed_and_a_new_template_runs_again() {
+    let mut done = failed_at(0, 0, 1_000);
+    done.desired = DesiredState::Shutdown;
+    done.stop_reason = Some(StopReason::Completed);
+    let s = state(
+        vec![with_policy(RestartCondition::Never, 0)],
+        vec![node(1, 1000, 1000)],
+        vec![done.clone()],
+    );
+    assert!(reconcile(&ClusterView::of(&s), 1_000_000).is_empty());
+
+    // A new template: the completed task is outdated, and the slot runs the new one.
+    let mut svc = with_policy(RestartCondition::Never, 0);
+    svc.spec.command = vec!["true".into()];
+    svc.version = 2;
+    svc.template_version = 2;
+    let s = state(vec![svc], vec![node(1, 1000, 1000)], vec![done]);
+    let plan = reconcile(&ClusterView::of(&s), 1_000_000);
+    assert_eq!(plan.create.len(), 1, "{plan:?}");
+    assert_eq!(plan.create[0].spec_version, 2);
 }
 
 #[test]

@@ -135,6 +135,7 @@ impl InProcessCluster {
             voters: None,
             dead_voter_timeout: None,
             force_new_cluster: false,
+            keep_completed: flotilla_executor::task_loop::KEEP_COMPLETED,
         }
     }
 

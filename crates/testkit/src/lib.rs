@@ -6,6 +6,7 @@
 
 mod cluster;
 pub mod docker;
+pub mod faulty;
 mod in_process;
 pub mod partition;
 mod wait;

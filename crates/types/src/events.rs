@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, PutOutcome, Response};
-use crate::model::{NodeStatus, PlanUpdate, TaskId, TaskReport, TaskState};
+use crate::model::{NodeStatus, PlanUpdate, StopReason, TaskId, TaskReport, TaskState};
 use crate::rollout::{RolloutChange, RolloutOp, RolloutPhase};
 use crate::state::State;
 use crate::Millis;
@@ -163,7 +163,10 @@ fn plan_events(index: u64, at: Millis, plan: &PlanUpdate, after: &State, out: &m
         }
     }
     for (id, reason) in &plan.stop {
-        out.push(ev(index, at, "task.stopping", id, reason.as_str()));
+        match reason {
+            StopReason::Completed => out.push(ev(index, at, "task.completed", id, "ran to completion (exit code 0)")),
+            _ => out.push(ev(index, at, "task.stopping", id, reason.as_str())),
+        }
     }
     for t in after.tasks.values().filter(|t| t.created_at == at) {
         match t.node {

@@ -118,6 +118,9 @@ pub enum StopReason {
     NodeDown,
     /// Asked to stop by an operator or a removed node.
     Removed,
+    /// Ran to completion: exited with code 0 under a restart policy that does not restart
+    /// it (`never`, `on-failure`). The slot is done; its container goes after a while.
+    Completed,
 }
 
 impl StopReason {
@@ -130,6 +133,7 @@ impl StopReason {
             StopReason::Drained => "node drained",
             StopReason::NodeDown => "node down",
             StopReason::Removed => "removed",
+            StopReason::Completed => "completed",
         }
     }
 }

@@ -38,6 +38,7 @@ impl ServiceSpec {
                 ));
             }
         }
+        validate_labels(&self.labels)?;
         self.validate_ports()?;
         if let Some(hc) = &self.health_check {
             validate_health_check(hc)?;
@@ -126,6 +127,27 @@ fn validate_health_check(hc: &HealthCheck) -> Result<(), SpecError> {
     }
     if hc.retries == 0 {
         return Err(SpecError::invalid("health_check.retries", "must be positive"));
+    }
+    Ok(())
+}
+
+/// Labels go onto every container of the service, beside flotilla's own `flotilla.*`
+/// labels, which find and adopt containers: those keys are reserved.
+fn validate_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), SpecError> {
+    for (key, value) in labels {
+        let field = format!("labels.{key}");
+        if key.trim().is_empty() || key.contains('\0') || value.contains('\0') {
+            return Err(SpecError::invalid(
+                field,
+                "label keys must be non-empty; keys and values contain no NUL",
+            ));
+        }
+        if key.starts_with("flotilla.") {
+            return Err(SpecError::invalid(
+                field,
+                "the flotilla.* label keys are flotilla's own (it finds its containers by them)",
+            ));
+        }
     }
     Ok(())
 }

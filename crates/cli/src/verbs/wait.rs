@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use flotilla_proto::v1::{DesiredState, TaskInfo, TaskState};
+use flotilla_proto::v1::{DesiredState, StopReason, TaskInfo, TaskState};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::Global;
@@ -45,9 +45,38 @@ struct Progress {
     replicas: u32,
     running: u32,
     healthy: u32,
+    /// Slots whose task ran to completion (exit 0, not restarted): done, not failed.
+    complete: u32,
     /// Why it cannot converge, when that is certain.
     failed: Option<String>,
-    pending: Vec<String>,
+    /// The last reason of each slot that is not up yet (why it waits, failed or is
+    /// pending), for the message at the deadline.
+    reasons: Vec<String>,
+}
+
+/// The task's sequence number, from its id (`service.slot.seq`): orders a slot's tasks.
+fn seq(t: &TaskInfo) -> u64 {
+    t.id.rsplit('.').next().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Whether an attempt could not start or failed its health check. (A task that exits is
+/// waited for until its restart policy gives up: `max_attempts`.)
+fn failed_attempt(t: &TaskInfo) -> bool {
+    matches!(t.state(), TaskState::Failed | TaskState::Unhealthy) || t.stop_reason() == StopReason::Unhealthy
+}
+
+/// One line on why a task is where it is: its state, exit code and message.
+fn reason(t: &TaskInfo) -> String {
+    let code = t.exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default();
+    let state = match t.stop_reason() {
+        StopReason::Unhealthy => "unhealthy",
+        _ => t.state().word(),
+    };
+    if t.message.is_empty() {
+        format!("{} {state}{code}", t.id)
+    } else {
+        format!("{} {state}{code}: {}", t.id, t.message)
+    }
 }
 
 fn assess(
@@ -65,9 +94,17 @@ fn assess(
     let running = current.iter().filter(|t| t.state().is_up()).count() as u32;
     let healthy = current.iter().filter(|t| t.state() == TaskState::Healthy).count() as u32;
     let settled = current.iter().filter(|t| t.state().is_up() && up(t)).count() as u32;
+    let is_up = |t: &TaskInfo| {
+        t.desired() == DesiredState::Running
+            && if checked {
+                t.state() == TaskState::Healthy
+            } else {
+                t.state().is_up() && up(t)
+            }
+    };
     let condition = restart["condition"].as_str().unwrap_or("on-failure");
     let max_attempts = restart["max_attempts"].as_u64().unwrap_or(0) as u32;
-    let failed = current.iter().find_map(|t| {
+    let mut failed = current.iter().find_map(|t| {
         let gives_up = condition == "never" || (max_attempts > 0 && t.attempt >= max_attempts);
         let code = t.exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default();
         match t.state() {
@@ -81,17 +118,49 @@ fn assess(
             _ => None,
         }
     });
-    let pending = current
-        .iter()
-        .filter(|t| t.state() == TaskState::Pending)
-        .map(|t| format!("{} pending: {}", t.id, t.message))
-        .collect();
+
+    // Slot by slot, at this template: done, or the last reason it is not.
+    let mut complete = 0;
+    let mut reasons = Vec::new();
+    // Whether every slot not up yet has failed (and there is one).
+    let mut failing = 0;
+    let mut waiting = 0;
+    for slot in 0..replicas {
+        let mut attempts: Vec<&TaskInfo> = tasks
+            .iter()
+            .filter(|t| t.slot == slot && t.spec_version == template)
+            .collect();
+        attempts.sort_by_key(|t| seq(t));
+        if attempts.iter().any(|t| t.stop_reason() == StopReason::Completed) {
+            complete += 1;
+            continue;
+        }
+        if attempts.iter().any(|t| is_up(t)) {
+            continue;
+        }
+        waiting += 1;
+        failing += u32::from(attempts.iter().any(|t| failed_attempt(t)));
+        // The newest attempt's own words, else the last that said something.
+        if let Some(t) = attempts.iter().rev().find(|t| !t.message.is_empty()) {
+            reasons.push(reason(t));
+        }
+    }
+    // Every task still to come up failed to start or failed its check (a health check on
+    // the wrong port, a host port taken): waiting longer only repeats it. The cluster
+    // keeps retrying per the restart policy.
+    if failed.is_none() && waiting > 0 && failing == waiting {
+        failed = Some(format!(
+            "{failing} task(s) failed to start or failed their health check: {}",
+            reasons.join("; ")
+        ));
+    }
     Progress {
         replicas,
         running,
         healthy: if checked { healthy } else { settled },
+        complete,
         failed,
-        pending,
+        reasons,
     }
 }
 
@@ -128,7 +197,7 @@ pub async fn converge(client: &Client, global: &Global, services: &[(String, Opt
                 |t| seen.settled(t, now),
             );
             bar.set_length(u64::from(p.replicas));
-            bar.set_position(u64::from(p.healthy.min(p.replicas)));
+            bar.set_position(u64::from((p.healthy + p.complete).min(p.replicas)));
             let ours = rollout.to_version == wanted;
             let rolling = ours && (rollout.phase == "updating" || rollout.phase == "rolling-back");
             bar.set_message(match (rolling, rollout.phase.as_str()) {
@@ -152,9 +221,13 @@ pub async fn converge(client: &Client, global: &Global, services: &[(String, Opt
                 .iter()
                 .filter(|t| t.desired() == DesiredState::Running)
                 .all(|t| t.spec_version == svc.template_version);
-            if p.healthy >= p.replicas && settled && !rolling {
+            if p.healthy + p.complete >= p.replicas && settled && !rolling {
+                let complete = match p.complete {
+                    0 => String::new(),
+                    n => format!(", {n} complete"),
+                };
                 break Ok(format!(
-                    "service/{name} converged: {}/{} {} (version {})",
+                    "service/{name} converged: {}/{} {}{complete} (version {})",
                     p.healthy,
                     p.replicas,
                     if checked { "healthy" } else { "running" },
@@ -176,8 +249,8 @@ pub async fn converge(client: &Client, global: &Global, services: &[(String, Opt
                 if rolling && !rollout.waiting.is_empty() {
                     why.push_str(&format!("; rollout {}: {}", rollout.phase, rollout.waiting));
                 }
-                for pending in p.pending {
-                    why.push_str(&format!("; {pending}"));
+                for reason in p.reasons {
+                    why.push_str(&format!("; {reason}"));
                 }
                 break Err(CliError::Failed(why));
             }
@@ -234,5 +307,68 @@ mod tests {
         let p = assess(1, 1, false, &never, &exited, |t| seen.settled(t, later + SETTLE));
         assert_eq!(p.healthy, 0);
         assert!(p.failed.unwrap().contains("exit code 3"));
+    }
+
+    fn in_slot(slot: u32, t: TaskInfo) -> TaskInfo {
+        TaskInfo { slot, ..t }
+    }
+
+    #[test]
+    fn every_slot_failing_its_check_fails_early_with_each_reason() {
+        let refused = "health check failed: http probe 172.17.0.2:9999/: Connection refused";
+        let stopped = TaskInfo {
+            desired: DesiredState::Shutdown.into(),
+            stop_reason: StopReason::Unhealthy.into(),
+            message: refused.into(),
+            ..task("web.0.3", TaskState::Stopped, 0)
+        };
+        let retry = task("web.0.5", TaskState::Running, 1);
+        let unhealthy = TaskInfo {
+            message: refused.into(),
+            ..in_slot(1, task("web.1.4", TaskState::Unhealthy, 0))
+        };
+        let policy = serde_json::json!({"condition": "on-failure"});
+        let tasks = [stopped.clone(), retry.clone(), unhealthy.clone()];
+        let p = assess(2, 1, true, &policy, &tasks, |_| false);
+        let why = p.failed.expect("every slot failed its check");
+        assert!(
+            why.starts_with("2 task(s) failed to start or failed their health check: "),
+            "{why}"
+        );
+        assert!(why.contains(&format!("web.0.3 unhealthy: {refused}")), "{why}");
+        assert!(why.contains(&format!("web.1.4 unhealthy: {refused}")), "{why}");
+
+        // One slot healthy: the other still failed, and only its reason is given.
+        let healthy = in_slot(1, task("web.1.6", TaskState::Healthy, 1));
+        let p = assess(
+            2,
+            1,
+            true,
+            &policy,
+            &[stopped.clone(), retry.clone(), unhealthy, healthy],
+            |_| false,
+        );
+        assert_eq!(p.healthy, 1);
+        assert_eq!(p.reasons, [format!("web.0.3 unhealthy: {refused}")]);
+        assert!(p.failed.unwrap().starts_with("1 task(s) failed"));
+
+        // A slot that has not failed yet (still starting): keep waiting.
+        let starting = in_slot(1, task("web.1.7", TaskState::Starting, 0));
+        let p = assess(2, 1, true, &policy, &[stopped, retry, starting], |_| false);
+        assert!(p.failed.is_none(), "{:?}", p.failed);
+    }
+
+    #[test]
+    fn a_task_that_ran_to_completion_counts_as_done() {
+        let done = TaskInfo {
+            desired: DesiredState::Shutdown.into(),
+            stop_reason: StopReason::Completed.into(),
+            exit_code: Some(0),
+            ..task("job.0.1", TaskState::Exited, 0)
+        };
+        let never = serde_json::json!({"condition": "never"});
+        let p = assess(1, 1, false, &never, &[done], |_| false);
+        assert_eq!((p.complete, p.healthy), (1, 0));
+        assert!(p.failed.is_none());
     }
 }

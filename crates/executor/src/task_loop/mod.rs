@@ -60,7 +60,13 @@ pub struct ExecutorConfig {
     pub node: NodeId,
     /// How often every task is looked at even when nothing was applied.
     pub interval: Duration,
+    /// How long the container of a completed task (exit 0, not restarted) is kept after
+    /// it ended, so `flotilla logs` still reads it; then it is removed.
+    pub keep_completed: Duration,
 }
+
+/// `ExecutorConfig::keep_completed` unless the agent is told otherwise.
+pub const KEEP_COMPLETED: Duration = Duration::from_secs(60);
 
 /// What the loop knows about one task's container.
 #[derive(Debug, Default)]
@@ -195,6 +201,8 @@ impl Executor {
         let driver = self.driver.clone();
         let cluster = self.config.cluster.clone();
         let node = self.config.node;
+        let keep_completed = self.config.keep_completed;
+        let now = crate::now_ms();
         let work = assignments.into_iter().map(|(id, (task, spec))| {
             let mut tracked = self.tracked.remove(&id).unwrap_or_default();
             let driver = driver.clone();
@@ -204,6 +212,8 @@ impl Executor {
                     driver,
                     cluster: &cluster,
                     node,
+                    now,
+                    keep_completed,
                 };
                 let reports = advance(&ctx, &task, spec.as_ref(), &mut tracked).await;
                 (id, tracked, reports)

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use flotilla_types::{DesiredState, NodeId, Protocol as SpecProtocol, ServiceSpec, Task, TaskReport, TaskState};
+use flotilla_types::{
+    DesiredState, Millis, NodeId, Protocol as SpecProtocol, ServiceSpec, StopReason, Task, TaskReport, TaskState,
+};
 
 use super::probe::probe;
 use super::Tracked;
@@ -18,6 +20,10 @@ pub struct Ctx<'a> {
     pub driver: std::sync::Arc<dyn Driver>,
     pub cluster: &'a str,
     pub node: NodeId,
+    /// The wall clock at the start of this pass (the replica's times are the leader's).
+    pub now: Millis,
+    /// How long the container of a completed task is kept, for `logs`.
+    pub keep_completed: Duration,
 }
 
 pub enum Outcome {
@@ -47,7 +53,10 @@ fn change(task: &Task, tracked: &Tracked, state: TaskState, message: String) -> 
 }
 
 pub fn container_spec(cluster: &str, node: NodeId, task: &Task, spec: &ServiceSpec) -> ContainerSpec {
-    let labels = BTreeMap::from([
+    // The operator's labels first: flotilla's own (validation refuses those keys in a
+    // spec) always win.
+    let mut labels = spec.labels.clone();
+    labels.extend([
         (LABEL_CLUSTER.to_string(), cluster.to_string()),
         (LABEL_NODE.to_string(), node.to_string()),
         (LABEL_SERVICE.to_string(), task.service.clone()),
@@ -75,6 +84,20 @@ pub fn container_spec(cluster: &str, node: NodeId, task: &Task, spec: &ServiceSp
                 },
             })
             .collect(),
+    }
+}
+
+/// A create or a start that failed. An engine that did not answer is waited for; one that
+/// answered and refused (a host port taken, a value below its bounds) fails the task with
+/// the engine's words, so the task's message, the events and the restart policy (with its
+/// backoff) all see it, instead of a task left `starting` with nothing said.
+fn not_started(task: &Task, tracked: &Tracked, step: &str, e: DriverError) -> Outcome {
+    if e.is_unreachable() {
+        tracing::warn!(error = %e, "{step} deferred: the engine did not answer");
+        Outcome::RetryLater(e.to_string())
+    } else {
+        let message = format!("{step} failed: {e}");
+        Outcome::Fatal(report(task, tracked, TaskState::Failed, None, message))
     }
 }
 
@@ -113,7 +136,7 @@ pub async fn next(ctx: &Ctx<'_>, task: &Task, spec: Option<&ServiceSpec>, tracke
                 tracked.health = Default::default();
                 Outcome::Done(change(task, tracked, TaskState::Running, String::new()))
             }
-            Err(e) => retry_or_fatal(task, tracked, e),
+            Err(e) => not_started(task, tracked, "start", e),
         },
         ContainerState::Running => running_step(ctx, task, spec, tracked, &id, status.ip).await,
         ContainerState::Exited { .. } if tracked.last_report == Some(TaskState::Exited) => Outcome::Idle,
@@ -166,7 +189,7 @@ async fn create_step(ctx: &Ctx<'_>, task: &Task, spec: &ServiceSpec, tracked: &m
                 Err(e) => retry_or_fatal(task, tracked, e),
             }
         }
-        Err(e) => retry_or_fatal(task, tracked, e),
+        Err(e) => not_started(task, tracked, "create", e),
     }
 }
 
@@ -199,17 +222,31 @@ async fn running_step(
     }
 }
 
-/// Stop, then remove, then report stopped.
+/// Whether the container of a completed task is still kept (for `logs`): it goes
+/// `keep_completed` after the task ended.
+fn kept_after_completion(ctx: &Ctx<'_>, task: &Task) -> bool {
+    task.stop_reason == Some(StopReason::Completed)
+        && ctx.now
+            < task
+                .state_since
+                .saturating_add(ctx.keep_completed.as_millis() as Millis)
+}
+
+/// Stop, then remove, then report stopped. The report keeps the task's last message
+/// (why a health check failed, say), which an empty one would clear.
 async fn stop_step(ctx: &Ctx<'_>, task: &Task, tracked: &mut Tracked, grace: Duration) -> Outcome {
     let Some(id) = tracked.container.clone() else {
         if task.state == TaskState::Stopped || (task.state.is_terminal() && task.state != TaskState::Lost) {
             return Outcome::Idle;
         }
-        return match change(task, tracked, TaskState::Stopped, String::new()) {
+        return match change(task, tracked, TaskState::Stopped, task.message.clone()) {
             Some(r) => Outcome::Done(Some(r)),
             None => Outcome::Idle,
         };
     };
+    if kept_after_completion(ctx, task) {
+        return Outcome::Idle;
+    }
     if let Some(handle) = &tracked.stopping {
         if !handle.is_finished() {
             return Outcome::RetryLater("stopping".into());
