@@ -73,6 +73,7 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
         dead_voter_timeout: args.dead_voter_timeout.filter(|d| !d.is_zero()),
         force_new_cluster: args.force_new_cluster,
         keep_completed: args.keep_completed,
+        metrics_listen: args.metrics_listen,
     };
     let driver = driver(args.driver, &config.data_dir).await?;
     flotilla_node::run(config, driver, shutdown_signal())

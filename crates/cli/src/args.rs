@@ -371,6 +371,10 @@ pub struct AgentArgs {
     /// `flotilla logs`, before it is removed.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub keep_completed: std::time::Duration,
+    /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` over plain HTTP on this
+    /// address (default off). They carry no credentials: bind a loopback or private address.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

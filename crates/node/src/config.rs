@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub force_new_cluster: bool,
     /// How long a completed task's container is kept for `logs` before it is removed.
     pub keep_completed: Duration,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served over plain HTTP; off when unset.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// How often an agent heartbeats the leader (not a flag).

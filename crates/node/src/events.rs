@@ -70,6 +70,7 @@ pub async fn watch_leader(node: Arc<Node>) {
                 m.state == ServerState::Leader,
             )
         };
+        node.metrics.note_leader(leader);
         if let Some(l) = leader.filter(|_| leader != last) {
             node.state.push_events(vec![Event {
                 index: applied,

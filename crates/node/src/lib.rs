@@ -19,6 +19,7 @@ mod fence;
 mod join;
 mod logs;
 mod membership;
+pub mod metrics;
 mod network;
 mod node;
 mod raft_service;
@@ -102,6 +103,13 @@ pub async fn run(
             addr: config.listen.to_string(),
             source,
         })?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| NodeError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?),
+        None => None,
+    };
     let network = network::Network::new(config.listen, epoch.clone(), contacts.clone());
     let raft = Raft::new(config.id, raft_config, network, log, sm)
         .await
@@ -115,7 +123,10 @@ pub async fn run(
     ));
     tracing::info!(id = config.id, listen = %config.listen, data_dir = %config.data_dir.display(), "agent started");
     let control = flotilla_control::Control::new(raft.clone(), state, config.control.clone());
-    let loops = spawn_loops(&node, &control, &driver);
+    let mut loops = spawn_loops(&node, &control, &driver);
+    if let Some(listener) = metrics_listener {
+        loops.push(tokio::spawn(metrics::http::serve(listener, node.clone())));
+    }
     // A fenced node stops like one asked to: the gRPC server drains, Raft shuts down.
     let fenced = stop_tasks_when_fenced(node.clone(), driver.clone());
     let shutdown = async move {
@@ -244,7 +255,7 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     let fence = node.fence().clone();
-    let raft = raft_service::RaftServer::new(node.raft.clone(), node.epoch.clone(), node.state.clone());
+    let raft = raft_service::RaftServer::new(&node);
     let serve = tonic::transport::Server::builder()
         .add_service(
             RaftServiceServer::new(raft)

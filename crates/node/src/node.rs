@@ -39,6 +39,8 @@ pub struct Node {
     /// Serializes every membership change this node makes as leader (openraft leaves a
     /// joint config behind when two overlap).
     pub membership_changes: tokio::sync::Mutex<()>,
+    /// What `/metrics` shows; fed by the RPC path and the Raft transport.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Where a request that needs the leader goes.
@@ -78,6 +80,7 @@ impl Node {
             config,
             channels: Mutex::new(HashMap::new()),
             membership_changes: tokio::sync::Mutex::new(()),
+            metrics: Default::default(),
         }
     }
 

@@ -18,11 +18,17 @@ pub struct RaftServer {
     raft: Raft,
     epoch: Arc<crate::epoch::Epoch>,
     state: SharedState,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl RaftServer {
-    pub fn new(raft: Raft, epoch: Arc<crate::epoch::Epoch>, state: SharedState) -> Self {
-        RaftServer { raft, epoch, state }
+    pub fn new(node: &crate::node::Node) -> Self {
+        RaftServer {
+            raft: node.raft.clone(),
+            epoch: node.epoch.clone(),
+            state: node.state.clone(),
+            metrics: node.metrics.clone(),
+        }
     }
 }
 
@@ -38,8 +44,15 @@ fn reply<T: serde::Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
 impl RaftService for RaftServer {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.epoch.check(req.metadata(), &self.state, false)?;
-        let rpc = decode(&req.into_inner().data, "append entries request")?;
-        reply(&self.raft.append_entries(rpc).await)
+        let rpc: openraft::raft::AppendEntriesRequest<flotilla_raft_types::TypeConfig> =
+            decode(&req.into_inner().data, "append entries request")?;
+        // openraft 0.9 does not tell a follower the leader's commit index; `/readyz` needs it.
+        let commit = rpc.leader_commit.map_or(0, |l| l.index);
+        let answer = self.raft.append_entries(rpc).await;
+        if answer.is_ok() {
+            self.metrics.saw_leader_commit(commit);
+        }
+        reply(&answer)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

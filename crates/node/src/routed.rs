@@ -80,9 +80,10 @@ impl ClusterApi {
     pub async fn route<R: Routed>(&self, req: Request<R>) -> Result<Response<R::Reply>, Status> {
         let fwd = forwarded(&req);
         let msg = req.into_inner();
+        let started = std::time::Instant::now();
         let span =
             tracing::debug_span!("rpc", method = R::METHOD, node = self.node.id, forwarded = fwd, role = ?R::ROLE);
-        async move {
+        let answer = async move {
             let input = msg.prepare()?;
             let read = R::KIND == Kind::Read;
             if read && msg.stale() {
@@ -107,7 +108,10 @@ impl ClusterApi {
             Ok(self.with_leader(reply))
         }
         .instrument(span)
-        .await
+        .await;
+        let code = answer.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.node.metrics.observe_rpc(R::METHOD, code, started.elapsed());
+        answer
     }
 
     /// Wraps an answer with the leader's address (`x-flotilla-leader`), so the CLI can go

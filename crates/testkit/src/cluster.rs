@@ -52,6 +52,8 @@ pub struct Agent {
     /// The address it listens on (and, with distinct IPs, connects to peers from).
     pub ip: IpAddr,
     pub addr: String,
+    /// Where it serves `/metrics`, `/healthz` and `/readyz` (every test agent does).
+    pub metrics_addr: String,
     pub data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -146,6 +148,7 @@ impl ClusterBuilder {
                     id,
                     ip,
                     addr: format!("{ip}:{}", free_port(ip)),
+                    metrics_addr: format!("{ip}:{}", free_port(ip)),
                     data_dir: dir.join("data"),
                     log: dir.join("agent.log"),
                     child: None,
@@ -358,7 +361,9 @@ impl Cluster {
             .arg("--listen")
             .arg(&a.addr)
             .arg("--data-dir")
-            .arg(&a.data_dir);
+            .arg(&a.data_dir)
+            .arg("--metrics-listen")
+            .arg(&a.metrics_addr);
         match &a.membership_args {
             Some(args) => cmd.args(args),
             None => cmd.arg("--peers").arg(&self.initial_peers),
@@ -387,6 +392,7 @@ impl Cluster {
                 id,
                 ip,
                 addr: format!("{ip}:{}", free_port(ip)),
+                metrics_addr: format!("{ip}:{}", free_port(ip)),
                 data_dir: dir.join("data"),
                 log: dir.join("agent.log"),
                 child: None,

@@ -136,6 +136,7 @@ impl InProcessCluster {
             dead_voter_timeout: None,
             force_new_cluster: false,
             keep_completed: flotilla_executor::task_loop::KEEP_COMPLETED,
+            metrics_listen: None,
         }
     }
 

@@ -7,11 +7,13 @@
 mod cluster;
 pub mod docker;
 pub mod faulty;
+mod http;
 mod in_process;
 pub mod partition;
 mod wait;
 
 pub use cluster::{flotilla_bin, wait_child, Agent, Cluster, ClusterBuilder};
 pub use flotilla_node::RaftTuning;
+pub use http::http_get;
 pub use in_process::InProcessCluster;
 pub use wait::{wait_until, wait_until_async};

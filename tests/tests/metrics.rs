@@ -1,0 +1,130 @@
+//! Issue "See inside a running cluster", item 1: every agent serves `/metrics`, `/healthz`
+//! and `/readyz` on `--metrics-listen` (the testkit turns it on for every agent). Scraped
+//! over plain HTTP as Prometheus does, and parsed with a Prometheus text-format parser.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flotilla_testkit::{http_get, wait_until_async, Cluster};
+use flotilla_tests::{json, ok, spec};
+
+const T: Duration = Duration::from_secs(30);
+
+/// One scrape of agent `id`, parsed: `name{labels}` → value. `None` when it does not answer.
+fn scrape(cluster: &Cluster, id: u64) -> Option<BTreeMap<String, f64>> {
+    let (code, body) = http_get(&cluster.agent(id).metrics_addr, "/metrics")?;
+    assert_eq!(code, 200, "{body}");
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("the Prometheus text format");
+    let mut out = BTreeMap::new();
+    for s in parsed.samples {
+        let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        let key = if labels.is_empty() {
+            s.metric.clone()
+        } else {
+            let mut labels = labels;
+            labels.sort();
+            format!("{}{{{}}}", s.metric, labels.join(","))
+        };
+        let value = match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => continue,
+        };
+        out.insert(key, value);
+    }
+    Some(out)
+}
+
+fn value(m: &BTreeMap<String, f64>, key: &str) -> f64 {
+    *m.get(key).unwrap_or_else(|| panic!("{key} missing from {m:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_one_leader_the_applied_index_the_replicas_and_a_dead_node() {
+    let mut cluster = Cluster::builder(3).agent_args(&["--node-timeout", "2s"]).start();
+    let leader = cluster.wait_for_leader(T).await;
+    for id in cluster.ids() {
+        let (code, body) = http_get(&cluster.agent(id).metrics_addr, "/healthz").expect("healthz answers");
+        assert_eq!((code, body.as_str()), (200, "ok\n"));
+    }
+    // Exactly one node says it leads, and it is the leader the cluster agrees on.
+    let leaders = wait_until_async("one node to report is_leader 1", T, || async {
+        let leading: Vec<u64> = cluster
+            .ids()
+            .into_iter()
+            .filter(|id| scrape(&cluster, *id).is_some_and(|m| m.get("flotilla_raft_is_leader") == Some(&1.0)))
+            .collect();
+        (leading.len() == 1).then_some(leading)
+    })
+    .await;
+    assert_eq!(leaders, [leader]);
+    let before = value(
+        &scrape(&cluster, leader).expect("scrape"),
+        "flotilla_raft_applied_index",
+    );
+
+    // An apply moves the applied index on every node, and the replica gauges follow.
+    let file = cluster.write_file("web.yaml", &spec("web", 3));
+    ok(cluster.cli(&["apply", "--wait", "-f", file.to_str().expect("utf-8")]));
+    let services = json(cluster.cli(&["get", "services", "-o", "json"]));
+    let desired = services[0]["spec"]["replicas"].as_f64().expect("replicas");
+    for id in cluster.ids() {
+        let m = wait_until_async("the apply to be applied and the tasks running", T, || async {
+            let m = scrape(&cluster, id)?;
+            let moved = value(&m, "flotilla_raft_applied_index") > before;
+            let running = m.get("flotilla_service_running_replicas{service=\"web\"}") == Some(&desired);
+            (moved && running).then_some(m)
+        })
+        .await;
+        assert_eq!(value(&m, "flotilla_service_desired_replicas{service=\"web\"}"), desired);
+        assert_eq!(value(&m, "flotilla_raft_members"), 3.0);
+        assert!(value(&m, "flotilla_raft_term") >= 1.0);
+        assert!(value(&m, "flotilla_raft_last_log_index") >= value(&m, "flotilla_raft_applied_index"));
+        // No task id in any label.
+        assert!(m.keys().all(|k| !k.contains("web.0.")), "{m:#?}");
+    }
+    let m = scrape(&cluster, leader).expect("scrape");
+    assert!(
+        value(&m, "flotilla_grpc_requests_total{code=\"Ok\",method=\"apply\"}") >= 1.0,
+        "{m:#?}"
+    );
+    assert!(value(&m, "flotilla_raft_leader_changes_total") >= 1.0);
+
+    // A killed follower shows as down on the others.
+    let victim = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+    cluster.kill(victim);
+    for id in cluster.ids().into_iter().filter(|id| *id != victim) {
+        let key = format!("flotilla_node_up{{node=\"{victim}\"}}");
+        wait_until_async("the killed node to show as down", T, || async {
+            (scrape(&cluster, id)?.get(&key) == Some(&0.0)).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_unready_on_a_cut_off_node_and_ready_after_the_heal() {
+    let mut cluster = Cluster::builder(3).distinct_ips().start();
+    let leader = cluster.wait_for_leader(T).await;
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+    let readyz = |cluster: &Cluster, id: u64| http_get(&cluster.agent(id).metrics_addr, "/readyz");
+    for id in cluster.ids() {
+        wait_until_async("every node ready", T, || async {
+            readyz(&cluster, id).filter(|(code, _)| *code == 200)
+        })
+        .await;
+    }
+    cluster.isolate(follower).expect("iptables (root)");
+    let (_, why) = wait_until_async("the cut-off node to be unready", T, || async {
+        readyz(&cluster, follower).filter(|(code, _)| *code == 503)
+    })
+    .await;
+    assert!(why.starts_with("not ready: "), "{why}");
+    cluster.heal();
+    wait_until_async("the healed node to be ready again", T, || async {
+        readyz(&cluster, follower).filter(|(code, _)| *code == 200)
+    })
+    .await;
+}
