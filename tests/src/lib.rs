@@ -13,6 +13,22 @@ pub fn spec(name: &str, replicas: u32) -> String {
     )
 }
 
+/// The lines `child` writes to its piped stdout, as they come (read on a thread of their
+/// own, so a test can wait for one with a deadline).
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(child.stdout.take().expect("a piped stdout"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

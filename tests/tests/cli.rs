@@ -461,16 +461,7 @@ async fn get_watch_prints_again_when_the_list_changes() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("get --watch");
-    let reader = std::io::BufReader::new(watch.stdout.take().expect("stdout"));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in reader.lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = flotilla_tests::stdout_lines(&mut watch);
     assert_eq!(rx.recv_timeout(T).expect("first output"), "No services.");
     cli(&cluster)
         .args(["apply", "-f", "-"])

@@ -11,9 +11,29 @@ use flotilla_executor::{Driver, ProcessDriver};
 use crate::args::{AgentArgs, DriverKind};
 use crate::error::CliError;
 
+/// The agent's log filter: RUST_LOG when set, else `--log-level`. A bare level more verbose
+/// than `warn` keeps openraft at `warn` (it logs every heartbeat at `debug`); directives are
+/// taken as written.
+fn log_filter(rust_log: Option<&str>, log_level: &str) -> String {
+    if let Some(env) = rust_log.map(str::trim).filter(|e| !e.is_empty()) {
+        return env.to_string();
+    }
+    let level = log_level.trim();
+    match level.to_ascii_lowercase().as_str() {
+        "info" | "debug" | "trace" => format!("{level},openraft=warn"),
+        _ => level.to_string(),
+    }
+}
+
 pub async fn run(args: AgentArgs) -> Result<(), CliError> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(log_filter(rust_log.as_deref(), &args.log_level)).map_err(|e| {
+            match rust_log.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+                Some(env) => CliError::Usage(format!("RUST_LOG={env:?}: {e}")),
+                None => CliError::Usage(format!("--log-level {:?}: {e}", args.log_level)),
+            }
+        })?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -118,4 +138,19 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
     tracing::info!("signal received, stopping");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn log_level_sets_the_filter_unless_rust_log_is_set() {
+        assert_eq!(log_filter(None, "info"), "info,openraft=warn");
+        assert_eq!(log_filter(None, "debug"), "debug,openraft=warn");
+        assert_eq!(log_filter(None, "warn"), "warn");
+        assert_eq!(log_filter(None, "info,flotilla_node=trace"), "info,flotilla_node=trace");
+        assert_eq!(log_filter(Some("trace"), "warn"), "trace");
+        assert_eq!(log_filter(Some(" "), "error"), "error");
+    }
 }

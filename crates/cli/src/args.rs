@@ -98,7 +98,7 @@ pub enum Verb {
         #[arg(long, default_value_t = 0)]
         since: u64,
     },
-    /// Print the client's version.
+    /// Print the client's version and that of every cluster member.
     Version,
     /// Print a shell completion script: `source <(flotilla completion bash)`.
     Completion {
@@ -113,10 +113,15 @@ pub enum Verb {
         #[command(subcommand)]
         what: GetWhat,
     },
-    /// Delete objects.
+    /// Delete objects: `delete service A B`, or the services spec files define
+    /// (`delete -f FILE|DIR|-`).
+    #[command(args_conflicts_with_subcommands = true)]
     Delete {
+        /// Delete the services this spec file (a DIR of them, or `-` for stdin) defines.
+        #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
+        file: Option<PathBuf>,
         #[command(subcommand)]
-        what: DeleteWhat,
+        what: Option<DeleteWhat>,
     },
     /// Cluster-wide operations.
     Cluster {
@@ -136,9 +141,11 @@ pub enum Verb {
         #[arg(long)]
         wait: bool,
     },
-    /// Print a task's logs, or those of every current task of a service.
+    /// Print a task's logs, or those of every current task of a service. `-o json` prints
+    /// one JSON object per line.
     Logs {
-        /// A task id (see `get tasks`) or a service name.
+        /// A task id (see `get tasks`), SERVICE.SLOT for the slot's current task, or a
+        /// service name.
         target: String,
         /// Keep streaming new lines.
         #[arg(short = 'f', long)]
@@ -146,6 +153,13 @@ pub enum Verb {
         /// Only the last N lines of each task.
         #[arg(long)]
         tail: Option<u32>,
+        /// Prefix each line with the time it was written (RFC 3339; `-` where the driver
+        /// does not know it).
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        /// Only lines written in the last DURATION, e.g. `10m`.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        since: Option<std::time::Duration>,
     },
     /// Node availability: drain moves its tasks away, pause stops new placements.
     Node {
@@ -210,13 +224,15 @@ pub enum SnapshotWhat {
 
 #[derive(Subcommand, Debug)]
 pub enum DescribeWhat {
-    /// A service, its tasks, their nodes and states, and why pending tasks wait.
+    /// A service: its ports, health check, tasks (their nodes and states, why pending
+    /// tasks wait) and recent events.
     Service {
         name: String,
         #[arg(long)]
         stale: bool,
     },
-    /// One task: its service, slot, node, states, container, exit code and message.
+    /// One task (an id, or SERVICE.SLOT for the slot's current task): its service, slot,
+    /// node, states, container and its address, exit code, and last start error.
     Task {
         id: String,
         #[arg(long)]
@@ -246,12 +262,17 @@ pub enum NodeWhat {
 
 #[derive(Subcommand, Debug)]
 pub enum GetWhat {
-    /// List services.
+    /// List services (all, or those named) with their replicas as running/desired, and
+    /// how many are healthy when the service has a health check. Alias: `get svc`.
+    #[command(visible_alias = "svc")]
     Services {
+        /// Only these services (exit code 4 when one does not exist).
+        names: Vec<String>,
         /// Read the replica of the node asked instead of going through the leader.
         #[arg(long)]
         stale: bool,
-        /// Print again whenever the list changes.
+        /// Print again whenever the list changes (not when only an age does); with
+        /// `-o json`, one object per line for each new or changed one.
         #[arg(short = 'w', long)]
         watch: bool,
     },
@@ -261,11 +282,15 @@ pub enum GetWhat {
         #[arg(long)]
         stale: bool,
     },
-    /// List tasks.
+    /// List current tasks (those meant to run); `--all` adds their history.
     Tasks {
         /// Only this service's tasks.
         #[arg(long)]
         service: Option<String>,
+        /// Also the tasks meant to stop or stopped (DESIRED `shutdown`): the newest earlier
+        /// attempts and replaced versions of each slot, and tasks still stopping.
+        #[arg(short = 'a', long)]
+        all: bool,
         #[arg(long)]
         stale: bool,
         #[arg(short = 'w', long)]
@@ -287,8 +312,12 @@ pub enum GetWhat {
 
 #[derive(Subcommand, Debug)]
 pub enum DeleteWhat {
-    /// Delete a service.
-    Service { name: String },
+    /// Delete services. Aliases: `delete services`, `delete svc`.
+    #[command(visible_aliases = ["services", "svc"])]
+    Service {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -298,6 +327,22 @@ pub enum ClusterWhat {
     /// Whether every member's state machine is identical at one applied index
     /// (exit code 1 when they differ or a member does not answer).
     Verify,
+}
+
+/// `flotilla agent …` parsed on its own, so that its help and its parser know only agent
+/// flags: clap copies `global = true` arguments into every subcommand, and the client's
+/// `--addr`, `-o`, `-q` and `--timeout` mean nothing to a node. [`Cli`] keeps an `agent`
+/// verb for the top-level help, the completions and docs/CLI.md.
+#[derive(Parser, Debug)]
+#[command(
+    name = "agent",
+    bin_name = "flotilla agent",
+    version,
+    about = "Run a node of the cluster."
+)]
+pub struct AgentCli {
+    #[command(flatten)]
+    pub args: AgentArgs,
 }
 
 #[derive(Args, Debug)]
@@ -375,6 +420,10 @@ pub struct AgentArgs {
     /// address (default off). They carry no credentials: bind a loopback or private address.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// What the agent logs: a level (`error`, `warn`, `info`, `debug`, `trace`) or
+    /// tracing directives (`info,flotilla_node=debug`). RUST_LOG, when set, wins.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

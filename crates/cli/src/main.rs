@@ -10,16 +10,39 @@ mod verbs;
 
 use clap::Parser;
 
-use crate::args::{Cli, Verb};
+use crate::args::{AgentCli, Cli, Verb};
+use crate::error::CliError;
+
+/// What to run: a node, or a client verb.
+enum Run {
+    Agent(Box<args::AgentArgs>),
+    Client(Cli),
+}
+
+/// `flotilla agent …` goes to its own parser (only agent flags); everything else to [`Cli`].
+/// clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
+fn parse() -> Run {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "agent") {
+        let agent = AgentCli::try_parse_from(&argv[1..]).unwrap_or_else(|e| e.exit());
+        return Run::Agent(Box::new(agent.args));
+    }
+    let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| e.exit());
+    if let Verb::Agent(_) = cli.verb {
+        // Client flags came before `agent`.
+        let e = CliError::Usage(
+            "--addr, -o, -q and --timeout are client flags; `flotilla agent` takes none of them (see \
+             `flotilla agent --help`)"
+                .into(),
+        );
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code());
+    }
+    Run::Client(cli)
+}
 
 fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
-            e.exit();
-        }
-    };
+    let run = parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -28,11 +51,11 @@ fn main() {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.verb {
-            Verb::Agent(args) => agent::run(*args).await,
-            verb => {
+        match run {
+            Run::Agent(args) => agent::run(*args).await,
+            Run::Client(cli) => {
                 exit_quietly_on_a_closed_pipe();
-                verbs::run(&cli.global, verb).await
+                verbs::run(&cli.global, cli.verb).await
             }
         }
     });

@@ -178,14 +178,19 @@ impl Driver for DockerDriver {
 
     fn logs(&self, id: &ContainerId, options: LogOptions) -> Logs {
         let tail = options.tail.map_or_else(|| "all".to_string(), |n| n.to_string());
-        let query = LogsOptionsBuilder::new()
+        // Always with timestamps: each line then carries its time, and `since` (whole
+        // seconds for the engine) is applied to the millisecond here.
+        let mut query = LogsOptionsBuilder::new()
             .follow(options.follow)
             .stdout(true)
             .stderr(true)
-            .tail(&tail)
-            .build();
-        let frames = self.docker.logs(id.as_str(), Some(query)).boxed();
-        crate::logs::lines(id.clone(), frames)
+            .timestamps(true)
+            .tail(&tail);
+        if let Some(since_ms) = options.since_ms {
+            query = query.since(i32::try_from(since_ms / 1000).unwrap_or(i32::MAX));
+        }
+        let frames = self.docker.logs(id.as_str(), Some(query.build())).boxed();
+        crate::logs::lines(id.clone(), frames, options.since_ms)
     }
 
     async fn exec(&self, id: &ContainerId, cmd: &[String], timeout: Duration) -> Result<ExecOutput, DriverError> {

@@ -53,6 +53,10 @@ pub struct LogOptions {
     /// Only the last `n` lines that exist when the call is made. The process driver
     /// keeps stdout and stderr in separate files and applies `n` to each.
     pub tail: Option<usize>,
+    /// Only lines written at or after this Unix millisecond. The process driver keeps no
+    /// time per line: it skips a stream whose file was last written before then and keeps
+    /// every line of one written since.
+    pub since_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +64,9 @@ pub struct LogLine {
     pub stream: LogStream,
     /// The line without its trailing newline.
     pub text: String,
+    /// When the workload wrote it (Unix milliseconds), if the driver knows.
+    #[serde(default)]
+    pub at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

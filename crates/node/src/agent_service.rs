@@ -66,6 +66,15 @@ impl AgentService for AgentApi {
         ))
     }
 
+    async fn inspect_task(
+        &self,
+        req: Request<flotilla_proto::v1::InspectTaskRequest>,
+    ) -> Result<Response<flotilla_proto::v1::TaskContainer>, Status> {
+        Ok(Response::new(
+            crate::inspect::local(&self.node, self.driver.as_ref(), &req.get_ref().task).await?,
+        ))
+    }
+
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         leader_only(&self.node)?;
         crate::membership::admit_heartbeat(&self.node, req.get_ref().node_id, req.get_ref().epoch)?;

@@ -163,16 +163,17 @@ impl ClusterService for ClusterApi {
     }
 
     async fn logs(&self, req: Request<flotilla_proto::v1::LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
-        let req = req.into_inner();
-        let chunks = crate::logs::gather(
-            self.node.clone(),
-            self.driver.clone(),
-            &req.target,
-            req.follow,
-            req.tail,
-        )
-        .await?;
+        let chunks = crate::logs::gather(self.node.clone(), self.driver.clone(), req.into_inner()).await?;
         Ok(Response::new(chunks))
+    }
+
+    async fn inspect_task(
+        &self,
+        req: Request<flotilla_proto::v1::InspectTaskRequest>,
+    ) -> Result<Response<flotilla_proto::v1::TaskContainer>, Status> {
+        Ok(Response::new(
+            crate::inspect::inspect(&self.node, self.driver.clone(), req.into_inner()).await?,
+        ))
     }
 
     async fn node_status(&self, _req: Request<NodeStatusRequest>) -> Result<Response<MemberStatus>, Status> {

@@ -16,6 +16,7 @@ pub mod error;
 mod events;
 mod executor;
 mod fence;
+mod inspect;
 mod join;
 mod logs;
 mod membership;

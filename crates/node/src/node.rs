@@ -352,6 +352,7 @@ impl Node {
             initialized,
             epoch: self.epoch.get(),
             replication: crate::status::replication(&m, &self.contacts),
+            version: env!("CARGO_PKG_VERSION").to_string(),
             ..Default::default()
         }
     }

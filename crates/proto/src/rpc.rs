@@ -60,6 +60,7 @@ cluster_rpcs! {
     ListNodesRequest => list_nodes -> ListNodesResponse;
     SetNodeAvailabilityRequest => set_node_availability -> NodeInfo;
     LogsRequest => logs -> Streaming<LogChunk>;
+    InspectTaskRequest => inspect_task -> TaskContainer;
     VerifyRequest => verify -> VerifyResponse;
     StateDigestRequest => state_digest -> StateDigestResponse;
     EventsRequest => events -> Streaming<EventInfo>;

@@ -55,6 +55,11 @@ fn read_specs(path: &Path) -> Result<Vec<ServiceSpec>, CliError> {
     Ok(specs)
 }
 
+/// The names of the services the spec files at `path` define (for `delete -f`).
+pub(crate) fn service_names(path: &Path) -> Result<Vec<String>, CliError> {
+    Ok(read_specs(path)?.into_iter().map(|s| s.name).collect())
+}
+
 #[derive(Serialize)]
 struct ApplyResult {
     name: String,

@@ -1,6 +1,6 @@
 //! `events [--follow] [--since INDEX]` and `get events`.
 
-use flotilla_proto::v1::EventsRequest;
+use flotilla_proto::v1::{EventInfo, EventsRequest};
 use serde::Serialize;
 
 use crate::args::Format;
@@ -9,7 +9,7 @@ use crate::error::CliError;
 use crate::output::{age, now_ms, render, table};
 
 #[derive(Serialize)]
-struct EventView {
+pub(crate) struct EventView {
     index: u64,
     at_ms: u64,
     kind: String,
@@ -24,13 +24,7 @@ pub async fn events(client: &Client, out: Format, since: u64, follow: bool) -> R
     loop {
         match stream.message().await {
             Ok(Some(e)) => {
-                let view = EventView {
-                    index: e.index,
-                    at_ms: e.at_ms,
-                    kind: e.kind,
-                    object: e.object,
-                    message: e.message,
-                };
+                let view = view(e);
                 if follow {
                     // One line per event as it arrives (JSON lines for scripts).
                     let line = match out {
@@ -65,14 +59,50 @@ pub async fn events(client: &Client, out: Format, since: u64, follow: bool) -> R
                 if rows.is_empty() {
                     return "No events.\n".into();
                 }
-                table(
-                    &["INDEX", "AGE", "KIND", "OBJECT", "MESSAGE"],
-                    &rows.iter().map(row).collect::<Vec<_>>(),
-                )
+                table_of(&rows)
             })?
         );
     }
     Ok(())
+}
+
+/// The events about service `name` and its tasks (ids `NAME.SLOT.SEQ`) that the node asked
+/// still holds, oldest first.
+pub(crate) async fn of_service(client: &Client, name: &str) -> Result<Vec<EventView>, CliError> {
+    let mut stream = client
+        .stream(EventsRequest {
+            since: 0,
+            follow: false,
+        })
+        .await?;
+    let task_prefix = format!("{name}.");
+    let mut events = Vec::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(e)) if e.object == name || e.object.starts_with(&task_prefix) => events.push(view(e)),
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(events),
+            Err(s) => return Err(CliError::from_status(&s)),
+        }
+    }
+}
+
+/// Events as a table (with ages).
+pub(crate) fn table_of(events: &[EventView]) -> String {
+    table(
+        &["INDEX", "AGE", "KIND", "OBJECT", "MESSAGE"],
+        &events.iter().map(row).collect::<Vec<_>>(),
+    )
+}
+
+fn view(e: EventInfo) -> EventView {
+    EventView {
+        index: e.index,
+        at_ms: e.at_ms,
+        kind: e.kind,
+        object: e.object,
+        message: e.message,
+    }
 }
 
 fn row(e: &EventView) -> Vec<String> {

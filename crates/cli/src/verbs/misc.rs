@@ -1,22 +1,86 @@
 //! `version`, `completion`, and the hidden `docs` that generates docs/CLI.md.
 
 use clap::CommandFactory;
+use flotilla_proto::v1::ClusterStatusRequest;
 use serde::Serialize;
 
 use crate::args::{Cli, Format};
+use crate::client::Client;
 use crate::error::CliError;
-use crate::output::print;
+use crate::output::{print, table};
 
 #[derive(Serialize)]
-struct Version {
+struct Versions {
+    /// This CLI's version.
     version: &'static str,
+    /// Each member's, as the node asked gathered them; absent when no node answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<Vec<MemberVersion>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_error: Option<String>,
 }
 
-pub fn version(out: Format) -> Result<(), CliError> {
-    let v = Version {
-        version: env!("CARGO_PKG_VERSION"),
+#[derive(Serialize)]
+struct MemberVersion {
+    id: u64,
+    address: String,
+    reachable: bool,
+    /// Empty when the member did not answer or is older than the version field.
+    version: String,
+}
+
+/// The client's version, then every member's. An unreachable cluster still prints the
+/// client's version, and exits as any verb that cannot reach the cluster does.
+pub async fn version(client: &Client, out: Format) -> Result<(), CliError> {
+    let answer = client.send(ClusterStatusRequest {}).await;
+    let (cluster, error) = match answer {
+        Ok(r) => (
+            Some(
+                r.members
+                    .into_iter()
+                    .map(|m| MemberVersion {
+                        id: m.id,
+                        address: m.address,
+                        reachable: m.reachable,
+                        version: m.version,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            None,
+        ),
+        Err(e) => (None, Some(e)),
     };
-    print(out, &v, || format!("flotilla {}\n", v.version))
+    let v = Versions {
+        version: env!("CARGO_PKG_VERSION"),
+        cluster,
+        cluster_error: error.as_ref().map(|e| format!("the cluster could not be reached: {e}")),
+    };
+    print(out, &v, || {
+        let mut text = format!("flotilla {} (client)\n", v.version);
+        if let Some(members) = &v.cluster {
+            let rows: Vec<Vec<String>> = members
+                .iter()
+                .map(|m| {
+                    let version = match (m.reachable, m.version.as_str()) {
+                        (false, _) => "unreachable".to_string(),
+                        (true, "") => "unknown".to_string(),
+                        (true, v) => v.to_string(),
+                    };
+                    vec![m.id.to_string(), m.address.clone(), version]
+                })
+                .collect();
+            text.push('\n');
+            text.push_str(&table(&["NODE", "ADDRESS", "VERSION"], &rows));
+        }
+        text
+    })?;
+    match error {
+        Some(e) => Err(match e {
+            CliError::Unreachable(m) => CliError::Unreachable(format!("the cluster could not be reached: {m}")),
+            other => other,
+        }),
+        None => Ok(()),
+    }
 }
 
 pub fn completion(shell: clap_complete::Shell) -> Result<(), CliError> {

@@ -13,14 +13,16 @@ mod wait;
 mod watch;
 
 use flotilla_proto::v1::{
-    ClusterStatusRequest, DeleteServiceRequest, GetServiceRequest, ListServicesRequest, MemberStatus, ServiceInfo,
+    ClusterStatusRequest, DeleteServiceRequest, DesiredState, GetServiceRequest, ListServicesRequest, ListTasksRequest,
+    MemberStatus, ServiceInfo, TaskInfo, TaskState,
 };
 use serde::Serialize;
 
 use crate::args::{ClusterWhat, DeleteWhat, DescribeWhat, Format, GetWhat, Global, Verb};
 use crate::client::Client;
 use crate::error::CliError;
-use crate::output::{age, ids, now_ms, print, render, table};
+use crate::output::{age, now_ms, print, table};
+use crate::verbs::watch::Listing;
 
 /// Default deadline of the calls that take long by nature (`node remove`, `snapshot save`).
 const LONG_CALL: std::time::Duration = std::time::Duration::from_secs(120);
@@ -29,9 +31,11 @@ pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
     let client = Client::new(&global.addr, global.call_timeout())?;
     let out = global.output;
     let quiet = global.quiet;
+    // `get … -w -o json`: one object per line, per change.
+    let streams_json = out == Format::Json && !quiet;
     match verb {
         Verb::Agent(_) => unreachable!("handled by main"),
-        Verb::Version => misc::version(out),
+        Verb::Version => misc::version(&client, out).await,
         Verb::Completion { shell } => misc::completion(shell),
         Verb::Docs => misc::docs(),
         Verb::Apply { file, dry_run, wait } => {
@@ -46,14 +50,22 @@ pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
             what: GetWhat::Events { since },
         } => events::events(&client, out, since, false).await,
         Verb::Get {
-            what: GetWhat::Services { stale, watch },
-        } => watch::repeat(watch, || get_services(&client, out, quiet, stale)).await,
+            what: GetWhat::Services { names, stale, watch },
+        } => watch::repeat(watch, streams_json, || get_services(&client, out, quiet, &names, stale)).await,
         Verb::Get {
             what: GetWhat::Service { name, stale },
         } => get_service(&client, out, &name, stale).await,
         Verb::Delete {
-            what: DeleteWhat::Service { name },
-        } => delete_service(&client, out, &name).await,
+            what: Some(DeleteWhat::Service { names }),
+            ..
+        } => delete_services(&client, out, &names).await,
+        Verb::Delete { file: Some(file), .. } => {
+            let names = apply::service_names(&file)?;
+            delete_services(&client, out, &names).await
+        }
+        Verb::Delete { .. } => Err(CliError::Usage(
+            "say what to delete: `delete service NAME…` or `delete -f FILE`".into(),
+        )),
         Verb::Cluster {
             what: ClusterWhat::Status,
         } => cluster_status(&client, out).await,
@@ -61,11 +73,20 @@ pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
             what: ClusterWhat::Verify,
         } => cluster_verify(&client, out).await,
         Verb::Get {
-            what: GetWhat::Tasks { service, stale, watch },
-        } => watch::repeat(watch, || tasks::get_tasks(&client, out, quiet, service.clone(), stale)).await,
+            what:
+                GetWhat::Tasks {
+                    service,
+                    all,
+                    stale,
+                    watch,
+                },
+        } => {
+            let which = tasks::Which { service, all, stale };
+            watch::repeat(watch, streams_json, || tasks::get_tasks(&client, out, quiet, &which)).await
+        }
         Verb::Get {
             what: GetWhat::Nodes { stale, watch },
-        } => watch::repeat(watch, || nodes::get_nodes(&client, out, quiet, stale)).await,
+        } => watch::repeat(watch, streams_json, || nodes::get_nodes(&client, out, quiet, stale)).await,
         Verb::Describe {
             what: DescribeWhat::Service { name, stale },
         } => tasks::describe_service(&client, out, &name, stale).await,
@@ -95,7 +116,21 @@ pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
             let client = Client::new(&global.addr, global.timeout.unwrap_or(LONG_CALL))?;
             snapshot::run(&client, out, what).await
         }
-        Verb::Logs { target, follow, tail } => logs::logs(&client, &target, follow, tail).await,
+        Verb::Logs {
+            target,
+            follow,
+            tail,
+            timestamps,
+            since,
+        } => {
+            let options = logs::Options {
+                follow,
+                tail,
+                timestamps,
+                since,
+            };
+            logs::logs(&client, out, &target, options).await
+        }
     }
 }
 
@@ -125,57 +160,125 @@ pub(crate) fn view(s: &ServiceInfo) -> Result<ServiceView, CliError> {
     })
 }
 
-async fn get_services(client: &Client, out: Format, quiet: bool, stale: bool) -> Result<String, CliError> {
-    let r = client.send(ListServicesRequest { stale }).await?;
-    if quiet {
-        return Ok(ids(r.services.iter().map(|s| s.name.as_str())));
+/// `2/3`, or `3/3 (2 healthy)` for a service with a health check: its current tasks that
+/// run, of those it wants, as `docker service ls` counts them.
+fn replicas(s: &ServiceInfo, spec: &serde_json::Value, tasks: &[TaskInfo]) -> String {
+    let current: Vec<&TaskInfo> = tasks
+        .iter()
+        .filter(|t| t.service == s.name && t.desired() == DesiredState::Running)
+        .collect();
+    let running = current.iter().filter(|t| t.state().is_up()).count();
+    let counts = format!("{running}/{}", s.replicas);
+    if spec["health_check"].is_object() {
+        let healthy = current.iter().filter(|t| t.state() == TaskState::Healthy).count();
+        format!("{counts} ({healthy} healthy)")
+    } else {
+        counts
     }
-    let views = r.services.iter().map(view).collect::<Result<Vec<_>, _>>()?;
-    render(out, &views, || {
-        let now = now_ms();
-        let wide = out == Format::Wide;
-        let rows: Vec<Vec<String>> = r
-            .services
-            .iter()
-            .map(|s| {
-                let mut row = vec![
-                    s.name.clone(),
-                    s.version.to_string(),
-                    s.replicas.to_string(),
-                    s.image.clone(),
-                    age(s.updated_at_ms, now),
-                ];
-                if wide {
-                    let spec: serde_json::Value = serde_json::from_slice(&s.spec_document).unwrap_or_default();
-                    let ports: Vec<String> = spec["ports"]
-                        .as_array()
-                        .map(|ps| {
-                            ps.iter()
-                                .map(|p| match p["host"].as_u64() {
-                                    Some(h) => format!("{h}->{}", p["container"]),
-                                    None => p["container"].to_string(),
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    row.push(age(s.created_at_ms, now));
-                    row.push(ports.join(","));
-                    row.push(spec["command"].as_array().map_or(String::new(), |c| {
-                        c.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" ")
-                    }));
-                }
-                row
-            })
-            .collect();
-        if rows.is_empty() {
-            return "No services.\n".into();
+}
+
+/// `names` that `services` lacks, as a not-found error.
+fn all_found(names: &[String], services: &[ServiceInfo]) -> Result<(), CliError> {
+    let missing: Vec<&str> = names
+        .iter()
+        .filter(|n| !services.iter().any(|s| &s.name == *n))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::NotFound(format!(
+        "service(s) {} not found (see `flotilla get services`)",
+        missing.join(", ")
+    )))
+}
+
+async fn get_services(
+    client: &Client,
+    out: Format,
+    quiet: bool,
+    names: &[String],
+    stale: bool,
+) -> Result<Listing, CliError> {
+    let mut services = client.send(ListServicesRequest { stale }).await?.services;
+    if !names.is_empty() {
+        all_found(names, &services)?;
+        services.retain(|s| names.contains(&s.name));
+    }
+    if quiet {
+        return Ok(Listing::ids(services.iter().map(|s| s.name.as_str())));
+    }
+    let views = services.iter().map(view).collect::<Result<Vec<_>, _>>()?;
+    // Replica counts are for people; the JSON and YAML views stay specs an apply reads back.
+    let tasks = match out {
+        Format::Table | Format::Wide => {
+            client
+                .send(ListTasksRequest {
+                    service: String::new(),
+                    stale,
+                })
+                .await?
+                .tasks
         }
-        let mut header = vec!["NAME", "VERSION", "REPLICAS", "IMAGE", "UPDATED"];
-        if wide {
-            header.extend(["CREATED", "PORTS", "COMMAND"]);
-        }
-        table(&header, &rows)
-    })
+        Format::Json | Format::Yaml => Vec::new(),
+    };
+    Listing::of(
+        out,
+        &views,
+        |v| v.name.clone(),
+        || {
+            let now = now_ms();
+            let wide = out == Format::Wide;
+            let rows: Vec<Vec<String>> = services
+                .iter()
+                .zip(&views)
+                .map(|(s, v)| {
+                    let spec = &v.spec;
+                    let mut row = vec![
+                        s.name.clone(),
+                        s.version.to_string(),
+                        replicas(s, spec, &tasks),
+                        s.image.clone(),
+                        age(s.updated_at_ms, now),
+                    ];
+                    if wide {
+                        row.push(age(s.created_at_ms, now));
+                        row.push(ports(spec).join(","));
+                        row.push(spec["command"].as_array().map_or(String::new(), |c| {
+                            c.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" ")
+                        }));
+                    }
+                    row
+                })
+                .collect();
+            if rows.is_empty() {
+                return "No services.\n".into();
+            }
+            let mut header = vec!["NAME", "VERSION", "REPLICAS", "IMAGE", "UPDATED"];
+            if wide {
+                header.extend(["CREATED", "PORTS", "COMMAND"]);
+            }
+            table(&header, &rows)
+        },
+    )
+}
+
+/// A spec's ports as `8080->80` (published) or `80`, with `/udp` for UDP.
+pub(crate) fn ports(spec: &serde_json::Value) -> Vec<String> {
+    spec["ports"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let udp = if p["protocol"] == "udp" { "/udp" } else { "" };
+                    match p["host"].as_u64() {
+                        Some(h) => format!("{h}->{}{udp}", p["container"]),
+                        None => format!("{}{udp}", p["container"]),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 async fn get_service(client: &Client, out: Format, name: &str, stale: bool) -> Result<(), CliError> {
@@ -216,16 +319,45 @@ struct DeleteResult {
     deleted: bool,
 }
 
-async fn delete_service(client: &Client, out: Format, name: &str) -> Result<(), CliError> {
-    let r = client.send(DeleteServiceRequest { name: name.to_string() }).await?;
-    let result = DeleteResult {
-        name: r.name,
-        version: r.version,
-        deleted: true,
-    };
-    print(out, &result, || {
-        format!("service/{} deleted (was version {})\n", result.name, result.version)
-    })
+/// Deletes each service in turn; one that fails does not keep the others. The error is the
+/// first failure's (exit code 4 when a service did not exist).
+async fn delete_services(client: &Client, out: Format, names: &[String]) -> Result<(), CliError> {
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    for name in names {
+        match client.send(DeleteServiceRequest { name: name.clone() }).await {
+            Ok(r) => results.push(DeleteResult {
+                name: r.name,
+                version: r.version,
+                deleted: true,
+            }),
+            // Nothing further can go through an unreachable cluster.
+            Err(e @ CliError::Unreachable(_)) => return Err(e),
+            Err(e) => failures.push(e),
+        }
+    }
+    // One object for one name, as before `delete` took several.
+    let shown = match results.as_slice() {
+        [one] if names.len() == 1 => serde_json::to_value(one),
+        all => serde_json::to_value(all),
+    }
+    .map_err(|e| CliError::Failed(e.to_string()))?;
+    print(out, &shown, || {
+        results
+            .iter()
+            .map(|r| format!("service/{} deleted (was version {})\n", r.name, r.version))
+            .collect()
+    })?;
+    let mut failures = failures.into_iter();
+    match failures.next() {
+        None => Ok(()),
+        Some(first) => {
+            for other in failures {
+                eprintln!("error: {other}");
+            }
+            Err(first)
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -536,5 +668,40 @@ mod verify_tests {
         let (differ, silent) = verify_outcome(&[member(1, Some("b")), member(2, Some("a")), member(3, Some("a"))]);
         assert_eq!(differ, vec!["1"]);
         assert!(silent.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_read_running_of_desired_and_healthy_when_checked() {
+        let svc = ServiceInfo {
+            name: "web".into(),
+            replicas: 3,
+            ..Default::default()
+        };
+        let task = |service: &str, desired: DesiredState, state: TaskState| {
+            let mut t = TaskInfo {
+                service: service.into(),
+                ..Default::default()
+            };
+            t.set_desired(desired);
+            t.set_state(state);
+            t
+        };
+        let tasks = vec![
+            task("web", DesiredState::Running, TaskState::Healthy),
+            task("web", DesiredState::Running, TaskState::Running),
+            task("web", DesiredState::Running, TaskState::Starting),
+            task("web", DesiredState::Shutdown, TaskState::Running),
+            task("api", DesiredState::Running, TaskState::Running),
+        ];
+        let plain = serde_json::json!({"name": "web"});
+        assert_eq!(replicas(&svc, &plain, &tasks), "2/3");
+        let checked = serde_json::json!({"name": "web", "health_check": {"exec": ["true"]}});
+        assert_eq!(replicas(&svc, &checked, &tasks), "2/3 (1 healthy)");
+        assert_eq!(replicas(&svc, &plain, &[]), "0/3");
     }
 }

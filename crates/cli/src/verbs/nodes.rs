@@ -1,12 +1,16 @@
 //! `get nodes`, `node drain|pause|activate`.
 
-use flotilla_proto::v1::{DesiredState, ListNodesRequest, NodeAvailability, NodeInfo, SetNodeAvailabilityRequest};
+use flotilla_proto::v1::{
+    ClusterStatusRequest, DesiredState, ListNodesRequest, MemberStatus, NodeAvailability, NodeInfo,
+    SetNodeAvailabilityRequest,
+};
 use serde::Serialize;
 
 use crate::args::{Format, NodeWhat};
 use crate::client::Client;
 use crate::error::CliError;
-use crate::output::{print, render, table};
+use crate::output::{print, table};
+use crate::verbs::watch::Listing;
 
 #[derive(Serialize)]
 struct NodeView {
@@ -39,47 +43,67 @@ impl From<&NodeInfo> for NodeView {
     }
 }
 
-pub async fn get_nodes(client: &Client, out: Format, quiet: bool, stale: bool) -> Result<String, CliError> {
+/// Whether each member votes and which version it runs, from the cluster status; empty
+/// when the status cannot be had (the wide table then shows `-`).
+async fn members(client: &Client) -> Vec<MemberStatus> {
+    client
+        .send(ClusterStatusRequest {})
+        .await
+        .map(|r| r.members)
+        .unwrap_or_default()
+}
+
+/// `get nodes`; `-o wide` adds ADDRESS, VOTER, LABELS and VERSION.
+pub async fn get_nodes(client: &Client, out: Format, quiet: bool, stale: bool) -> Result<Listing, CliError> {
     let r = client.send(ListNodesRequest { stale }).await?;
     if quiet {
         let ids: Vec<String> = r.nodes.iter().map(|n| n.id.to_string()).collect();
-        return Ok(crate::output::ids(ids.iter().map(String::as_str)));
+        return Ok(Listing::ids(ids.iter().map(String::as_str)));
     }
+    let wide = out == Format::Wide;
+    let members = if wide { members(client).await } else { Vec::new() };
     let views: Vec<NodeView> = r.nodes.iter().map(NodeView::from).collect();
-    render(out, &views, || {
-        if views.is_empty() {
-            return "No nodes registered yet.\n".into();
-        }
-        let rows: Vec<Vec<String>> = views
-            .iter()
-            .map(|n| {
-                let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                vec![
-                    n.id.to_string(),
-                    n.address.clone(),
-                    n.status.clone(),
-                    n.availability.clone(),
-                    n.tasks.to_string(),
-                    format!("{}/{}m", n.allocated_cpu_millis, n.cpu_millis),
-                    format!("{}/{}Mi", n.allocated_memory_mb, n.memory_mb),
-                    labels.join(","),
-                ]
-            })
-            .collect();
-        table(
-            &[
-                "ID",
-                "ADDRESS",
-                "STATUS",
-                "AVAILABILITY",
-                "TASKS",
-                "CPU",
-                "MEMORY",
-                "LABELS",
-            ],
-            &rows,
-        )
-    })
+    Listing::of(
+        out,
+        &views,
+        |n| n.id.to_string(),
+        || {
+            if views.is_empty() {
+                return "No nodes registered yet.\n".into();
+            }
+            let rows: Vec<Vec<String>> = views
+                .iter()
+                .map(|n| {
+                    let mut row = vec![
+                        n.id.to_string(),
+                        n.status.clone(),
+                        n.availability.clone(),
+                        n.tasks.to_string(),
+                        format!("{}/{}m", n.allocated_cpu_millis, n.cpu_millis),
+                        format!("{}/{}Mi", n.allocated_memory_mb, n.memory_mb),
+                    ];
+                    if wide {
+                        let member = members.iter().find(|m| m.id == n.id);
+                        let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        row.extend([
+                            n.address.clone(),
+                            member.map_or("-", |m| if m.voter { "yes" } else { "no" }).into(),
+                            labels.join(","),
+                            member
+                                .filter(|m| m.reachable && !m.version.is_empty())
+                                .map_or("-".into(), |m| m.version.clone()),
+                        ]);
+                    }
+                    row
+                })
+                .collect();
+            let mut header = vec!["ID", "STATUS", "AVAILABILITY", "TASKS", "CPU", "MEMORY"];
+            if wide {
+                header.extend(["ADDRESS", "VOTER", "LABELS", "VERSION"]);
+            }
+            table(&header, &rows)
+        },
+    )
 }
 
 pub async fn set_availability(client: &Client, out: Format, what: NodeWhat) -> Result<(), CliError> {

@@ -1,14 +1,16 @@
 //! `get tasks`, `describe service`, `scale`.
 
 use flotilla_proto::v1::{
-    DesiredState, GetServiceRequest, ListTasksRequest, ScaleServiceRequest, ServiceInfo, TaskInfo, TaskState,
+    DesiredState, GetServiceRequest, InspectTaskRequest, ListTasksRequest, ScaleServiceRequest, ServiceInfo,
+    TaskContainer, TaskInfo, TaskState,
 };
 use serde::Serialize;
 
 use crate::args::Format;
 use crate::client::Client;
 use crate::error::CliError;
-use crate::output::{age, ids, now_ms, print, render, table};
+use crate::output::{age, now_ms, print, table};
+use crate::verbs::watch::Listing;
 
 #[derive(Serialize)]
 pub struct TaskView {
@@ -30,6 +32,12 @@ pub struct TaskView {
     message: String,
     created_at_ms: u64,
     updated_at_ms: u64,
+    /// Filled in by `describe task`: where the workload listens (from its node's driver).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    address: String,
+    /// Filled in by `describe task`: why the slot's newest attempt that failed to start did.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    last_start_error: String,
 }
 
 impl From<&TaskInfo> for TaskView {
@@ -49,6 +57,8 @@ impl From<&TaskInfo> for TaskView {
             message: t.message.clone(),
             created_at_ms: t.created_at_ms,
             updated_at_ms: t.updated_at_ms,
+            address: String::new(),
+            last_start_error: String::new(),
         }
     }
 }
@@ -118,46 +128,111 @@ fn task_rows(tasks: &[TaskInfo], with_service: bool, wide: bool) -> String {
     table(&header, &rows)
 }
 
-pub async fn get_tasks(
-    client: &Client,
-    out: Format,
-    quiet: bool,
-    service: Option<String>,
-    stale: bool,
-) -> Result<String, CliError> {
-    let r = client
-        .send(ListTasksRequest {
-            service: service.unwrap_or_default(),
-            stale,
-        })
-        .await?;
-    let tasks = ordered(r.tasks);
-    if quiet {
-        return Ok(ids(tasks.iter().map(|t| t.id.as_str())));
-    }
-    let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
-    render(out, &views, || {
-        if tasks.is_empty() {
-            "No tasks.\n".into()
-        } else {
-            task_rows(&tasks, true, out == Format::Wide)
-        }
-    })
+/// Which tasks `get tasks` lists.
+pub struct Which {
+    pub service: Option<String>,
+    /// History too, not only the tasks meant to run.
+    pub all: bool,
+    pub stale: bool,
 }
 
-pub async fn describe_task(client: &Client, out: Format, id: &str, stale: bool) -> Result<(), CliError> {
+pub async fn get_tasks(client: &Client, out: Format, quiet: bool, which: &Which) -> Result<Listing, CliError> {
+    let r = client
+        .send(ListTasksRequest {
+            service: which.service.clone().unwrap_or_default(),
+            stale: which.stale,
+        })
+        .await?;
+    let mut tasks = ordered(r.tasks);
+    if !which.all {
+        tasks.retain(|t| t.desired() == DesiredState::Running);
+    }
+    if quiet {
+        return Ok(Listing::ids(tasks.iter().map(|t| t.id.as_str())));
+    }
+    let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
+    Listing::of(
+        out,
+        &views,
+        |v| v.id.clone(),
+        || {
+            if tasks.is_empty() {
+                "No tasks.\n".into()
+            } else {
+                task_rows(&tasks, true, out == Format::Wide)
+            }
+        },
+    )
+}
+
+/// `SERVICE.SLOT` (as in `web.1`): the service and slot it names, when it has that shape.
+fn slot_of(name: &str) -> Option<(&str, u32)> {
+    let (service, slot) = name.rsplit_once('.')?;
+    if service.is_empty() || service.contains('.') {
+        return None;
+    }
+    Some((service, slot.parse().ok()?))
+}
+
+/// The task `name` names among `tasks`: its id, or for `SERVICE.SLOT` the slot's current
+/// task (the newest meant to run; else the newest at all).
+pub fn pick<'a>(tasks: &'a [TaskInfo], name: &str) -> Option<&'a TaskInfo> {
+    if let Some(t) = tasks.iter().find(|t| t.id == name) {
+        return Some(t);
+    }
+    let (service, slot) = slot_of(name)?;
+    let of_slot = || tasks.iter().filter(|t| t.service == service && t.slot == slot);
+    of_slot()
+        .filter(|t| t.desired() == DesiredState::Running)
+        .max_by_key(|t| t.created_at_ms)
+        .or_else(|| of_slot().max_by_key(|t| t.created_at_ms))
+}
+
+/// Every task of `name`'s service (all of them when `name` is no task of a service's shape)
+/// and the one `name` names.
+pub async fn resolve(client: &Client, name: &str, stale: bool) -> Result<(Vec<TaskInfo>, TaskInfo), CliError> {
+    let service = name
+        .split('.')
+        .next()
+        .filter(|_| name.contains('.'))
+        .unwrap_or_default();
     let tasks = client
         .send(ListTasksRequest {
-            service: String::new(),
+            service: service.to_string(),
             stale,
         })
         .await?
         .tasks;
-    let t = tasks
+    let task = pick(&tasks, name)
+        .cloned()
+        .ok_or_else(|| CliError::NotFound(format!("task {name:?} not found (see `flotilla get tasks --all`)")))?;
+    Ok((tasks, task))
+}
+
+/// The newest start error of `t`'s slot: its own when it failed to start, else that of the
+/// attempt before it that did.
+fn last_start_error(tasks: &[TaskInfo], t: &TaskInfo) -> Option<String> {
+    tasks
         .iter()
-        .find(|t| t.id == id)
-        .ok_or_else(|| CliError::NotFound(format!("task {id:?} not found (see `flotilla get tasks`)")))?;
-    let v = TaskView::from(t);
+        .filter(|o| o.service == t.service && o.slot == t.slot && o.created_at_ms <= t.created_at_ms)
+        .filter(|o| o.state() == TaskState::Failed && !o.message.is_empty())
+        .max_by_key(|o| o.created_at_ms)
+        .map(|o| {
+            if o.id == t.id {
+                o.message.clone()
+            } else {
+                format!("{} (task {})", o.message, o.id)
+            }
+        })
+}
+
+pub async fn describe_task(client: &Client, out: Format, id: &str, stale: bool) -> Result<(), CliError> {
+    let (tasks, t) = resolve(client, id, stale).await?;
+    let t = &t;
+    let container = container(client, t).await;
+    let mut v = TaskView::from(t);
+    v.address = container.as_ref().map(|c| c.ip.clone()).unwrap_or_default();
+    v.last_start_error = last_start_error(&tasks, t).unwrap_or_default();
     print(out, &v, || {
         let now = now_ms();
         let mut text = format!(
@@ -175,6 +250,9 @@ pub async fn describe_task(client: &Client, out: Format, id: &str, stale: bool) 
         if !t.container_id.is_empty() {
             text.push_str(&format!("Container:   {}\n", t.container_id));
         }
+        if !v.address.is_empty() {
+            text.push_str(&format!("Address:     {}\n", v.address));
+        }
         if let Some(code) = t.exit_code {
             text.push_str(&format!("Exit code:   {code}\n"));
         }
@@ -189,6 +267,9 @@ pub async fn describe_task(client: &Client, out: Format, id: &str, stale: bool) 
             };
             text.push_str(&format!("{label:<13}{}\n", t.message));
         }
+        if !v.last_start_error.is_empty() && v.last_start_error != t.message {
+            text.push_str(&format!("Start error: {}\n", v.last_start_error));
+        }
         text.push_str(&format!("Created:     {} ago\n", age(t.created_at_ms, now)));
         text
     })
@@ -198,6 +279,54 @@ pub async fn describe_task(client: &Client, out: Format, id: &str, stale: bool) 
 struct Described {
     service: super::ServiceView,
     tasks: Vec<TaskView>,
+    /// The service's and its tasks' newest events, oldest first.
+    events: Vec<super::events::EventView>,
+}
+
+/// How many of a service's events `describe service` shows.
+const RECENT_EVENTS: usize = 10;
+
+/// What the driver of `t`'s node knows of its container now; none when that node cannot
+/// tell (not placed, down, container gone).
+async fn container(client: &Client, t: &TaskInfo) -> Option<TaskContainer> {
+    if t.node_id == 0 {
+        return None;
+    }
+    client
+        .send(InspectTaskRequest { task: t.id.clone() })
+        .await
+        .map_err(|e| tracing::debug!(task = %t.id, error = %e, "no container details"))
+        .ok()
+}
+
+/// A health check as one line: `http :8080/health every 2s, timeout 1s, 3 retries`.
+fn health_check(spec: &serde_json::Value) -> Option<String> {
+    let h = spec["health_check"].as_object()?;
+    let probe = if let Some(cmd) = h.get("exec").and_then(|c| c.as_array()) {
+        let words: Vec<&str> = cmd.iter().filter_map(|w| w.as_str()).collect();
+        format!("exec {}", words.join(" "))
+    } else if let Some(http) = h.get("http") {
+        format!("http :{}{}", http["port"], http["path"].as_str().unwrap_or("/"))
+    } else if let Some(tcp) = h.get("tcp") {
+        format!("tcp :{}", tcp["port"])
+    } else {
+        "none".into()
+    };
+    let word = |k: &str| h.get(k).map(|v| v.as_str().map_or(v.to_string(), String::from));
+    let mut line = probe;
+    if let Some(i) = word("interval") {
+        line.push_str(&format!(" every {i}"));
+    }
+    if let Some(t) = word("timeout") {
+        line.push_str(&format!(", timeout {t}"));
+    }
+    if let Some(r) = word("retries") {
+        line.push_str(&format!(", {r} retries"));
+    }
+    if let Some(p) = word("start_period").filter(|p| p != "0s" && p != "0") {
+        line.push_str(&format!(", start period {p}"));
+    }
+    Some(line)
 }
 
 /// A service and its tasks, as two reads.
@@ -226,9 +355,12 @@ pub async fn describe_service(client: &Client, out: Format, name: &str, stale: b
     let (svc, tasks) = service_and_tasks(client, name, stale).await?;
     let rollout = super::rollout::status(client, name, stale).await?;
     let tasks = ordered(tasks);
+    let mut events = super::events::of_service(client, name).await?;
+    events.drain(..events.len().saturating_sub(RECENT_EVENTS));
     let described = Described {
         service: super::view(&svc)?,
         tasks: tasks.iter().map(TaskView::from).collect(),
+        events,
     };
     print(out, &described, || {
         let current: Vec<&TaskInfo> = tasks.iter().filter(|t| t.desired() == DesiredState::Running).collect();
@@ -243,6 +375,20 @@ pub async fn describe_service(client: &Client, out: Format, name: &str, stale: b
             up,
             pending.len()
         );
+        let spec = &described.service.spec;
+        let ports = super::ports(spec);
+        text.push_str(&format!(
+            "Ports:     {}\n",
+            if ports.is_empty() {
+                "none".into()
+            } else {
+                ports.join(", ")
+            }
+        ));
+        text.push_str(&format!(
+            "Health:    {}\n",
+            health_check(spec).unwrap_or_else(|| "no check".into())
+        ));
         for t in &pending {
             text.push_str(&format!("Pending:   {} (slot {}): {}\n", t.id, t.slot, t.message));
         }
@@ -262,6 +408,16 @@ pub async fn describe_service(client: &Client, out: Format, name: &str, stale: b
             text.push_str("  none yet\n");
         } else {
             for line in task_rows(&tasks, false, out == Format::Wide).lines() {
+                text.push_str("  ");
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text.push_str("\nEvents:\n");
+        if described.events.is_empty() {
+            text.push_str("  none\n");
+        } else {
+            for line in super::events::table_of(&described.events).lines() {
                 text.push_str("  ");
                 text.push_str(line);
                 text.push('\n');
@@ -293,4 +449,49 @@ pub async fn scale(client: &Client, out: Format, name: &str, replicas: u32) -> R
     print(out, &v, || {
         format!("service/{} scaled to {} (version {})\n", v.name, v.replicas, v.version)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, desired: DesiredState, state: TaskState, created: u64, message: &str) -> TaskInfo {
+        let mut parts = id.split('.');
+        let mut t = TaskInfo {
+            id: id.into(),
+            service: parts.next().expect("service").into(),
+            slot: parts.next().expect("slot").parse().expect("slot"),
+            created_at_ms: created,
+            message: message.into(),
+            ..Default::default()
+        };
+        t.set_desired(desired);
+        t.set_state(state);
+        t
+    }
+
+    #[test]
+    fn a_slot_names_its_current_task() {
+        use DesiredState::{Running, Shutdown};
+        let tasks = vec![
+            task("web.1.2", Shutdown, TaskState::Failed, 10, "image not found"),
+            task("web.1.5", Running, TaskState::Running, 20, ""),
+            task("web.0.1", Shutdown, TaskState::Stopped, 5, ""),
+            task("web.0.7", Shutdown, TaskState::Stopped, 30, ""),
+        ];
+        let id = |name: &str| pick(&tasks, name).map(|t| t.id.as_str());
+        assert_eq!(id("web.1"), Some("web.1.5"));
+        assert_eq!(id("web.1.2"), Some("web.1.2"));
+        // No task meant to run: the newest.
+        assert_eq!(id("web.0"), Some("web.0.7"));
+        assert_eq!(id("web.2"), None);
+        assert_eq!(id("web"), None);
+        assert_eq!(id("web.x"), None);
+        assert_eq!(
+            last_start_error(&tasks, &tasks[1]).as_deref(),
+            Some("image not found (task web.1.2)")
+        );
+        assert_eq!(last_start_error(&tasks, &tasks[0]).as_deref(), Some("image not found"));
+        assert_eq!(last_start_error(&tasks, &tasks[3]), None);
+    }
 }

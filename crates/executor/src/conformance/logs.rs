@@ -44,6 +44,41 @@ pub async fn logs_tail(driver: Arc<dyn Driver>, fixture: &Fixture) {
         .await;
 }
 
+/// `since_ms` drops what was written before it: lines from the past are kept, a time
+/// after the last line leaves none. Lines that carry a time carry that of their writing.
+pub async fn logs_since(driver: Arc<dyn Driver>, fixture: &Fixture) {
+    let scope = Scope::new(driver.clone(), "logs_since");
+    scope
+        .run(async {
+            let id = scope.run_container(&fixture.spec("logs_since", "echo old")).await;
+            assert_eq!(wait::exited(&driver, &id).await, 0);
+            let now = crate::now_ms();
+            let since = |since_ms: u64| {
+                let options = LogOptions {
+                    since_ms: Some(since_ms),
+                    ..LogOptions::default()
+                };
+                driver
+                    .logs(&id, options)
+                    .map(|l| l.expect("a line"))
+                    .collect::<Vec<_>>()
+            };
+            let past = since(now - 600_000).await;
+            assert_eq!(texts(&past, LogStream::Stdout), ["old"]);
+            for line in &past {
+                if let Some(at) = line.at_ms {
+                    assert!(
+                        at > now - 600_000 && at <= now + 1_000,
+                        "[{}] line time {at}, now {now}",
+                        driver.name()
+                    );
+                }
+            }
+            assert_eq!(since(now + 60_000).await, Vec::<LogLine>::new());
+        })
+        .await;
+}
+
 /// `follow` replays what exists, then delivers lines written after it started (the
 /// script only goes on once the case lets it), and ends once the container has exited.
 pub async fn logs_follow(driver: Arc<dyn Driver>, fixture: &Fixture) {
@@ -61,7 +96,7 @@ pub async fn logs_follow(driver: Arc<dyn Driver>, fixture: &Fixture) {
 
             let options = LogOptions {
                 follow: true,
-                tail: None,
+                ..LogOptions::default()
             };
             let mut stream = driver.logs(&id, options);
             let first = next(&mut stream).await.expect("follow ended before replaying");

@@ -27,7 +27,7 @@ pub use self::exec::exec;
 pub use self::image::missing_image;
 pub use self::lifecycle::{create_start_inspect, duplicate_name};
 pub use self::list::list_by_labels;
-pub use self::logs::{logs, logs_follow, logs_tail};
+pub use self::logs::{logs, logs_follow, logs_since, logs_tail};
 pub use self::probe::probe_address;
 pub use self::remove::remove_idempotent;
 pub use self::scope::Scope;
@@ -109,6 +109,7 @@ pub const CASES: &[(&str, CaseFn)] = &[
     ("logs", |d, f| Box::pin(logs(d, f))),
     ("logs_tail", |d, f| Box::pin(logs_tail(d, f))),
     ("logs_follow", |d, f| Box::pin(logs_follow(d, f))),
+    ("logs_since", |d, f| Box::pin(logs_since(d, f))),
     ("list_by_labels", |d, f| Box::pin(list_by_labels(d, f))),
     ("exec", |d, f| Box::pin(exec(d, f))),
     ("remove_idempotent", |d, f| Box::pin(remove_idempotent(d, f))),
@@ -131,7 +132,7 @@ macro_rules! driver_conformance_tests {
     ($setup:path) => {
         $crate::driver_conformance_tests!(@cases $setup;
             create_start_inspect, duplicate_name, stop_graceful, stop_escalates_to_kill,
-            exit_code, logs, logs_tail, logs_follow, list_by_labels, exec, remove_idempotent,
+            exit_code, logs, logs_tail, logs_follow, logs_since, list_by_labels, exec, remove_idempotent,
             missing_image, probe_address);
     };
     (@cases $setup:path; $($case:ident),* $(,)?) => {

@@ -79,7 +79,10 @@ pub(crate) async fn exited(driver: &Arc<dyn Driver>, id: &ContainerId) -> i64 {
 
 /// The whole (non-follow) log, bounded in time.
 pub(crate) async fn logs(driver: &Arc<dyn Driver>, id: &ContainerId, tail: Option<usize>) -> Vec<LogLine> {
-    let options = LogOptions { follow: false, tail };
+    let options = LogOptions {
+        tail,
+        ..LogOptions::default()
+    };
     let collect = driver.logs(id, options).collect::<Vec<_>>();
     let items = tokio::time::timeout(WAIT, collect)
         .await

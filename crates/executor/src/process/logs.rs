@@ -77,9 +77,13 @@ impl Reader {
         };
         for stream in [LogStream::Stdout, LogStream::Stderr] {
             let path = Layout::log(&dir, stream);
-            let offset = match self.options.tail {
-                Some(n) => tail_offset(&path, n).await?,
-                None => 0,
+            let offset = if written_before(&path, self.options.since_ms).await? {
+                end_offset(&path).await?
+            } else {
+                match self.options.tail {
+                    Some(n) => tail_offset(&path, n).await?,
+                    None => 0,
+                }
             };
             self.cursors.push(Cursor {
                 path,
@@ -171,7 +175,31 @@ impl Cursor {
         LogLine {
             stream: self.stream,
             text: String::from_utf8_lossy(bytes).into_owned(),
+            at_ms: None,
         }
+    }
+}
+
+/// Whether the log file was last written before `since_ms`: then none of its lines is
+/// recent enough. A missing file has nothing to skip.
+async fn written_before(path: &Path, since_ms: Option<u64>) -> Result<bool, DriverError> {
+    let Some(since_ms) = since_ms else { return Ok(false) };
+    let modified = match tokio::fs::metadata(path).await {
+        Ok(m) => m.modified()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let modified_ms = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Ok(modified_ms < since_ms)
+}
+
+async fn end_offset(path: &Path) -> Result<u64, DriverError> {
+    match tokio::fs::metadata(path).await {
+        Ok(m) => Ok(m.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e.into()),
     }
 }
 
