@@ -256,12 +256,13 @@ async fn wide_nodes_json_lines_and_logs_since() {
     let _ = watch.wait();
 }
 
-/// Item 14: `describe service` shows ports, the health check and the service's events.
+/// Item 14: `describe service` shows ports, the health check, the service's events (and,
+/// item 5, its labels).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_service_shows_ports_health_and_events() {
     let cluster = one_node().await;
     let checked = format!(
-        "{}ports: [{{container: 8080}}]\nhealth_check: {{exec: [\"true\"], interval: 1s}}\n",
+        "{}ports: [{{container: 8080}}]\nhealth_check: {{exec: [\"true\"], interval: 1s}}\nlabels: {{team: payments}}\n",
         spec("checked", 1)
     );
     ok(cluster.cli(&["apply", "-f", path(&cluster.write_file("checked.yaml", &checked))]));
@@ -276,6 +277,7 @@ async fn describe_service_shows_ports_health_and_events() {
     });
     assert!(d.contains("Ports:     8080"), "{d}");
     assert!(d.contains("Health:    exec true every 1s"), "{d}");
+    assert!(d.contains("Labels:    team=payments"), "{d}");
     assert!(d.contains("service.created"), "{d}");
     assert!(!d.contains("other"), "another service's events: {d}");
     let table = ok(cluster.cli(&["get", "services", "checked"]));

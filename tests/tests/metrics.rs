@@ -128,3 +128,26 @@ async fn readyz_turns_unready_on_a_cut_off_node_and_ready_after_the_heal() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_parse_line_by_line_and_carry_node_service_and_task_ids() {
+    // nextest runs each test in its own process, so this reaches only this test's agents.
+    unsafe { std::env::set_var("FLOTILLA_TEST_LOG", "info,openraft=warn,flotilla_executor=debug") };
+    let cluster = Cluster::builder(1).agent_args(&["--log-format", "json"]).start();
+    cluster.wait_for_leader(T).await;
+    let file = cluster.write_file("web.yaml", &spec("web", 1));
+    ok(cluster.cli(&["apply", "--wait", "-f", file.to_str().expect("utf-8")]));
+    let step = wait_until_async("a task step in the log", T, || async {
+        let log = cluster.log(1);
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        lines.into_iter().find(|l| l["span"]["name"] == "task_step")
+    })
+    .await;
+    assert_eq!(step["span"]["node"], 1, "{step}");
+    assert_eq!(step["span"]["service"], "web", "{step}");
+    assert!(step["span"]["task"].as_str().is_some_and(|t| t.starts_with("web.0.")), "{step}");
+    assert!(step["timestamp"].is_string() && step["level"].is_string(), "{step}");
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use flotilla_executor::{Driver, ProcessDriver};
 
-use crate::args::{AgentArgs, DriverKind};
+use crate::args::{AgentArgs, DriverKind, LogFormat};
 use crate::error::CliError;
 
 /// The agent's log filter: RUST_LOG when set, else `--log-level`. A bare level more verbose
@@ -34,11 +34,13 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
                 None => CliError::Usage(format!("--log-level {:?}: {e}", args.log_level)),
             }
         })?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One object per line, with the spans it happened in (rpc: node and method;
+        // task_step: node, service and task), for a log shipper.
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
+    }
     if args.id == 0 {
         return Err(CliError::Usage("--id must be a positive integer".into()));
     }

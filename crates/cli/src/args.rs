@@ -424,6 +424,16 @@ pub struct AgentArgs {
     /// tracing directives (`info,flotilla_node=debug`). RUST_LOG, when set, wins.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
+    /// `text` for people, `json` (one object per line, with its spans' node, service and
+    /// task ids) for a log shipper.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -389,6 +389,13 @@ pub async fn describe_service(client: &Client, out: Format, name: &str, stale: b
             "Health:    {}\n",
             health_check(spec).unwrap_or_else(|| "no check".into())
         ));
+        if let Some(labels) = spec["labels"].as_object().filter(|l| !l.is_empty()) {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            text.push_str(&format!("Labels:    {}\n", labels.join(", ")));
+        }
         for t in &pending {
             text.push_str(&format!("Pending:   {} (slot {}): {}\n", t.id, t.slot, t.message));
         }

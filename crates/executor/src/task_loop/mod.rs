@@ -250,7 +250,7 @@ async fn advance(
     spec: Option<&ServiceSpec>,
     tracked: &mut Tracked,
 ) -> Vec<TaskReport> {
-    let span = tracing::info_span!("task_step", task = %task.id, node = ctx.node);
+    let span = tracing::info_span!("task_step", node = ctx.node, service = %task.service, task = %task.id);
     steps(ctx, task, spec, tracked).instrument(span).await
 }
 
@@ -260,6 +260,7 @@ async fn steps(ctx: &step::Ctx<'_>, task: &Task, spec: Option<&ServiceSpec>, tra
         match step::next(ctx, task, spec, tracked).await {
             step::Outcome::Done(report) => {
                 if let Some(r) = report {
+                    tracing::debug!(state = r.state.as_str(), "task state changed");
                     tracked.last_report = Some(r.state);
                     reports.push(r);
                 }
