@@ -36,7 +36,7 @@ case "${1:-start}" in
     mkdir -p "$DIR"
     for i in 1 2 3; do
       "$BIN" agent --id "$i" --listen "127.0.0.1:700$i" --data-dir "$DIR/node$i" --peers "$PEERS" \
-        --cluster-name demo --driver auto \
+        --cluster-name demo --driver auto --metrics-listen "127.0.0.1:910$i" \
         >"$DIR/node$i.log" 2>&1 &
       echo $! >"$DIR/node$i.pid"
     done
@@ -47,7 +47,7 @@ case "${1:-start}" in
     done
     # Place the service once every node has registered, so it spreads over all three.
     for _ in $(seq 100); do
-      ready=$("$BIN" get nodes 2>/dev/null | awk '$3 == "ready"' | wc -l)
+      ready=$("$BIN" get nodes 2>/dev/null | awk '$2 == "ready"' | wc -l)
       [ "$ready" -ge 3 ] && break
       sleep 0.2
     done
@@ -73,6 +73,7 @@ case "${1:-start}" in
       echo
     fi
     echo "try: export FLOTILLA_ADDR=$FLOTILLA_ADDR; $BIN get services"
+    echo "metrics: curl -s 127.0.0.1:9101/metrics (nodes 2 and 3 on 9102, 9103; /healthz and /readyz beside)"
     echo "stop with: make demo-stop"
     ;;
   *)
