@@ -53,7 +53,7 @@ async fn apply(cluster: &Cluster, name: &str, spec: &str) {
 
 /// Every task of `service` (history included), or `None` when no node answers.
 fn tasks(cluster: &Cluster, service: &str) -> Option<Vec<Value>> {
-    let o = cluster.cli(&["get", "tasks", "--service", service, "-o", "json"]);
+    let o = cluster.cli(&["get", "tasks", "-a", "--service", service, "-o", "json"]);
     if !o.status.success() {
         return None;
     }

@@ -148,6 +148,9 @@ async fn json_logs_parse_line_by_line_and_carry_node_service_and_task_ids() {
     .await;
     assert_eq!(step["span"]["node"], 1, "{step}");
     assert_eq!(step["span"]["service"], "web", "{step}");
-    assert!(step["span"]["task"].as_str().is_some_and(|t| t.starts_with("web.0.")), "{step}");
+    assert!(
+        step["span"]["task"].as_str().is_some_and(|t| t.starts_with("web.0.")),
+        "{step}"
+    );
     assert!(step["timestamp"].is_string() && step["level"].is_string(), "{step}");
 }

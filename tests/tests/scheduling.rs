@@ -129,7 +129,7 @@ async fn a_killed_follower_is_marked_down_and_its_tasks_move() {
     // node_timeout (2 s) plus a pass and the polling here; the bound only tells the node
     // timeout apart from a stuck loop (the figure itself is measured in `make bench`).
     assert!(took < Duration::from_secs(20), "replacement took {took:?}");
-    let lost = json(cluster.cli(&["get", "tasks", "--service", "web", "-o", "json"]));
+    let lost = json(cluster.cli(&["get", "tasks", "-a", "--service", "web", "-o", "json"]));
     let lost = lost
         .as_array()
         .expect("tasks")

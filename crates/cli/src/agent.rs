@@ -34,7 +34,9 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
                 None => CliError::Usage(format!("--log-level {:?}: {e}", args.log_level)),
             }
         })?;
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         // One object per line, with the spans it happened in (rpc: node and method;

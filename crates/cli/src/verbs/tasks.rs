@@ -65,6 +65,7 @@ impl From<&TaskInfo> for TaskView {
 
 /// Current tasks first (by slot), then finished ones, newest first.
 fn ordered(mut tasks: Vec<TaskInfo>) -> Vec<TaskInfo> {
+    superseded_are_shutdown(&mut tasks);
     tasks.sort_by(|a, b| {
         let live = |t: &TaskInfo| t.desired() != DesiredState::Running;
         (live(a), &a.service, a.slot, std::cmp::Reverse(a.created_at_ms)).cmp(&(
@@ -75,6 +76,31 @@ fn ordered(mut tasks: Vec<TaskInfo>) -> Vec<TaskInfo> {
         ))
     });
     tasks
+}
+
+/// The task's sequence number, from its id (`service.slot.seq`): orders a slot's tasks.
+pub(crate) fn seq(t: &TaskInfo) -> u64 {
+    t.id.rsplit('.').next().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// A task that ended and that a newer task of its slot replaced is history, even while
+/// the state still says it was meant to run (a failed attempt the restart policy followed
+/// up): shown as DESIRED `shutdown`, the leader will never run it again.
+fn superseded_are_shutdown(tasks: &mut [TaskInfo]) {
+    let mut newest: std::collections::HashMap<(String, u32), u64> = std::collections::HashMap::new();
+    for t in tasks.iter() {
+        let n = newest.entry((t.service.clone(), t.slot)).or_default();
+        *n = (*n).max(seq(t));
+    }
+    for t in tasks.iter_mut() {
+        let ended = matches!(
+            t.state(),
+            TaskState::Exited | TaskState::Failed | TaskState::Lost | TaskState::Stopped
+        );
+        if ended && t.desired() == DesiredState::Running && newest[&(t.service.clone(), t.slot)] > seq(t) {
+            t.set_desired(DesiredState::Shutdown);
+        }
+    }
 }
 
 fn task_rows(tasks: &[TaskInfo], with_service: bool, wide: bool) -> String {
@@ -500,5 +526,36 @@ mod tests {
         );
         assert_eq!(last_start_error(&tasks, &tasks[0]).as_deref(), Some("image not found"));
         assert_eq!(last_start_error(&tasks, &tasks[3]), None);
+    }
+
+    #[test]
+    fn a_replaced_attempt_is_history_shown_as_shutdown() {
+        let tasks = vec![
+            task(
+                "job.0.3",
+                DesiredState::Running,
+                TaskState::Exited,
+                1,
+                "exited with code 3",
+            ),
+            task("job.0.5", DesiredState::Running, TaskState::Running, 2, ""),
+            task(
+                "job.1.4",
+                DesiredState::Running,
+                TaskState::Exited,
+                1,
+                "exited with code 3",
+            ),
+        ];
+        let shown: Vec<(String, DesiredState)> = ordered(tasks).iter().map(|t| (t.id.clone(), t.desired())).collect();
+        assert_eq!(
+            shown,
+            [
+                ("job.0.5".to_string(), DesiredState::Running),
+                // job.1.4 is its slot's newest: it stays current (its slot waits on it).
+                ("job.1.4".to_string(), DesiredState::Running),
+                ("job.0.3".to_string(), DesiredState::Shutdown),
+            ]
+        );
     }
 }

@@ -54,11 +54,6 @@ struct Progress {
     reasons: Vec<String>,
 }
 
-/// The task's sequence number, from its id (`service.slot.seq`): orders a slot's tasks.
-fn seq(t: &TaskInfo) -> u64 {
-    t.id.rsplit('.').next().and_then(|s| s.parse().ok()).unwrap_or(0)
-}
-
 /// Whether an attempt could not start or failed its health check. (A task that exits is
 /// waited for until its restart policy gives up: `max_attempts`.)
 fn failed_attempt(t: &TaskInfo) -> bool {
@@ -130,7 +125,7 @@ fn assess(
             .iter()
             .filter(|t| t.slot == slot && t.spec_version == template)
             .collect();
-        attempts.sort_by_key(|t| seq(t));
+        attempts.sort_by_key(|t| super::tasks::seq(t));
         if attempts.iter().any(|t| t.stop_reason() == StopReason::Completed) {
             complete += 1;
             continue;
