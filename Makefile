@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/flotilla/target
 BIN := $(CARGO_TARGET_DIR)/debug/flotilla
 export FLOTILLA_BIN ?= $(BIN)
 
-.PHONY: deps build test demo demo-stop bench images lint fmt docs
+.PHONY: deps build test demo demo-stop bench images lint fmt docs release
 
 deps:
 	@bash scripts/deps.sh
@@ -47,6 +47,15 @@ bench: build images
 	cargo bench -p flotilla-scheduler --bench scheduler
 	cargo bench --profile dev -p flotilla-tests --bench cluster
 	cargo bench --profile dev -p flotilla-tests --bench executor
+
+# An optimised binary for real use, at $(CARGO_TARGET_DIR)/release/flotilla. The release
+# profile compiles every dependency again, RocksDB's C++ included: see README.md, "Building
+# for real use", for what that costs. The node image takes it with
+# `FLOTILLA_BIN=$(CARGO_TARGET_DIR)/release/flotilla make images` (or `make cluster-up`).
+RELEASE_BIN := $(CARGO_TARGET_DIR)/release/flotilla
+release: deps
+	cargo build --release -p flotilla --bin flotilla
+	@echo "built $(RELEASE_BIN)"
 
 lint:
 	cargo fmt --all -- --check

@@ -171,29 +171,62 @@ async fn bad_input_is_refused_and_writes_nothing() {
     .await;
     let index_before = cluster.wait_applied(leader, 1, T).await.last_log_index;
 
-    // Through the CLI: the field is named, the exit code is 1.
+    // Through the CLI: the field is named, the exit code is 1; a dry run is refused alike.
     for (text, field) in [
         ("name: web\nimage: x\nreplicas: 20000\n", "replicas"),
-        ("name: web\nimage: x\nreplicaz: 2\n", "unknown field `replicaz`"),
+        (
+            "name: web\nimage: x\nreplicaz: 2\n",
+            "replicaz: unknown field, did you mean \"replicas\"? (line 3, column 1)",
+        ),
         ("name: Web!\nimage: x\n", "name"),
         ("name: web\nimage: x\nports: [{container: 0}]\n", "ports[0].container"),
+        (
+            "name: web\nimage: x\nresources: {cpu_millis: 1}\n",
+            "resources.cpu_millis: 1 is below 10, the least CPU the container engine accepts",
+        ),
+        // Applied one after the other, the second would silently win.
+        (
+            "name: web\nimage: a\n---\nname: web\nimage: b\n",
+            "documents 1 and 2 both define service \"web\"",
+        ),
     ] {
         let file = cluster.write_file("bad.yaml", text);
-        let o = cluster.cli(&["apply", "-f", file.to_str().expect("path")]);
-        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-        assert!(stderr(&o).contains(field), "expected {field:?} in: {}", stderr(&o));
+        for dry_run in [false, true] {
+            let mut args = vec!["apply", "-f", file.to_str().expect("path")];
+            args.extend(dry_run.then_some("--dry-run"));
+            let o = cluster.cli(&args);
+            assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+            assert!(stderr(&o).contains(field), "expected {field:?} in: {}", stderr(&o));
+        }
     }
+    // One name in two files of a directory: both files named, nothing applied (the first
+    // file's new service included).
+    let dir = cluster.root().join("dup");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("a.yaml"), "name: extra\nimage: x\nreplicas: 0\n").expect("write");
+    std::fs::write(dir.join("b.yaml"), "name: extra\nimage: y\nreplicas: 0\n").expect("write");
+    let o = cluster.cli(&["apply", "-f", dir.to_str().expect("path")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let both = format!(
+        "{} and {} both define service \"extra\"",
+        dir.join("a.yaml").display(),
+        dir.join("b.yaml").display()
+    );
+    assert!(stderr(&o).contains(&both), "expected {both:?} in: {}", stderr(&o));
 
-    // Straight to a follower over gRPC, bypassing the CLI's own check, and oversized.
+    // Straight to a follower over gRPC, bypassing the CLI's own check (the engine bounds
+    // too), and oversized.
     let mut client = cluster.client(follower).await.expect("follower answers");
-    let err = client
-        .apply(ApplyRequest {
-            spec_document: "name: web\nimage: x\nresources: {memory_mb: 0}\n".into(),
-        })
-        .await
-        .expect_err("invalid spec accepted");
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("resources.memory_mb"), "{}", err.message());
+    for (memory, why) in [("0", "resources.memory_mb"), ("5", "resources.memory_mb: 5 is below 6")] {
+        let err = client
+            .apply(ApplyRequest {
+                spec_document: format!("name: web\nimage: x\nresources: {{memory_mb: {memory}}}\n").into(),
+            })
+            .await
+            .expect_err("invalid spec accepted");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains(why), "{}", err.message());
+    }
     let huge = format!("name: huge\nimage: x\nenv:\n  BLOB: {}\n", "y".repeat(2 << 20));
     let err = client
         .apply(ApplyRequest {

@@ -16,7 +16,7 @@ pub fn render<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> S
     Ok(match format {
         Format::Table | Format::Wide => table(),
         Format::Json => serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))? + "\n",
-        Format::Yaml => serde_yaml::to_string(value).map_err(|e| CliError::Failed(e.to_string()))?,
+        Format::Yaml => serde_norway::to_string(value).map_err(|e| CliError::Failed(e.to_string()))?,
     })
 }
 
@@ -86,5 +86,53 @@ mod tests {
         assert_eq!(age(0, 180_000), "3m");
         assert_eq!(age(0, 5 * 3_600_000), "5h");
         assert_eq!(age(0, 3 * 86_400_000), "3d");
+    }
+
+    /// `-o yaml` is read by scripts: this text is what serde_yaml 0.9 printed, kept through
+    /// the move to its fork (quoting of strings that would read as other types, block
+    /// scalars, empty collections, nesting).
+    #[test]
+    fn yaml_output_keeps_its_text() {
+        let v = serde_json::json!({
+            "name": "web", "version": 3, "created_at": "2026-11-25T00:00:00Z",
+            "spec": {
+                "command": ["sleep", "3600"], "ports": [{"container": 80, "host": 8080}],
+                "env": {"MODE": "yes", "EMPTY": "", "NULL": "null", "MULTI": "a\nb", "COLON": "a: b"},
+                "restart": {"delay": "1s", "condition": "on-failure"}, "ratio": 0.25,
+                "labels": {}, "args": [], "nested": [[1, 2], {"a": null}], "star": "*x",
+            },
+        });
+        let want = "\
+created_at: 2026-11-25T00:00:00Z
+name: web
+spec:
+  args: []
+  command:
+  - sleep
+  - '3600'
+  env:
+    COLON: 'a: b'
+    EMPTY: ''
+    MODE: yes
+    MULTI: |-
+      a
+      b
+    'NULL': 'null'
+  labels: {}
+  nested:
+  - - 1
+    - 2
+  - a: null
+  ports:
+  - container: 80
+    host: 8080
+  ratio: 0.25
+  restart:
+    condition: on-failure
+    delay: 1s
+  star: '*x'
+version: 3
+";
+        assert_eq!(render(Format::Yaml, &v, String::new).unwrap(), want);
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A non-negative duration written the way operators write it: `5s`, `2m`, `250ms`.
@@ -27,6 +28,9 @@ impl Duration {
     }
 }
 
+/// The one hint every duration error gives.
+const HINT: &str = r#"write it like "500ms" or "10s""#;
+
 impl FromStr for Duration {
     type Err = String;
 
@@ -35,9 +39,11 @@ impl FromStr for Duration {
         if s == "0" {
             return Ok(Duration::default());
         }
+        // humantime's own reason ("time unit needed, for example 10sec or 10ms") would
+        // suggest a second set of spellings; one hint is clearer.
         humantime::parse_duration(s)
             .map(Duration)
-            .map_err(|e| format!("invalid duration {s:?} ({e}); write it like 5s, 250ms or 1m30s"))
+            .map_err(|_| format!("invalid duration {s:?}: {HINT}"))
     }
 }
 
@@ -55,8 +61,41 @@ impl Serialize for Duration {
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        d.deserialize_any(DurationVisitor)
+    }
+}
+
+/// Accepts a string, or the bare number 0; any other number lacks its unit. Errors are
+/// raised inside the visitor, so the format attaches the value's own line and path.
+struct DurationVisitor;
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a duration ({HINT})")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Duration, E> {
+        s.parse().map_err(E::custom)
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Duration, E> {
+        match n {
+            0 => Ok(Duration::default()),
+            n => Err(E::custom(format!("invalid duration {n}: {HINT}"))),
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Duration, E> {
+        match u64::try_from(n) {
+            Ok(n) => self.visit_u64(n),
+            Err(_) => Err(E::custom(format!("invalid duration {n}: {HINT}"))),
+        }
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Duration, E> {
+        Err(E::custom(format!("invalid duration {n}: {HINT}")))
     }
 }
 
@@ -75,9 +114,19 @@ mod tests {
     #[test]
     fn rejects_garbage_and_round_trips() {
         let err = "5 parsecs".parse::<Duration>().unwrap_err();
-        assert!(err.contains("invalid duration"), "{err}");
+        assert_eq!(err, r#"invalid duration "5 parsecs": write it like "500ms" or "10s""#);
         let d = Duration::from_millis(1500);
         let json = serde_json::to_string(&d).unwrap();
         assert_eq!(serde_json::from_str::<Duration>(&json).unwrap(), d);
+    }
+
+    #[test]
+    fn a_bare_number_is_refused_with_one_hint() {
+        assert_eq!(serde_json::from_str::<Duration>("0").unwrap(), Duration::default());
+        let err = serde_json::from_str::<Duration>("10").unwrap_err().to_string();
+        assert!(
+            err.starts_with(r#"invalid duration 10: write it like "500ms" or "10s""#),
+            "{err}"
+        );
     }
 }

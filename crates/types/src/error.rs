@@ -1,13 +1,17 @@
 use serde::{Deserialize, Serialize};
 
-/// A spec that cannot be accepted. `field` is a dotted path into the document
-/// (`resources.memory_mb`, `ports[1].host`) so the operator knows what to fix.
+/// A spec that cannot be accepted. The shape is part of the wire and log formats: the
+/// detail lives in the strings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum SpecError {
+    /// `field` is a dotted path into the document (`resources.memory_mb`, `ports[1].host`)
+    /// so the operator knows what to fix; `reason` ends with where the field is written,
+    /// `(line 3, column 15)`, when the text is at hand.
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
-    /// The document does not parse (syntax, unknown field, wrong type); serde's message
-    /// names the field and, for YAML, the line.
+    /// What names no one field, or more than one: syntax, a document that is not a map,
+    /// several unknown fields, an error in an input of several documents (prefixed
+    /// `document 2: `), two documents of one name.
     #[error("{0}")]
     Parse(String),
 }

@@ -3,6 +3,7 @@
 //! It must stay free of I/O, clocks and async runtimes: serde only.
 
 pub mod command;
+mod document;
 pub mod duration;
 pub mod error;
 pub mod events;
@@ -30,7 +31,7 @@ pub use spec::{
 };
 pub use state::{Service, State};
 pub use update::{FailureAction, Ratio, UpdateOrder, UpdatePolicy};
-pub use validate::validate_dns_label;
+pub use validate::{validate_dns_label, MIN_CPU_MILLIS, MIN_MEMORY_MB};
 
 /// Node ids are chosen by the operator (`--id N`) and never reused.
 pub type NodeId = u64;

@@ -1,5 +1,6 @@
 //! The service spec an operator writes, in YAML or JSON. Parsing rejects unknown fields by
-//! name; `ServiceSpec::validate` checks values and names the offending field.
+//! name (reading the text is `document`'s job); `ServiceSpec::validate` checks values and
+//! names the offending field.
 
 use std::collections::BTreeMap;
 
@@ -229,21 +230,10 @@ impl Placement {
 
 impl ServiceSpec {
     /// Parses one or more specs from a YAML stream (documents separated by `---`) or from
-    /// JSON (one object or an array of objects). Every spec is validated.
+    /// JSON (one object or an array of objects). Every spec is validated; two specs of
+    /// one name are refused (see `document`).
     pub fn parse_many(text: &str) -> Result<Vec<ServiceSpec>, SpecError> {
-        let trimmed = text.trim_start();
-        let specs = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-            parse_json(trimmed)?
-        } else {
-            parse_yaml(text)?
-        };
-        if specs.is_empty() {
-            return Err(SpecError::Parse("no service spec found in the input".into()));
-        }
-        for spec in &specs {
-            spec.validate()?;
-        }
-        Ok(specs)
+        Ok(crate::document::read(text)?.into_iter().map(|d| d.spec).collect())
     }
 
     /// Parses exactly one validated spec.
@@ -270,72 +260,6 @@ impl ServiceSpec {
         a.update = other.update;
         a == *other
     }
-}
-
-/// Keys of a service as `flotilla get -o json|yaml` prints it; such a document is applied
-/// by its `spec`, so the output of `get` can be fed back to `apply`.
-const VIEW_KEYS: [&str; 5] = ["name", "version", "created_at", "updated_at", "spec"];
-
-fn json_view_spec(v: &serde_json::Value) -> Option<&serde_json::Value> {
-    let m = v.as_object()?;
-    let spec = m.get("spec").filter(|s| s.is_object())?;
-    m.keys().all(|k| VIEW_KEYS.contains(&k.as_str())).then_some(spec)
-}
-
-fn yaml_view_spec(v: &serde_yaml::Value) -> Option<&serde_yaml::Value> {
-    let m = v.as_mapping()?;
-    let spec = m.get("spec").filter(|s| s.is_mapping())?;
-    m.keys()
-        .all(|k| k.as_str().is_some_and(|k| VIEW_KEYS.contains(&k)))
-        .then_some(spec)
-}
-
-fn parse_json(text: &str) -> Result<Vec<ServiceSpec>, SpecError> {
-    let err = |e: serde_json::Error| SpecError::Parse(e.to_string());
-    let value: serde_json::Value = serde_json::from_str(text).map_err(err)?;
-    let items = match value {
-        serde_json::Value::Array(items) => items,
-        one => vec![one],
-    };
-    items
-        .iter()
-        .map(|item| ServiceSpec::deserialize(json_view_spec(item).unwrap_or(item)).map_err(err))
-        .collect()
-}
-
-fn parse_yaml(text: &str) -> Result<Vec<ServiceSpec>, SpecError> {
-    let prefix = |index: usize, e: serde_yaml::Error| {
-        if index == 0 {
-            SpecError::Parse(e.to_string())
-        } else {
-            SpecError::Parse(format!("document {}: {e}", index + 1))
-        }
-    };
-    let mut values = Vec::new();
-    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        values.push(serde_yaml::Value::deserialize(doc).map_err(|e| prefix(index, e))?);
-    }
-    let mut specs = Vec::new();
-    let docs = serde_yaml::Deserializer::from_str(text);
-    for (index, (value, doc)) in values.iter().zip(docs).enumerate() {
-        match value {
-            // An empty document, e.g. a trailing `---`.
-            serde_yaml::Value::Null => {}
-            serde_yaml::Value::Sequence(items) => {
-                for item in items {
-                    let item = yaml_view_spec(item).unwrap_or(item);
-                    specs.push(ServiceSpec::deserialize(item).map_err(|e| prefix(index, e))?);
-                }
-            }
-            v if yaml_view_spec(v).is_some() => {
-                let spec = yaml_view_spec(v).expect("checked");
-                specs.push(ServiceSpec::deserialize(spec).map_err(|e| prefix(index, e))?);
-            }
-            // Typed from the document itself, so errors keep their line numbers.
-            _ => specs.push(ServiceSpec::deserialize(doc).map_err(|e| prefix(index, e))?),
-        }
-    }
-    Ok(specs)
 }
 
 /// A parsed placement constraint on node labels.

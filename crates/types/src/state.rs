@@ -79,7 +79,9 @@ impl State {
     }
 
     fn put_service(&mut self, spec: &ServiceSpec, at: Millis) -> Response {
-        if let Err(e) = spec.validate() {
+        // Not `validate`: the engine bounds are checked at apply only, so a log entry an
+        // earlier binary accepted replays the same (see `validate_replicated`).
+        if let Err(e) = spec.validate_replicated() {
             return Response::Error(CommandError::InvalidSpec(e));
         }
         let name = spec.name.clone();

@@ -9,8 +9,27 @@ use crate::spec::{HealthCheck, Placement, ServiceSpec, MAX_REPLICAS};
 /// reach the Raft log.
 pub const MAX_SPEC_BYTES: usize = 1 << 20;
 
+/// The least CPU a task may ask for: Docker refuses to create a container with less than
+/// 0.01 CPU (`NanoCpus` below 10^7: "Range of CPUs is from 0.01 to …").
+pub const MIN_CPU_MILLIS: u32 = 10;
+
+/// The least memory a task may ask for: Docker refuses a memory limit below 6 MB
+/// ("Minimum memory limit allowed is 6MB").
+pub const MIN_MEMORY_MB: u32 = 6;
+
 impl ServiceSpec {
+    /// Every check an apply runs: the rules of the replicated state, then the values the
+    /// container engine is known to refuse, so such a spec fails at apply rather than as a
+    /// task that never starts.
     pub fn validate(&self) -> Result<(), SpecError> {
+        self.validate_replicated()?;
+        self.check_engine_bounds()
+    }
+
+    /// The rules `State::apply` enforces. Every replica replays the log with them, also a
+    /// later binary replaying entries an earlier one accepted (after an upgrade), so they
+    /// must never tighten: a new bound goes into `check_engine_bounds`, checked at apply.
+    pub(crate) fn validate_replicated(&self) -> Result<(), SpecError> {
         validate_dns_label("name", &self.name)?;
         if self.image.trim().is_empty() {
             return Err(SpecError::invalid("image", "is required"));
@@ -61,6 +80,13 @@ impl ServiceSpec {
         Ok(())
     }
 
+    fn check_engine_bounds(&self) -> Result<(), SpecError> {
+        check_image_case(&self.image)?;
+        let r = &self.resources;
+        engine_least("resources.cpu_millis", r.cpu_millis, MIN_CPU_MILLIS, "CPU", "0.01 CPU")?;
+        engine_least("resources.memory_mb", r.memory_mb, MIN_MEMORY_MB, "memory", "6 MB")
+    }
+
     fn validate_ports(&self) -> Result<(), SpecError> {
         let mut container = BTreeSet::new();
         let mut host = BTreeSet::new();
@@ -84,6 +110,37 @@ impl ServiceSpec {
         }
         Ok(())
     }
+}
+
+/// `value` is at least `least`, the least `what` (`plainly` in the engine's own words) the
+/// container engine accepts.
+fn engine_least(field: &str, value: u32, least: u32, what: &str, plainly: &str) -> Result<(), SpecError> {
+    if value >= least {
+        return Ok(());
+    }
+    Err(SpecError::invalid(
+        field,
+        format!("{value} is below {least}, the least {what} the container engine accepts ({plainly})"),
+    ))
+}
+
+/// Docker refuses a reference whose repository holds a capital ("repository name must be
+/// lowercase"). The registry host (a first component with `.` or `:`, or `localhost`) and
+/// the tag may hold capitals.
+fn check_image_case(image: &str) -> Result<(), SpecError> {
+    let name = image.split('@').next().unwrap_or(image);
+    let path = match name.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => rest,
+        _ => name,
+    };
+    let repository = path.rsplit_once(':').map_or(path, |(repository, _tag)| repository);
+    if repository.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(SpecError::invalid(
+            "image",
+            format!("{image:?}: the container engine accepts only a lowercase repository name"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_port(field: &str, port: u32) -> Result<(), SpecError> {

@@ -1,5 +1,6 @@
 //! `apply -f FILE|DIR|- [--dry-run] [--wait]`.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -14,43 +15,40 @@ use crate::error::CliError;
 use crate::output::{print, table};
 
 /// The documents to apply: `-` is stdin, a directory is its spec files in name order.
+/// Everything is read and checked before anything is sent, so a bad document, or two
+/// documents of one name, applies nothing (also with `--dry-run`).
 fn read_specs(path: &Path) -> Result<Vec<ServiceSpec>, CliError> {
-    let files: Vec<PathBuf> = if path == Path::new("-") {
+    if path == Path::new("-") {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .map_err(|e| CliError::Usage(format!("cannot read stdin: {e}")))?;
         return ServiceSpec::parse_many(&text).map_err(|e| CliError::Failed(format!("stdin: invalid spec: {e}")));
-    } else if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-            })
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(CliError::Usage(format!(
-                "{} holds no .yaml, .yml or .json file",
-                path.display()
-            )));
-        }
-        files
+    }
+    let files = if path.is_dir() {
+        spec_files(path)?
     } else {
         vec![path.to_path_buf()]
     };
     let mut specs = Vec::new();
+    // Service name -> the file defining it. One file refuses its own duplicates.
+    let mut defined: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in files {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
-        // Validate everything before writing anything: one bad document applies nothing.
-        specs.extend(
-            ServiceSpec::parse_many(&text)
-                .map_err(|e| CliError::Failed(format!("{}: invalid spec: {e}", file.display())))?,
-        );
+        let parsed = ServiceSpec::parse_many(&text)
+            .map_err(|e| CliError::Failed(format!("{}: invalid spec: {e}", file.display())))?;
+        for spec in &parsed {
+            if let Some(first) = defined.insert(spec.name.clone(), file.clone()) {
+                return Err(CliError::Failed(format!(
+                    "{} and {} both define service {:?}",
+                    first.display(),
+                    file.display(),
+                    spec.name
+                )));
+            }
+        }
+        specs.extend(parsed);
     }
     Ok(specs)
 }
@@ -58,6 +56,27 @@ fn read_specs(path: &Path) -> Result<Vec<ServiceSpec>, CliError> {
 /// The names of the services the spec files at `path` define (for `delete -f`).
 pub(crate) fn service_names(path: &Path) -> Result<Vec<String>, CliError> {
     Ok(read_specs(path)?.into_iter().map(|s| s.name).collect())
+}
+
+/// The `.yaml`, `.yml` and `.json` files of `dir`, in name order.
+fn spec_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} holds no .yaml, .yml or .json file",
+            dir.display()
+        )));
+    }
+    Ok(files)
 }
 
 #[derive(Serialize)]
@@ -140,7 +159,7 @@ fn yaml_lines(document: &[u8]) -> Vec<String> {
         return Vec::new();
     }
     let value: serde_json::Value = serde_json::from_slice(document).unwrap_or_default();
-    serde_yaml::to_string(&value)
+    serde_norway::to_string(&value)
         .unwrap_or_default()
         .lines()
         .map(String::from)
@@ -247,7 +266,25 @@ pub async fn dry_run(client: &Client, out: Format, file: &Path) -> Result<(), Cl
 
 #[cfg(test)]
 mod tests {
-    use super::diff;
+    use super::{diff, read_specs};
+    use crate::error::CliError;
+
+    #[test]
+    fn two_files_of_a_directory_with_one_name_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "name: web\nimage: x\n").unwrap();
+        std::fs::write(dir.path().join("b.yaml"), "name: db\nimage: x\n").unwrap();
+        assert_eq!(read_specs(dir.path()).unwrap().len(), 2);
+        std::fs::write(dir.path().join("c.json"), r#"{"name": "web", "image": "y"}"#).unwrap();
+        let Err(CliError::Failed(msg)) = read_specs(dir.path()) else {
+            panic!("duplicate accepted")
+        };
+        let (a, c) = (dir.path().join("a.yaml"), dir.path().join("c.json"));
+        assert_eq!(
+            msg,
+            format!("{} and {} both define service \"web\"", a.display(), c.display())
+        );
+    }
 
     #[test]
     fn diff_marks_changed_lines() {

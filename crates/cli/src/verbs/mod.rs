@@ -291,7 +291,7 @@ async fn get_service(client: &Client, out: Format, name: &str, stale: bool) -> R
     let v = view(&s)?;
     print(out, &v, || {
         let now = now_ms();
-        let spec = serde_yaml::to_string(&v.spec).unwrap_or_default();
+        let spec = serde_norway::to_string(&v.spec).unwrap_or_default();
         let mut text = format!(
             "Name:      {}\nVersion:   {}\nImage:     {}\nReplicas:  {}\nCreated:   {} ({} ago)\nUpdated:   {} ({} ago)\nSpec:\n",
             s.name,
