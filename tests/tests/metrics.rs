@@ -91,6 +91,8 @@ async fn metrics_show_one_leader_the_applied_index_the_replicas_and_a_dead_node(
         "{m:#?}"
     );
     assert!(value(&m, "flotilla_raft_leader_changes_total") >= 1.0);
+    // The leader's passes placed the three tasks.
+    assert!(value(&m, "flotilla_scheduler_placements_total") >= 3.0, "{m:#?}");
 
     // A killed follower shows as down on the others.
     let victim = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
@@ -102,6 +104,8 @@ async fn metrics_show_one_leader_the_applied_index_the_replicas_and_a_dead_node(
         })
         .await;
     }
+    let m = scrape(&cluster, leader).expect("scrape");
+    assert_eq!(value(&m, "flotilla_scheduler_nodes_marked_down_total"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,11 +7,13 @@
 #![allow(clippy::result_large_err)]
 
 mod liveness;
+mod metrics;
 mod supervisor;
 
 use std::time::Duration;
 
 pub use liveness::Liveness;
+pub use metrics::ControlMetrics;
 pub use supervisor::{Control, ControlError, LeaderLoop};
 
 #[derive(Debug, Clone)]

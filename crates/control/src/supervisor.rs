@@ -14,7 +14,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
 use tokio::task::JoinHandle;
 
-use crate::{ControlConfig, Liveness};
+use crate::{ControlConfig, ControlMetrics, Liveness};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -37,15 +37,17 @@ pub struct Control {
     state: SharedState,
     liveness: Liveness,
     config: ControlConfig,
+    metrics: ControlMetrics,
 }
 
 impl Control {
-    pub fn new(raft: Raft, state: SharedState, config: ControlConfig) -> Arc<Self> {
+    pub fn new(raft: Raft, state: SharedState, config: ControlConfig, metrics: ControlMetrics) -> Arc<Self> {
         Arc::new(Control {
             raft,
             state,
             liveness: Liveness::default(),
             config,
+            metrics,
         })
     }
 
@@ -130,6 +132,13 @@ impl Control {
 
     /// Runs one pass: reads one view, proposes one `ApplyPlan` when there is work.
     pub async fn pass(&self) -> Result<(), ControlError> {
+        let started = std::time::Instant::now();
+        let result = self.plan_and_propose().await;
+        self.metrics.pass_duration.observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn plan_and_propose(&self) -> Result<(), ControlError> {
         let now = now_ms();
         let update = {
             let sm = self.state.read();
@@ -155,12 +164,19 @@ impl Control {
             remove = update.remove.len(),
             "scheduling pass"
         );
+        let placed = update.create.iter().filter(|t| t.node.is_some()).count() + update.assign.len();
+        let restarts = update.create.iter().filter(|t| t.attempt > 0).count();
+        let nodes_down = update.nodes_down.len();
         // Straight to Raft, not through the node's group commit (`Command::Batch`): the
         // events of an entry are derived from the state after the whole entry, so a plan
         // sharing one with client writes would have its events judged against what those
         // writes changed after it (an operator's pause in the same entry hides the plan's
         // `rollout.batch` event).
-        self.write(Command::ApplyPlan { plan: update, at: now }).await
+        self.write(Command::ApplyPlan { plan: update, at: now }).await?;
+        self.metrics.placements.inc_by(placed as u64);
+        self.metrics.restarts.inc_by(restarts as u64);
+        self.metrics.nodes_down.inc_by(nodes_down as u64);
+        Ok(())
     }
 
     /// A heartbeat reached this leader: the node is alive; (re)register it when the

@@ -123,7 +123,12 @@ pub async fn run(
         contacts,
     ));
     tracing::info!(id = config.id, listen = %config.listen, data_dir = %config.data_dir.display(), "agent started");
-    let control = flotilla_control::Control::new(raft.clone(), state, config.control.clone());
+    let control = flotilla_control::Control::new(
+        raft.clone(),
+        state,
+        config.control.clone(),
+        node.metrics.control.clone(),
+    );
     let mut loops = spawn_loops(&node, &control, &driver);
     if let Some(listener) = metrics_listener {
         loops.push(tokio::spawn(metrics::http::serve(listener, node.clone())));

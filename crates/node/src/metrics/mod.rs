@@ -72,6 +72,8 @@ pub struct Metrics {
     task_restarts: Family<ServiceLabel, Gauge>,
     tasks: Family<TaskStateLabel, Gauge>,
     node_up: Family<NodeLabel, Gauge>,
+    /// Handed to the leader's loops (`flotilla_control`), registered here.
+    pub control: flotilla_control::ControlMetrics,
     /// The leader's commit index as the last AppendEntries said it, and when.
     leader_commit: Mutex<Option<(u64, Instant)>>,
     last_leader: AtomicU64,
@@ -109,6 +111,7 @@ impl Metrics {
             task_restarts: Family::default(),
             tasks: Family::default(),
             node_up: Family::default(),
+            control: flotilla_control::ControlMetrics::default(),
             leader_commit: Mutex::new(None),
             last_leader: AtomicU64::new(0),
         };
@@ -189,6 +192,26 @@ impl Metrics {
             "node_up",
             "1 for a node the leader hears from, 0 for a node marked down",
             m.node_up.clone(),
+        );
+        r.register(
+            "scheduler_pass_duration_seconds",
+            "One scheduling pass on the leader: plan, and propose it when there is work",
+            m.control.pass_duration.clone(),
+        );
+        r.register(
+            "scheduler_placements",
+            "Tasks the leader's passes gave a node",
+            m.control.placements.clone(),
+        );
+        r.register(
+            "scheduler_restarts",
+            "Tasks the leader's passes created to restart a slot after a failure",
+            m.control.restarts.clone(),
+        );
+        r.register(
+            "scheduler_nodes_marked_down",
+            "Nodes the leader's passes marked down",
+            m.control.nodes_down.clone(),
         );
         m
     }
