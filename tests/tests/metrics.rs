@@ -26,13 +26,19 @@ fn scrape(cluster: &Cluster, id: u64) -> Option<BTreeMap<String, f64>> {
             labels.sort();
             format!("{}{{{}}}", s.metric, labels.join(","))
         };
-        let value = match s.value {
+        match s.value {
             prometheus_parse::Value::Counter(v)
             | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => continue,
-        };
-        out.insert(key, value);
+            | prometheus_parse::Value::Untyped(v) => {
+                out.insert(key, v);
+            }
+            // A histogram's count is its +Inf bucket.
+            prometheus_parse::Value::Histogram(buckets) => {
+                let count = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+                out.insert(key.replacen(&s.metric, &format!("{}_count", s.metric), 1), count);
+            }
+            _ => {}
+        }
     }
     Some(out)
 }
@@ -91,6 +97,28 @@ async fn metrics_show_one_leader_the_applied_index_the_replicas_and_a_dead_node(
         "{m:#?}"
     );
     assert!(value(&m, "flotilla_raft_leader_changes_total") >= 1.0);
+    // Tasks were created and started through a timed driver; no call failed.
+    let driver_calls = |m: &BTreeMap<String, f64>, call: &str| {
+        m.iter()
+            .filter(|(k, _)| {
+                k.starts_with("flotilla_driver_call_duration_seconds_count")
+                    && k.contains(&format!("call=\"{call}\""))
+                    && k.contains("driver=\"process\"")
+            })
+            .map(|(_, v)| *v)
+            .sum::<f64>()
+    };
+    let all: Vec<BTreeMap<String, f64>> = cluster
+        .ids()
+        .into_iter()
+        .filter_map(|id| scrape(&cluster, id))
+        .collect();
+    assert_eq!(
+        all.iter().map(|m| driver_calls(m, "create")).sum::<f64>(),
+        3.0,
+        "{all:#?}"
+    );
+    assert!(all.iter().map(|m| driver_calls(m, "start")).sum::<f64>() >= 3.0);
     // The leader's passes placed the three tasks.
     assert!(value(&m, "flotilla_scheduler_placements_total") >= 3.0, "{m:#?}");
 

@@ -129,6 +129,9 @@ pub async fn run(
         config.control.clone(),
         node.metrics.control.clone(),
     );
+    // Every driver call the node makes is timed for `/metrics`.
+    let driver: Arc<dyn flotilla_executor::Driver> =
+        Arc::new(metrics::driver::MeteredDriver::new(driver, &node.metrics));
     let mut loops = spawn_loops(&node, &control, &driver);
     if let Some(listener) = metrics_listener {
         loops.push(tokio::spawn(metrics::http::serve(listener, node.clone())));

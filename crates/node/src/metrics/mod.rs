@@ -3,6 +3,7 @@
 //! gauges read from Raft and from the node's replica at scrape time. No task id is ever a
 //! label: a cluster's task count must not become its series count.
 
+pub mod driver;
 pub mod http;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,6 +73,9 @@ pub struct Metrics {
     task_restarts: Family<ServiceLabel, Gauge>,
     tasks: Family<TaskStateLabel, Gauge>,
     node_up: Family<NodeLabel, Gauge>,
+    /// Every call the executor makes to its task driver, by call and driver.
+    pub driver_calls: Family<driver::DriverCall, Histogram>,
+    pub driver_errors: Family<driver::DriverCall, Counter>,
     /// Handed to the leader's loops (`flotilla_control`), registered here.
     pub control: flotilla_control::ControlMetrics,
     /// The leader's commit index as the last AppendEntries said it, and when.
@@ -111,6 +115,8 @@ impl Metrics {
             task_restarts: Family::default(),
             tasks: Family::default(),
             node_up: Family::default(),
+            driver_calls: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            driver_errors: Family::default(),
             control: flotilla_control::ControlMetrics::default(),
             leader_commit: Mutex::new(None),
             last_leader: AtomicU64::new(0),
@@ -192,6 +198,16 @@ impl Metrics {
             "node_up",
             "1 for a node the leader hears from, 0 for a node marked down",
             m.node_up.clone(),
+        );
+        r.register(
+            "driver_call_duration_seconds",
+            "Calls of the executor to its task driver (create, start, inspect, stop, remove, list, exec), by driver",
+            m.driver_calls.clone(),
+        );
+        r.register(
+            "driver_call_errors",
+            "Driver calls that failed, by call and driver",
+            m.driver_errors.clone(),
         );
         r.register(
             "scheduler_pass_duration_seconds",
