@@ -40,13 +40,18 @@ fn docker_cluster(test: &str, node_timeout: &str) -> Option<Cluster> {
     )
 }
 
-/// Waits for a leader and three ready nodes, then applies `spec` under `name`.
-async fn apply(cluster: &Cluster, name: &str, spec: &str) {
+/// Waits for a leader and three ready nodes.
+async fn wait_ready(cluster: &Cluster) {
     cluster.wait_for_leader(T).await;
     wait_until_async("every node registered and ready", T, || async {
         node_status(cluster).filter(|m| m.len() == 3 && m.values().all(|s| s == "ready"))
     })
     .await;
+}
+
+/// Waits for a leader and three ready nodes, then applies `spec` under `name`.
+async fn apply(cluster: &Cluster, name: &str, spec: &str) {
+    wait_ready(cluster).await;
     let file = cluster.write_file(&format!("{name}.yaml"), spec);
     ok(cluster.cli(&["apply", "-f", file.to_str().expect("utf-8 path")]));
 }
@@ -352,11 +357,7 @@ restart: {{condition: on-failure, max_attempts: 2, delay: 100ms}}
 stop_grace: 1s
 "#
     );
-    cluster.wait_for_leader(T).await;
-    wait_until_async("every node registered and ready", T, || async {
-        node_status(&cluster).filter(|m| m.len() == 3 && m.values().all(|s| s == "ready"))
-    })
-    .await;
+    wait_ready(&cluster).await;
     let file = cluster.write_file("pub.yaml", &spec);
     let o = cluster.cli(&["apply", "--wait", "-f", file.to_str().expect("utf-8 path")]);
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();

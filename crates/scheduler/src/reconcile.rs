@@ -9,7 +9,7 @@ use flotilla_types::{
     StopReason, Task, TaskState,
 };
 
-use crate::rollout::{drive_rollout, is_serving, passed_monitor, SlotProgress};
+use crate::rollout::{drive_rollout, in_state_since, is_serving, passed_monitor, SlotProgress};
 use crate::view::ClusterView;
 
 /// Finished tasks kept per slot, besides the current one, for `describe`.
@@ -274,14 +274,9 @@ fn complete_slot<'a>(
             serving: false,
         };
     }
-    let ended = if current.state_since == 0 {
-        current.updated_at
-    } else {
-        current.state_since
-    };
     SlotProgress::Done {
         task: current,
-        at: ended,
+        at: in_state_since(current),
     }
 }
 

@@ -39,18 +39,23 @@ pub(crate) fn is_serving(svc: &Service, t: &Task) -> bool {
         }
 }
 
+/// When a task entered its current state (tasks written before `state_since` existed
+/// carry 0 there: their last update stands in).
+pub(crate) fn in_state_since(t: &Task) -> Millis {
+    if t.state_since == 0 {
+        t.updated_at
+    } else {
+        t.state_since
+    }
+}
+
 /// When a task passed the service's `monitor` (served that long without a break), if it
 /// did by `now`.
 pub(crate) fn passed_monitor(svc: &Service, t: &Task, now: Millis) -> Option<Millis> {
     if !is_serving(svc, t) {
         return None;
     }
-    let since = if t.state_since == 0 {
-        t.updated_at
-    } else {
-        t.state_since
-    };
-    let at = since.saturating_add(svc.spec.update.monitor.as_millis());
+    let at = in_state_since(t).saturating_add(svc.spec.update.monitor.as_millis());
     (now >= at).then_some(at)
 }
 

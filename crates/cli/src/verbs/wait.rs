@@ -60,9 +60,14 @@ fn failed_attempt(t: &TaskInfo) -> bool {
     matches!(t.state(), TaskState::Failed | TaskState::Unhealthy) || t.stop_reason() == StopReason::Unhealthy
 }
 
+/// ` (exit code N)` for a task that exited, else nothing.
+fn exit_code_note(t: &TaskInfo) -> String {
+    t.exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default()
+}
+
 /// One line on why a task is where it is: its state, exit code and message.
 fn reason(t: &TaskInfo) -> String {
-    let code = t.exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default();
+    let code = exit_code_note(t);
     let state = match t.stop_reason() {
         StopReason::Unhealthy => "unhealthy",
         _ => t.state().word(),
@@ -101,7 +106,7 @@ fn assess(
     let max_attempts = restart["max_attempts"].as_u64().unwrap_or(0) as u32;
     let mut failed = current.iter().find_map(|t| {
         let gives_up = condition == "never" || (max_attempts > 0 && t.attempt >= max_attempts);
-        let code = t.exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default();
+        let code = exit_code_note(t);
         match t.state() {
             TaskState::Failed if gives_up || t.message.starts_with("image not found") => {
                 Some(format!("task {} failed{code}: {}", t.id, t.message))
