@@ -31,6 +31,15 @@ else
     STOP="FLOTILLA_PROJECT=$FLOTILLA_PROJECT FLOTILLA_CLUSTER=$FLOTILLA_CLUSTER $0 down [--volumes]"
 fi
 ADDR="127.0.0.1:$FLOTILLA_PORT1,127.0.0.1:$FLOTILLA_PORT2,127.0.0.1:$FLOTILLA_PORT3"
+# The bootstrap token and the admin client config (copied out of node1) live here.
+STATE="${FLOTILLA_STATE:-$HOME/.config/flotilla/$FLOTILLA_PROJECT}"
+export FLOTILLA_CONFIG="$STATE/admin.yaml"
+if [ -s "$STATE/bootstrap.token" ]; then
+    FLOTILLA_TOKEN="$(cat "$STATE/bootstrap.token")"
+else
+    FLOTILLA_TOKEN=""
+fi
+export FLOTILLA_TOKEN
 
 log() { echo "[cluster] $*"; }
 die() { echo "[cluster] ERROR: $*" >&2; exit 1; }
@@ -95,15 +104,32 @@ status() {
     "$BIN" --addr "$ADDR" --timeout 3s cluster status "$@"
 }
 
+# Copies node1's admin config out once node1 has written it.
+fetch_config() {
+    local id
+    id="$("${COMPOSE[@]}" ps -q node1)"
+    [ -n "$id" ] || return 1
+    docker cp "$id:/var/lib/flotilla/admin.yaml" "$STATE/admin.yaml.new" >/dev/null 2>&1 || return 1
+    chmod 600 "$STATE/admin.yaml.new"
+    mv "$STATE/admin.yaml.new" "$STATE/admin.yaml"
+}
+
 up() {
     ensure_images
+    mkdir -p "$STATE"
+    chmod 700 "$STATE"
+    if [ -z "$FLOTILLA_TOKEN" ]; then
+        (umask 077; "$BIN" token generate >"$STATE/bootstrap.token")
+        FLOTILLA_TOKEN="$(cat "$STATE/bootstrap.token")"
+        export FLOTILLA_TOKEN
+    fi
     log "starting node1-3 (project $FLOTILLA_PROJECT, cluster label $FLOTILLA_CLUSTER, API on $ADDR)"
     "${COMPOSE[@]}" up -d
     connect_bridge
     local start=$SECONDS out=""
     while :; do
         # A leader is elected once a majority answers; the table's LEADER column names it.
-        if out="$(status -o json 2>&1)" && grep -q '"leader": *[1-9]' <<<"$out"; then
+        if fetch_config && out="$(status -o json 2>&1)" && grep -q '"leader": *[1-9]' <<<"$out"; then
             break
         fi
         if [ $((SECONDS - start)) -ge "$WAIT_SECS" ]; then
@@ -117,8 +143,8 @@ up() {
     status
     cat <<EOM
 
-Use it from this host:
-  export FLOTILLA_ADDR=$ADDR
+Use it from this host (the admin config holds the cluster CA and an admin token):
+  export FLOTILLA_CONFIG=$FLOTILLA_CONFIG FLOTILLA_ADDR=$ADDR
   $BIN get nodes
   $BIN apply -f examples/web.yaml      # tasks run as sibling containers on this engine
   docker ps --filter label=flotilla.cluster=$FLOTILLA_CLUSTER
@@ -129,6 +155,8 @@ EOM
 }
 
 down() {
+    # compose wants every variable of the file, even to stop: the token is not used here.
+    export FLOTILLA_TOKEN="${FLOTILLA_TOKEN:-none}"
     local volumes=()
     [ "${1:-}" = "--volumes" ] && volumes=(--volumes)
     # Nodes first, so no agent starts a workload while its containers are removed.
@@ -141,7 +169,8 @@ down() {
         docker rm -f $left >/dev/null
     fi
     if [ ${#volumes[@]} -gt 0 ]; then
-        log "cluster $FLOTILLA_PROJECT removed, data volumes deleted"
+        rm -rf "$STATE"
+        log "cluster $FLOTILLA_PROJECT removed, data volumes and $STATE deleted"
     else
         log "cluster $FLOTILLA_PROJECT stopped; data volumes kept ('make cluster-down PURGE=1' deletes them)"
     fi

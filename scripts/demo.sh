@@ -34,13 +34,21 @@ case "${1:-start}" in
   start)
     stop
     mkdir -p "$DIR"
+    # The secret the three initial nodes share; node 1 creates the cluster CA, signs the
+    # others' certificates and writes the admin client config into its data dir.
+    if [ ! -s "$DIR/bootstrap.token" ]; then
+      (umask 077; "$BIN" token generate >"$DIR/bootstrap.token")
+    fi
     for i in 1 2 3; do
       "$BIN" agent --id "$i" --listen "127.0.0.1:700$i" --data-dir "$DIR/node$i" --peers "$PEERS" \
+        --token-file "$DIR/bootstrap.token" \
         --cluster-name demo --driver auto --metrics-listen "127.0.0.1:910$i" \
         >"$DIR/node$i.log" 2>&1 &
       echo $! >"$DIR/node$i.pid"
     done
+    export FLOTILLA_CONFIG="$PWD/$DIR/node1/admin.yaml"
     echo "started 3 agents (logs in $DIR/node*.log); waiting for a leader..."
+    for _ in $(seq 100); do [ -f "$FLOTILLA_CONFIG" ] && break; sleep 0.1; done
     for _ in $(seq 100); do
       if "$BIN" cluster status 2>/dev/null | grep -q '^Leader: [0-9]'; then break; fi
       sleep 0.2
@@ -72,7 +80,8 @@ case "${1:-start}" in
       docker ps --filter label=flotilla.cluster=demo --format 'table {{.Names}}\t{{.Status}}\t{{.Label "flotilla.node"}}'
       echo
     fi
-    echo "try: export FLOTILLA_ADDR=$FLOTILLA_ADDR; $BIN get services"
+    echo "admin client config (CA, admin token, addresses): $FLOTILLA_CONFIG"
+    echo "use it with: export FLOTILLA_CONFIG=$FLOTILLA_CONFIG; $BIN get services"
     echo "metrics: curl -s 127.0.0.1:9101/metrics (nodes 2 and 3 on 9102, 9103; /healthz and /readyz beside)"
     echo "stop with: make demo-stop"
     ;;

@@ -13,6 +13,7 @@
 //!   BENCH_KILLS=20                   leader kills in the failover run
 //!   BENCH_AGENT_ARGS="..."           extra `flotilla agent` flags, e.g. to try other
 //!                                    timeouts: "--election-timeout-min 500ms --election-timeout-max 1s"
+//!   BENCH_INSECURE=1                 agents --insecure, clients plain TCP: what TLS costs
 //!   FLOTILLA_BIN                     the agent binary (see flotilla_testkit::flotilla_bin)
 
 use flotilla_tests::bench::{env_usize, loadavg, ms, percentile};
@@ -21,10 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::{ApplyOutcome, ApplyRequest, ApplyResponse};
 use flotilla_testkit::{flotilla_bin, Cluster};
-use tonic::transport::{Channel, Endpoint};
+use flotilla_testkit::{Access, ApiClient};
 
 /// Deadline for cluster-level waits (leader elected, node caught up).
 const WAIT: Duration = Duration::from_secs(60);
@@ -72,6 +72,8 @@ struct Config {
     clients: usize,
     kills: usize,
     agent_args: Vec<String>,
+    /// `BENCH_INSECURE=1`: plain TCP, no credentials (to measure what TLS costs).
+    insecure: bool,
 }
 
 impl Config {
@@ -88,6 +90,7 @@ impl Config {
             ops_concurrent: env_usize("BENCH_OPS_CONCURRENT", 10_000),
             clients: env_usize("BENCH_CLIENTS", 32).max(1),
             kills: env_usize("BENCH_KILLS", 20),
+            insecure: std::env::var("BENCH_INSECURE").is_ok_and(|v| v == "1"),
             agent_args: std::env::var("BENCH_AGENT_ARGS")
                 .unwrap_or_default()
                 .split_whitespace()
@@ -106,33 +109,19 @@ fn spec_text(name: &str) -> String {
     format!("name: {name}\nimage: x\nreplicas: 1\nenv: {{N: \"{n}\"}}\n")
 }
 
-fn endpoint(addr: &str) -> Endpoint {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("valid address")
-        .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
-}
-
-/// A client on its own HTTP/2 connection, connected now.
-async fn connect(addr: &str) -> ClusterServiceClient<Channel> {
-    let channel = endpoint(addr)
-        .connect()
+/// A client on its own HTTP/2 connection (TLS and the admin token, or plain TCP with
+/// `BENCH_INSECURE=1`), connected now.
+async fn connect(addr: &str, access: &Access) -> ApiClient {
+    access
+        .client_now(addr, |e| {
+            e.connect_timeout(Duration::from_millis(500)).tcp_nodelay(true)
+        })
         .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    ClusterServiceClient::new(channel)
-}
-
-/// A client that connects on first use and reconnects after failures (for nodes that die).
-fn connect_lazy(addr: &str) -> ClusterServiceClient<Channel> {
-    ClusterServiceClient::new(endpoint(addr).connect_lazy())
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
 }
 
 /// One apply of `name` with a fresh value; an `unchanged` answer is an error here.
-async fn apply(
-    client: &mut ClusterServiceClient<Channel>,
-    name: &str,
-    timeout: Duration,
-) -> Result<ApplyResponse, String> {
+async fn apply(client: &mut ApiClient, name: &str, timeout: Duration) -> Result<ApplyResponse, String> {
     let req = ApplyRequest {
         spec_document: spec_text(name).into(),
     };
@@ -299,14 +288,16 @@ async fn run_load(
     eprintln!("[bench] {label}: {clients} client(s), {ops} applies ...");
     let disk = fsync_probe(cluster.root(), 100);
     let start_line = Arc::new(tokio::sync::Barrier::new(clients + 1));
+    let access = Arc::new(cluster.creds.access());
     let mut tasks = Vec::with_capacity(clients);
     for i in 0..clients {
         let addr = targets[i % targets.len()].clone();
         let share = ops / clients + usize::from(i < ops % clients);
         let name = format!("{run}-c{i}");
         let start_line = start_line.clone();
+        let access = access.clone();
         tasks.push(tokio::spawn(async move {
-            let mut client = connect(&addr).await;
+            let mut client = connect(&addr, &access).await;
             for _ in 0..WARMUP_PER_CLIENT {
                 if let Err(e) = apply(&mut client, &name, LOAD_CALL_TIMEOUT).await {
                     panic!("warm-up apply of {name} to {addr} failed: {e}");
@@ -483,7 +474,7 @@ struct Round {
 }
 
 /// SIGKILLs the leader, then applies through the survivors in turn until one commits.
-async fn failover_round(cluster: &mut Cluster, clients: &mut BTreeMap<u64, ClusterServiceClient<Channel>>) -> Round {
+async fn failover_round(cluster: &mut Cluster, clients: &mut BTreeMap<u64, ApiClient>) -> Round {
     let old = cluster.wait_for_leader(WAIT).await;
     let survivors: Vec<u64> = cluster.ids().into_iter().filter(|id| *id != old).collect();
 
@@ -538,10 +529,11 @@ async fn failover_round(cluster: &mut Cluster, clients: &mut BTreeMap<u64, Clust
 
 async fn failover(cluster: &mut Cluster, kills: usize) -> Vec<Round> {
     eprintln!("[bench] leader failover: {kills} kills ...");
+    let access = cluster.creds.access();
     let mut clients: BTreeMap<u64, _> = cluster
         .ids()
         .into_iter()
-        .map(|id| (id, connect_lazy(&cluster.addr(id))))
+        .map(|id| (id, access.client(&cluster.addr(id))))
         .collect();
     let mut rounds = Vec::with_capacity(kills);
     for i in 1..=kills {
@@ -620,6 +612,14 @@ fn main() {
     println!("flotilla cluster benchmark: 3 agents on 127.0.0.1, synced RocksDB writes, gRPC clients");
     println!("  agent binary: {}", flotilla_bin().display());
     println!("  agent Raft settings: {}", agent_defaults());
+    println!(
+        "  transport: {}",
+        if config.insecure {
+            "plain TCP, no credentials (BENCH_INSECURE=1)"
+        } else {
+            "TLS 1.3 (rustls, ring), node certificates, the admin token on every call"
+        }
+    );
     if !config.agent_args.is_empty() {
         println!(
             "  extra agent flags (BENCH_AGENT_ARGS): {}",
@@ -643,9 +643,12 @@ fn main() {
         .expect("tokio runtime");
     runtime.block_on(async {
         let started = Instant::now();
-        let mut cluster = Cluster::builder(3)
-            .agent_args(&config.agent_args.iter().map(String::as_str).collect::<Vec<_>>())
-            .start();
+        let mut builder =
+            Cluster::builder(3).agent_args(&config.agent_args.iter().map(String::as_str).collect::<Vec<_>>());
+        if config.insecure {
+            builder = builder.insecure();
+        }
+        let mut cluster = builder.start();
         let probe = fsync_probe(cluster.root(), 200);
         println!(
             "  disk: 200 x (200-byte in-place write + fdatasync) in the cluster's temp dir: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",

@@ -26,16 +26,14 @@ use flotilla_tests::bench::{env_usize, loadavg, ms, percentile};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::{
     ApplyOutcome, ApplyRequest, DeleteServiceRequest, DesiredState, ListNodesRequest, ListTasksRequest,
     NodeAvailability, NodeStatus, SetNodeAvailabilityRequest, TaskInfo, TaskState,
 };
 use flotilla_testkit::docker::{self, WORKLOAD_IMAGE};
 use flotilla_testkit::{flotilla_bin, wait_until_async, Cluster};
-use tonic::transport::Channel;
 
-type Client = ClusterServiceClient<Channel>;
+type Client = flotilla_testkit::ApiClient;
 
 /// Deadline for cluster-level waits (leader, nodes ready, containers gone, recovery).
 const WAIT: Duration = Duration::from_secs(60);
@@ -146,15 +144,13 @@ fn summary_header() {
 // ---------------------------------------------------------------------------------------
 // The cluster, over gRPC.
 
-async fn connect(addr: &str) -> Client {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("valid address")
-        .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    ClusterServiceClient::new(channel)
+async fn connect(cluster: &Cluster, addr: &str) -> Client {
+    let config = cluster.creds.config().expect("admin config");
+    flotilla_testkit::api_client_now(addr, Some(&config), |e| {
+        e.connect_timeout(Duration::from_millis(500)).tcp_nodelay(true)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
 }
 
 /// A 3-agent Docker cluster with every node registered and ready; returns it with a
@@ -166,7 +162,7 @@ async fn docker_cluster(config: &Config) -> (Cluster, Client) {
         .agent_args(&config.agent_args.iter().map(String::as_str).collect::<Vec<_>>())
         .start();
     let leader = cluster.wait_for_leader(WAIT).await;
-    let mut client = connect(&cluster.addr(leader)).await;
+    let mut client = connect(&cluster, &cluster.addr(leader)).await;
     wait_ready(&mut client, &cluster.ids()).await;
     eprintln!(
         "[bench] cluster {} up, node {leader} leads, 3 nodes ready in {:.1} s",
@@ -538,7 +534,7 @@ async fn wait_healthy(client: &mut Client, except: Option<u64>) -> Vec<TaskInfo>
 /// `phase` delays the kill: see [`kill_phase`].
 async fn loss_round(cluster: &mut Cluster, poll: Duration, phase: Duration) -> LossRound {
     let leader = cluster.wait_for_leader(WAIT).await;
-    let mut client = connect(&cluster.addr(leader)).await;
+    let mut client = connect(cluster, &cluster.addr(leader)).await;
     let before = wait_healthy(&mut client, None).await;
     let (victim, on_victim) = busiest_follower(cluster, leader, &before);
     assert!(on_victim > 0, "no follower runs a task: {before:?}");

@@ -11,7 +11,10 @@ const T: Duration = Duration::from_secs(30);
 
 fn cli(cluster: &Cluster) -> Command {
     let mut c = Command::new(flotilla_bin());
-    c.arg("--addr").arg(cluster.live_addrs()).env_remove("FLOTILLA_ADDR");
+    c.arg("--addr")
+        .arg(cluster.live_addrs())
+        .env_remove("FLOTILLA_ADDR")
+        .env("FLOTILLA_CONFIG", cluster.creds.config_path());
     c
 }
 
@@ -331,6 +334,7 @@ async fn every_read_verb_answers_and_tables_keep_their_shape() {
     let leader = cluster.wait_for_leader(T).await;
     Command::new(flotilla_bin())
         .env("XDG_CACHE_HOME", &cache)
+        .env("FLOTILLA_CONFIG", cluster.creds.config_path())
         .args(["--addr", &cluster.addrs(), "get", "services"])
         .assert()
         .success();
@@ -358,6 +362,7 @@ async fn events_follow_sees_a_node_go_down() {
     let victim = cluster.ids().into_iter().find(|i| *i != leader).expect("a follower");
     let mut follow = std::process::Command::new(flotilla_bin())
         .args(["--addr", &cluster.addr(leader), "events", "--follow", "-o", "json"])
+        .env("FLOTILLA_CONFIG", cluster.creds.config_path())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("events --follow");
@@ -458,6 +463,7 @@ async fn get_watch_prints_again_when_the_list_changes() {
     let cluster = ready_cluster().await;
     let mut watch = std::process::Command::new(flotilla_bin())
         .args(["--addr", &cluster.addrs(), "get", "services", "--watch"])
+        .env("FLOTILLA_CONFIG", cluster.creds.config_path())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("get --watch");

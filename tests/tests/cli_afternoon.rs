@@ -236,6 +236,7 @@ async fn wide_nodes_json_lines_and_logs_since() {
 
     let mut watch = std::process::Command::new(flotilla_bin())
         .args(["--addr", &cluster.addrs(), "get", "services", "-w", "-o", "json"])
+        .env("FLOTILLA_CONFIG", cluster.creds.config_path())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("get services -w -o json");

@@ -13,13 +13,13 @@ const T: Duration = Duration::from_secs(30);
 /// Starts the CLI with `args`, reads one line of its output and closes the pipe, as
 /// `head -1` does; then runs `after` (which should make the CLI write again).
 fn first_line_then_close(
-    addrs: Option<&str>,
+    addrs: Option<(&str, &std::path::Path)>,
     args: &[&str],
     after: impl FnOnce(),
 ) -> (std::process::ExitStatus, String) {
     let mut cmd = Command::new(flotilla_bin());
-    if let Some(addrs) = addrs {
-        cmd.arg("--addr").arg(addrs);
+    if let Some((addrs, config)) = addrs {
+        cmd.arg("--addr").arg(addrs).env("FLOTILLA_CONFIG", config);
     }
     let mut child = cmd
         .args(args)
@@ -56,11 +56,15 @@ async fn get_tasks_watch_into_a_closed_pipe_exits_0_quietly() {
     let cluster = Cluster::builder(1).driver("process").start();
     cluster.wait_for_leader(T).await;
     let addrs = cluster.addrs();
-    let (status, stderr) = first_line_then_close(Some(&addrs), &["get", "tasks", "-w"], || {
-        // A change makes the watch print again, into the closed pipe.
-        let file = cluster.write_file("web.yaml", &spec("web", 1));
-        ok(cluster.cli_at(&addrs, &["apply", "-f", file.to_str().expect("utf-8")]));
-    });
+    let (status, stderr) = first_line_then_close(
+        Some((&addrs, &cluster.creds.config_path())),
+        &["get", "tasks", "-w"],
+        || {
+            // A change makes the watch print again, into the closed pipe.
+            let file = cluster.write_file("web.yaml", &spec("web", 1));
+            ok(cluster.cli_at(&addrs, &["apply", "-f", file.to_str().expect("utf-8")]));
+        },
+    );
     assert!(status.success(), "{status:?}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     cluster.cleanup_workloads();

@@ -102,7 +102,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(dir: &Path, addrs: String) -> Writer {
+    fn start(dir: &Path, addrs: String, config: std::path::PathBuf) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let (s, a, dir) = (stop.clone(), acked.clone(), dir.to_path_buf());
@@ -116,6 +116,7 @@ impl Writer {
                     .args(["--addr", &addrs, "--timeout", "20s", "apply", "-f"])
                     .arg(&file)
                     .env_remove("FLOTILLA_ADDR")
+                    .env("FLOTILLA_CONFIG", &config)
                     .output()
                     .expect("run flotilla");
                 if o.status.success() {
@@ -148,7 +149,7 @@ fn wait_refused(cluster: &mut Cluster, id: u64) -> String {
 }
 
 /// An agent outside the testkit's bookkeeping, for joins that must be refused.
-fn lone_agent(dir: &Path, id: u64, join: &str) -> Output {
+fn lone_agent(dir: &Path, id: u64, join: &str, token: &Path) -> Output {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -164,6 +165,8 @@ fn lone_agent(dir: &Path, id: u64, join: &str) -> Output {
         .arg("--data-dir")
         .arg(dir)
         .args(["--join", join, "--driver", "process"])
+        .arg("--token-file")
+        .arg(token)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -181,7 +184,7 @@ async fn grow_to_five_voters_and_shrink_back_under_writes_then_a_learner_joins()
     let core = cluster.addrs();
     let s = wait_members(&cluster, &core, &[1, 2, 3], &[]).await;
     assert_eq!(s["fault_tolerance"], "can lose 1 node (3 voters, 3 reachable)", "{s}");
-    let writer = Writer::start(cluster.root(), core.clone());
+    let writer = Writer::start(cluster.root(), core.clone(), cluster.creds.config_path());
 
     // Node 4 makes four members: the target stays 3 voters, so it waits as a learner;
     // node 5 makes five, and the target of 5 promotes both.
@@ -206,13 +209,10 @@ async fn grow_to_five_voters_and_shrink_back_under_writes_then_a_learner_joins()
     .await;
 
     // An id in use by a live member is refused, and changes nothing.
-    let dup = lone_agent(&cluster.root().join("dup2"), 2, &core);
+    let dup = lone_agent(&cluster.root().join("dup2"), 2, &core, &cluster.join_token());
     assert!(!dup.status.success());
     let err = stderr(&dup);
-    assert!(
-        err.contains("node id 2 is already a member of this cluster (at 127.0.0.1:"),
-        "{err}"
-    );
+    assert!(err.contains("node 2 is a member of this cluster already"), "{err}");
 
     // Shrink back to 3 voters, one at a time, the writes still flowing. First the leader
     // itself, with tasks on it: they move before it leaves, and it hands over leadership.
@@ -324,7 +324,7 @@ async fn snapshot_save_under_load_then_restore_every_wiped_node() {
     for (name, replicas) in [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("c", 1), ("c", 2)] {
         ok(apply(&cluster, &addrs, name, replicas));
     }
-    let writer = Writer::start(cluster.root(), addrs.clone());
+    let writer = Writer::start(cluster.root(), addrs.clone(), cluster.creds.config_path());
     wait_until_async("some writes under way", T, || async {
         (writer.acked().len() >= 3).then_some(())
     })

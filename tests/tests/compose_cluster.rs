@@ -49,6 +49,8 @@ fn compose_installed() -> bool {
 /// The compose cluster; dropping it runs `cluster.sh down --volumes`.
 struct ComposeCluster {
     ports: [u16; 3],
+    /// The bootstrap token and the admin config `cluster.sh` copies out of node1.
+    state: tempfile::TempDir,
 }
 
 impl ComposeCluster {
@@ -62,12 +64,16 @@ impl ComposeCluster {
             .env("FLOTILLA_PORT2", self.ports[1].to_string())
             .env("FLOTILLA_PORT3", self.ports[2].to_string())
             .env("FLOTILLA_BIN", flotilla_bin())
+            .env("FLOTILLA_STATE", self.state.path())
             .output()
             .expect("run docker/cluster.sh")
     }
 
     fn up() -> ComposeCluster {
-        let cluster = ComposeCluster { ports: free_ports() };
+        let cluster = ComposeCluster {
+            ports: free_ports(),
+            state: tempfile::tempdir().expect("state dir"),
+        };
         // A killed earlier run may have left its copy: start from nothing.
         ok(cluster.script(&["down", "--volumes"]));
         let started = Instant::now();
@@ -92,6 +98,7 @@ impl ComposeCluster {
             .arg(self.addrs(nodes))
             .args(["--timeout", "3s"])
             .args(args)
+            .env("FLOTILLA_CONFIG", self.state.path().join("admin.yaml"))
             .output()
             .expect("run flotilla")
     }

@@ -68,6 +68,7 @@ async fn logs_stream_from_the_node_running_the_task_through_any_node() {
     // Follow: lines written after the call arrive.
     let mut child = Command::new(flotilla_bin())
         .args(["--addr", &cluster.addr(other), "logs", &task, "-f", "--tail", "0"])
+        .env("FLOTILLA_CONFIG", cluster.creds.config_path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::{DesiredState, ListTasksRequest, TaskState};
 use flotilla_testkit::docker::{self, WORKLOAD_IMAGE};
 use flotilla_testkit::{wait_until, wait_until_async, Cluster};
@@ -94,6 +93,7 @@ struct Sampler {
 impl Sampler {
     fn start(cluster: &Cluster) -> Sampler {
         let addrs: Vec<String> = cluster.ids().into_iter().map(|id| cluster.addr(id)).collect();
+        let config = cluster.creds.config().expect("the admin config");
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = tokio::spawn(async move {
@@ -104,9 +104,7 @@ impl Sampler {
             while !flag.load(Ordering::Relaxed) {
                 period.tick().await;
                 for addr in &addrs {
-                    let Ok(mut c) = ClusterServiceClient::connect(format!("http://{addr}")).await else {
-                        continue;
-                    };
+                    let mut c = flotilla_testkit::api_client(addr, Some(&config));
                     let req = ListTasksRequest {
                         service: "web".into(),
                         stale: false,

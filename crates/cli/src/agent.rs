@@ -72,6 +72,19 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
     if args.node_timeout.is_zero() {
         return Err(CliError::Usage("--node-timeout must be positive".into()));
     }
+    if args.cert_lifetime < std::time::Duration::from_secs(1) {
+        return Err(CliError::Usage("--cert-lifetime must be at least 1s".into()));
+    }
+    let token = match (&args.token_file, &args.token) {
+        (Some(path), _) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| CliError::Usage(format!("--token-file {}: {e}", path.display())))?
+                .trim()
+                .to_string(),
+        ),
+        (None, Some(t)) => Some(t.trim().to_string()),
+        (None, None) => None,
+    };
     let config = NodeConfig {
         id: args.id,
         listen: args.listen,
@@ -98,6 +111,9 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
         force_new_cluster: args.force_new_cluster,
         keep_completed: args.keep_completed,
         metrics_listen: args.metrics_listen,
+        insecure: args.insecure,
+        token,
+        cert_lifetime: args.cert_lifetime,
     };
     let driver = driver(args.driver, &config.data_dir).await?;
     flotilla_node::run(config, driver, shutdown_signal())

@@ -20,15 +20,18 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// Nodes to talk to, comma-separated, tried in turn.
-    #[arg(
-        long,
-        global = true,
-        env = "FLOTILLA_ADDR",
-        default_value = "127.0.0.1:7001",
-        value_delimiter = ','
-    )]
+    /// Nodes to talk to, comma-separated, tried in turn (default: the config's addresses,
+    /// else 127.0.0.1:7001).
+    #[arg(long, global = true, env = "FLOTILLA_ADDR", value_delimiter = ',')]
     pub addr: Vec<String>,
+    /// The client config: the cluster's addresses, its CA and a token (default
+    /// ~/.config/flotilla/config.yaml; a new cluster's first node writes admin.yaml into its
+    /// data dir).
+    #[arg(long, global = true, env = "FLOTILLA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Talk plain TCP with no credential, to an `--insecure` cluster.
+    #[arg(long, global = true)]
+    pub insecure: bool,
     /// Output format: a table for people, `wide` with more columns, JSON or YAML for scripts.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -176,6 +179,42 @@ pub enum Verb {
         #[command(subcommand)]
         what: SnapshotWhat,
     },
+    /// Credentials: node tokens (bootstrap, join) and client tokens with roles.
+    Token {
+        #[command(subcommand)]
+        what: TokenWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenWhat {
+    /// A new bootstrap token for the `--peers` nodes of a new cluster (printed, not sent
+    /// anywhere): give the same one to every initial node with --token-file.
+    Generate,
+    /// A client token with a role, shown once (admin).
+    Create {
+        /// viewer (reads; env values redacted), operator (also changes services and
+        /// nodes' availability, reads logs) or admin (also membership, snapshots, tokens).
+        #[arg(long, value_parser = ["admin", "operator", "viewer"])]
+        role: String,
+        /// How long it is valid, e.g. 24h (default: until revoked).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// Its name, for `token list`, `token revoke` and events (default <role>-<id>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Also write a client config with it (this cluster's CA and addresses) to FILE.
+        #[arg(long, value_name = "FILE")]
+        write_config: Option<PathBuf>,
+    },
+    /// The client tokens: name, role, created, expires, state (admin).
+    List,
+    /// Revoke a client token by name; every node refuses it once it applies this (admin).
+    Revoke { name: String },
+    /// The cluster's join token, for `flotilla agent --join ADDR --token-file FILE` (admin).
+    Join,
+    /// Replace the join token; the old one stops working (admin).
+    RotateJoin,
 }
 
 #[derive(Subcommand, Debug)]
@@ -428,6 +467,22 @@ pub struct AgentArgs {
     /// task ids) for a log shipper.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// A file holding this node's token: the bootstrap token every `--peers` node of a new
+    /// cluster shares (`flotilla token generate`), or the cluster's join token (`flotilla
+    /// token join`). Needed until the node holds a certificate (kept in its data dir).
+    #[arg(long, value_name = "FILE", env = "FLOTILLA_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The token itself. It shows in `ps`: for experiments; prefer --token-file.
+    #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// No TLS and no authentication: anyone who reaches the port controls the cluster.
+    /// Refused unless --listen is a loopback address; logs a warning at every start.
+    #[arg(long)]
+    pub insecure: bool,
+    /// How long the node certificates this node signs (its own renewals included) are
+    /// valid; renewed when a third is left.
+    #[arg(long, default_value = "90d", value_parser = parse_duration)]
+    pub cert_lifetime: std::time::Duration,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,34 +1,46 @@
 //! The connection to the cluster: `--addr` entries tried in turn.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::ClusterRpc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::Instrument;
 
 use crate::error::CliError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where the CLI goes with no --addr and no config.
+const DEFAULT_ADDR: &str = "127.0.0.1:7001";
+
 pub struct Client {
     addrs: Vec<String>,
     timeout: Duration,
+    /// TLS against the cluster CA, plain TCP with `--insecure`, or TLS that checks nothing
+    /// when no config is at hand (no credential is sent then; the node says what is missing).
+    tls: flotilla_security::ClientTls,
+    /// `authorization` for every call: the config's token.
+    bearer: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    /// Where the credential came from, for messages.
+    config: Option<std::path::PathBuf>,
+    /// The cluster CA of the config.
+    ca: Option<String>,
 }
 
-/// A transport error with its causes, e.g. "transport error: tcp connect error: Connection refused".
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
+/// The client config to use: `--config`, `FLOTILLA_CONFIG` (both must exist), else
+/// `~/.config/flotilla/config.yaml` when it exists.
+fn config_path(global: &crate::args::Global) -> Result<Option<std::path::PathBuf>, CliError> {
+    if let Some(p) = &global.config {
+        if !p.exists() {
+            return Err(CliError::Usage(format!(
+                "--config / FLOTILLA_CONFIG {}: no such file",
+                p.display()
+            )));
         }
-        source = s.source();
+        return Ok(Some(p.clone()));
     }
-    parts.join(": ")
+    Ok(flotilla_security::config::default_path().filter(|p| p.exists()))
 }
 
 /// Where the CLI remembers the last leader it heard of.
@@ -74,16 +86,73 @@ impl Client {
         }
     }
 
-    pub fn new(addrs: &[String], timeout: Duration) -> Result<Self, CliError> {
-        let addrs: Vec<String> = addrs
+    /// A client of the cluster named by `--addr` (else the config's addresses, else
+    /// 127.0.0.1:7001), with the config's CA and token.
+    pub fn new(global: &crate::args::Global, timeout: Duration) -> Result<Self, CliError> {
+        let path = if global.insecure { None } else { config_path(global)? };
+        let file = match &path {
+            Some(p) => {
+                Some(flotilla_security::config::ClientConfigFile::load(p).map_err(|e| CliError::Usage(e.to_string()))?)
+            }
+            None => None,
+        };
+        let given: Vec<String> = global
+            .addr
             .iter()
             .map(|a| a.trim().to_string())
             .filter(|a| !a.is_empty())
             .collect();
-        if addrs.is_empty() {
+        if !global.addr.is_empty() && given.is_empty() {
             return Err(CliError::Usage("--addr is empty; give at least one HOST:PORT".into()));
         }
-        Ok(Client { addrs, timeout })
+        let addrs = match (&file, given.is_empty()) {
+            (_, false) => given,
+            (Some(f), true) if !f.addresses.is_empty() => f.addresses.clone(),
+            _ => vec![DEFAULT_ADDR.to_string()],
+        };
+        let usage = |e: flotilla_security::SecurityError| CliError::Usage(e.to_string());
+        let (tls, bearer) = match &file {
+            _ if global.insecure => (flotilla_security::ClientTls::Plain, None),
+            Some(f) => {
+                let config = flotilla_security::tls::client_config(&f.ca).map_err(usage)?;
+                let bearer = format!("Bearer {}", f.token.trim())
+                    .parse()
+                    .map_err(|_| CliError::Usage("the config's token is not printable ASCII".into()))?;
+                (
+                    flotilla_security::ClientTls::Tls(flotilla_security::Shared::new(config)),
+                    Some(bearer),
+                )
+            }
+            None => (
+                flotilla_security::ClientTls::Tls(flotilla_security::Shared::new(
+                    flotilla_security::tls::unverified_client_config().map_err(usage)?,
+                )),
+                None,
+            ),
+        };
+        Ok(Client {
+            addrs,
+            timeout,
+            tls,
+            bearer,
+            config: path,
+            ca: file.map(|f| f.ca),
+        })
+    }
+
+    /// Writes a client config for `token` with this client's CA and addresses.
+    pub fn write_config(&self, path: &std::path::Path, token: &str) -> Result<(), CliError> {
+        let ca = self
+            .ca
+            .clone()
+            .ok_or_else(|| CliError::Usage("--write-config needs a client config to take the CA from".into()))?;
+        flotilla_security::config::ClientConfigFile {
+            addresses: self.addrs.clone(),
+            ca,
+            token: token.to_string(),
+        }
+        .save(path)
+        .map_err(|e| CliError::Failed(e.to_string()))
     }
 
     async fn connect_with(
@@ -91,18 +160,14 @@ impl Client {
         addr: &str,
         timeout: Option<Duration>,
     ) -> Result<ClusterServiceClient<Channel>, String> {
-        let uri = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let endpoint = Endpoint::from_shared(uri).map_err(|e| format!("invalid address: {e}"))?;
-        let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT);
-        let endpoint = match timeout {
-            Some(t) => endpoint.timeout(t),
-            None => endpoint,
-        };
-        let channel = endpoint.connect().await.map_err(|e| describe(&e))?;
+        let channel = flotilla_security::tls::connect_now(addr, self.tls.clone(), |e| {
+            let e = e.connect_timeout(CONNECT_TIMEOUT);
+            match timeout {
+                Some(t) => e.timeout(t),
+                None => e,
+            }
+        })
+        .await?;
         Ok(flotilla_proto::cluster_client(channel))
     }
 
@@ -127,17 +192,35 @@ impl Client {
                 }
             };
             let span = tracing::debug_span!("rpc", method = R::METHOD, addr = %addr);
-            match R::invoke(client, tonic::Request::new(req.clone()))
-                .instrument(span)
-                .await
-            {
+            let mut request = tonic::Request::new(req.clone());
+            if let Some(b) = &self.bearer {
+                request.metadata_mut().insert("authorization", b.clone());
+            }
+            match R::invoke(client, request).instrument(span).await {
                 Ok(r) => {
                     self.remember_leader(&r);
                     return Ok(r.into_inner());
                 }
                 // The connection broke before an answer: another node may do.
-                Err(s) if s.code() == tonic::Code::Unavailable && s.source().is_some() => {
+                Err(s) if s.code() == tonic::Code::Unavailable && std::error::Error::source(&s).is_some() => {
                     failures.push(format!("{addr}: {}", s.message()));
+                }
+                Err(s) if s.code() == tonic::Code::Unauthenticated && self.config.is_none() => {
+                    return Err(CliError::Credential(format!(
+                        "{}; no client config was found: the node that created the cluster wrote \
+                         one, admin.yaml, into its data dir",
+                        s.message()
+                    )))
+                }
+                Err(s)
+                    if matches!(self.tls, flotilla_security::ClientTls::Plain)
+                        && s.message().contains("h2 protocol") =>
+                {
+                    return Err(CliError::Unreachable(format!(
+                        "{addr}: {}: the node does not speak plain TCP (it is not --insecure); drop \
+                         --insecure and give the CLI a client config",
+                        s.message()
+                    )))
                 }
                 Err(s) => return Err(CliError::from_status(&s)),
             }

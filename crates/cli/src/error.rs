@@ -1,5 +1,6 @@
 //! CLI errors and their exit codes: 0 success, 1 operation failed, 2 usage error,
-//! 3 cluster unreachable, 4 not found.
+//! 3 cluster unreachable, 4 not found, 5 credential refused (missing, unknown, expired,
+//! revoked or not allowed).
 
 use std::fmt;
 
@@ -12,6 +13,8 @@ pub enum CliError {
     /// No node could be reached, or the cluster has no leader.
     Unreachable(String),
     NotFound(String),
+    /// The cluster refused the credential (or there was none).
+    Credential(String),
 }
 
 impl CliError {
@@ -21,6 +24,7 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::Unreachable(_) => 3,
             CliError::NotFound(_) => 4,
+            CliError::Credential(_) => 5,
         }
     }
 
@@ -29,6 +33,7 @@ impl CliError {
         let msg = s.message().to_string();
         match s.code() {
             tonic::Code::NotFound => CliError::NotFound(msg),
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => CliError::Credential(msg),
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => CliError::Unreachable(msg),
             // The client's own deadline (`--timeout`) passed before any answer.
             tonic::Code::Cancelled if msg == "Timeout expired" => CliError::Unreachable(
@@ -46,9 +51,11 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Failed(m) | CliError::Usage(m) | CliError::Unreachable(m) | CliError::NotFound(m) => {
-                f.write_str(m)
-            }
+            CliError::Failed(m)
+            | CliError::Usage(m)
+            | CliError::Unreachable(m)
+            | CliError::NotFound(m)
+            | CliError::Credential(m) => f.write_str(m),
         }
     }
 }

@@ -8,7 +8,8 @@ use flotilla_executor::task_loop::ReportError;
 use flotilla_proto::v1::agent_service_client::AgentServiceClient;
 use flotilla_proto::v1::agent_service_server::AgentService;
 use flotilla_proto::v1::{
-    HeartbeatRequest, HeartbeatResponse, ReportStatusRequest, ReportStatusResponse, TaskStatusReport,
+    HeartbeatRequest, HeartbeatResponse, InitSecurityRequest, InitSecurityResponse, ReportStatusRequest,
+    ReportStatusResponse, TaskStatusReport,
 };
 use flotilla_types::{Capacity, NodeRegistration, TaskReport};
 use tonic::{Request, Response, Status};
@@ -77,6 +78,7 @@ impl AgentService for AgentApi {
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         leader_only(&self.node)?;
+        sender_is(&req, req.get_ref().node_id)?;
         crate::membership::admit_heartbeat(&self.node, req.get_ref().node_id, req.get_ref().epoch)?;
         self.control
             .heartbeat(registration(req.get_ref()))
@@ -89,6 +91,7 @@ impl AgentService for AgentApi {
 
     async fn report_status(&self, req: Request<ReportStatusRequest>) -> Result<Response<ReportStatusResponse>, Status> {
         leader_only(&self.node)?;
+        sender_is(&req, req.get_ref().node_id)?;
         let req = req.into_inner();
         let reports = req
             .reports
@@ -101,6 +104,44 @@ impl AgentService for AgentApi {
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         Ok(Response::new(ReportStatusResponse {}))
+    }
+
+    async fn init_security(&self, req: Request<InitSecurityRequest>) -> Result<Response<InitSecurityResponse>, Status> {
+        leader_only(&self.node)?;
+        let security: flotilla_types::Security = serde_json::from_slice(&req.get_ref().security)
+            .map_err(|e| ApiError::Invalid(format!("bad security state: {e}")))?;
+        init_security(&self.node, &security).await?;
+        Ok(Response::new(InitSecurityResponse {}))
+    }
+}
+
+/// Refuses a request whose body names another node than the caller's certificate (on a
+/// secured node; an `--insecure` one has no certificates to go by).
+pub fn sender_is<T>(req: &Request<T>, claimed: u64) -> Result<(), ApiError> {
+    match crate::auth::caller(req).node {
+        Some(id) if id != claimed => Err(ApiError::Unauthenticated(format!(
+            "credential not allowed: the certificate of node {id} cannot speak for node {claimed}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the cluster CA a node created into the state: here when this node leads, else
+/// on the leader. Done once: a cluster that has a CA refuses another.
+pub async fn init_security(node: &Node, security: &flotilla_types::Security) -> Result<(), ApiError> {
+    if node.state.read().state.security.is_some() {
+        return Ok(());
+    }
+    match leader_client(node).map_err(|e| ApiError::Unavailable(e.to_string()))? {
+        None => node.command(crate::security::init_command(security)).await.map(drop),
+        Some(mut client) => {
+            let body = serde_json::to_vec(security).map_err(|e| ApiError::Internal(e.to_string()))?;
+            client
+                .init_security(InitSecurityRequest { security: body })
+                .await
+                .map(drop)
+                .map_err(ApiError::Remote)
+        }
     }
 }
 

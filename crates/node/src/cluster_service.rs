@@ -141,6 +141,48 @@ impl ClusterService for ClusterApi {
         self.route(req).await
     }
 
+    async fn issue_certificate(
+        &self,
+        req: Request<flotilla_proto::v1::IssueCertificateRequest>,
+    ) -> Result<Response<flotilla_proto::v1::IssueCertificateResponse>, Status> {
+        Ok(Response::new(crate::security::issue(&self.node, req.get_ref())?))
+    }
+
+    async fn create_token(
+        &self,
+        req: Request<flotilla_proto::v1::CreateTokenRequest>,
+    ) -> Result<Response<flotilla_proto::v1::CreateTokenResponse>, Status> {
+        self.route(req).await
+    }
+
+    async fn list_tokens(
+        &self,
+        req: Request<flotilla_proto::v1::ListTokensRequest>,
+    ) -> Result<Response<flotilla_proto::v1::ListTokensResponse>, Status> {
+        self.route(req).await
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<flotilla_proto::v1::RevokeTokenRequest>,
+    ) -> Result<Response<flotilla_proto::v1::RevokeTokenResponse>, Status> {
+        self.route(req).await
+    }
+
+    async fn get_join_token(
+        &self,
+        req: Request<flotilla_proto::v1::GetJoinTokenRequest>,
+    ) -> Result<Response<flotilla_proto::v1::JoinTokenResponse>, Status> {
+        self.route(req).await
+    }
+
+    async fn rotate_join_token(
+        &self,
+        req: Request<flotilla_proto::v1::RotateJoinTokenRequest>,
+    ) -> Result<Response<flotilla_proto::v1::JoinTokenResponse>, Status> {
+        self.route(req).await
+    }
+
     async fn events(
         &self,
         req: Request<flotilla_proto::v1::EventsRequest>,

@@ -39,6 +39,12 @@ pub struct NodeConfig {
     pub keep_completed: Duration,
     /// Where `/metrics`, `/healthz` and `/readyz` are served over plain HTTP; off when unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// Plain TCP and no authentication (`--insecure`; loopback listen addresses only).
+    pub insecure: bool,
+    /// The bootstrap or join token this node was started with (`--token-file`).
+    pub token: Option<String>,
+    /// How long the certificates this node signs are valid (`--cert-lifetime`).
+    pub cert_lifetime: Duration,
 }
 
 /// How often an agent heartbeats the leader (not a flag).

@@ -95,14 +95,23 @@ impl Epoch {
 
     /// Admits or refuses an incoming Raft RPC. A removed node is refused only when it asks
     /// for votes: a leader that removes itself still replicates until the change commits.
-    pub fn check(&self, meta: &MetadataMap, state: &SharedState, vote: bool) -> Result<(), ApiError> {
+    /// The sender is the node of its certificate (`caller`); only an `--insecure` node
+    /// goes by the header. A newer epoch fences this node only when a leader of it
+    /// replicates (a candidate's vote request is refused, never believed).
+    pub fn check(
+        &self,
+        caller: Option<u64>,
+        meta: &MetadataMap,
+        state: &SharedState,
+        vote: bool,
+    ) -> Result<(), ApiError> {
         let header = |name: &str| {
             meta.get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        let (sender, remote) = (header(NODE_HEADER), header(EPOCH_HEADER));
+        let (sender, remote) = (caller.unwrap_or_else(|| header(NODE_HEADER)), header(EPOCH_HEADER));
         let local = self.get();
         if vote && sender != 0 && state.read().state.removed.contains(&sender) {
             let msg = format!(
@@ -131,6 +140,11 @@ impl Epoch {
                 tracing::warn!("refused: {msg}");
             }
             return Err(ApiError::Fenced(msg));
+        }
+        if remote > local && vote {
+            return Err(ApiError::Refused(format!(
+                "node {sender} asks for a vote in epoch {remote}; this node is of epoch {local}"
+            )));
         }
         if remote > local {
             let msg = format!(

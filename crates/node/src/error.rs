@@ -60,6 +60,9 @@ pub enum ApiError {
     /// The caller must stop taking part (removed, or of an older epoch).
     #[error("{0}")]
     Fenced(String),
+    /// A credential is missing, unknown, expired or revoked.
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("{0}")]
     Internal(String),
     /// Another node's answer, passed on as it came.
@@ -122,12 +125,16 @@ impl From<ApiError> for Status {
             ApiError::Command(c) => match c {
                 CommandError::ServiceNotFound { .. }
                 | CommandError::NodeNotFound { .. }
-                | CommandError::VersionNotFound { .. } => Status::not_found(msg),
+                | CommandError::VersionNotFound { .. }
+                | CommandError::TokenNotFound { .. } => Status::not_found(msg),
                 CommandError::InvalidSpec(_) => Status::invalid_argument(msg),
-                CommandError::Rollout { .. } | CommandError::NodeRemoved { .. } => Status::failed_precondition(msg),
+                CommandError::Rollout { .. } | CommandError::NodeRemoved { .. } | CommandError::Security { .. } => {
+                    Status::failed_precondition(msg)
+                }
             },
             ApiError::NotFound(_) => Status::not_found(msg),
             ApiError::Invalid(_) => Status::invalid_argument(msg),
+            ApiError::Unauthenticated(_) => Status::unauthenticated(msg),
             ApiError::Refused(_) => Status::failed_precondition(msg),
             ApiError::AlreadyExists(_) => Status::already_exists(msg),
             ApiError::Aborted(_) => Status::aborted(msg),

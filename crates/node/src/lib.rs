@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 mod agent_service;
+mod auth;
 mod backup;
 mod batcher;
 mod bootstrap;
@@ -27,7 +28,9 @@ mod raft_service;
 mod rollout_service;
 mod routed;
 mod rpcs;
+pub mod security;
 mod status;
+mod tokens;
 mod verify;
 
 use std::future::Future;
@@ -111,7 +114,11 @@ pub async fn run(
         })?),
         None => None,
     };
-    let network = network::Network::new(config.listen, epoch.clone(), contacts.clone());
+    let tls = security::obtain(&config, &state).await?;
+    let client_tls = tls
+        .as_ref()
+        .map_or(flotilla_security::ClientTls::Plain, |t| t.client_tls());
+    let network = network::Network::new(config.listen, epoch.clone(), contacts.clone(), client_tls);
     let raft = Raft::new(config.id, raft_config, network, log, sm)
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -121,6 +128,7 @@ pub async fn run(
         state.clone(),
         epoch,
         contacts,
+        tls,
     ));
     tracing::info!(id = config.id, listen = %config.listen, data_dir = %config.data_dir.display(), "agent started");
     let control = flotilla_control::Control::new(
@@ -220,6 +228,8 @@ fn spawn_loops(
         },
     );
     vec![
+        tokio::spawn(security::init_loop(node.clone())),
+        tokio::spawn(security::renew_loop(node.clone())),
         tokio::spawn(bootstrap::run(node.clone())),
         tokio::spawn(join::run(node.clone())),
         tokio::spawn(membership::watch(node.clone())),
@@ -255,7 +265,8 @@ async fn stop_tasks_when_fenced(node: Arc<node::Node>, driver: Arc<dyn flotilla_
     }
 }
 
-/// Serves the Raft, agent and cluster APIs until `shutdown` completes.
+/// Serves the Raft, agent and cluster APIs until `shutdown` completes: over TLS (every
+/// request checked by [`auth::AuthLayer`]), or plain TCP on an `--insecure` node.
 async fn serve(
     listener: TcpListener,
     node: Arc<node::Node>,
@@ -265,7 +276,8 @@ async fn serve(
 ) -> Result<(), NodeError> {
     let fence = node.fence().clone();
     let raft = raft_service::RaftServer::new(&node);
-    let serve = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
+        .layer(auth::AuthLayer { node: node.clone() })
         .add_service(
             RaftServiceServer::new(raft)
                 .max_decoding_message_size(network::MAX_RAFT_MESSAGE)
@@ -277,11 +289,23 @@ async fn serve(
             driver.clone(),
         )))
         .add_service(
-            ClusterServiceServer::new(cluster_service::ClusterApi::new(node, driver))
+            ClusterServiceServer::new(cluster_service::ClusterApi::new(node.clone(), driver))
                 .max_decoding_message_size(MAX_API_MESSAGE)
                 .max_encoding_message_size(MAX_API_MESSAGE),
-        )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        );
+    let serve = async move {
+        match node.tls.as_ref() {
+            Some(tls) => {
+                let incoming = flotilla_security::tls::incoming(listener, tls.server.clone());
+                router.serve_with_incoming_shutdown(incoming, shutdown).await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                    .await
+            }
+        }
+    };
     // A graceful stop waits for every open connection (other nodes keep theirs); a fenced
     // node has nothing to finish, so it waits a bounded time.
     tokio::select! {

@@ -21,7 +21,7 @@ use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Snapshot data is streamed in chunks of this size.
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
@@ -35,6 +35,8 @@ type RpcResult<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, BasicNode,
 /// Opens Raft channels to peers, from `local` (see [`source_ip`]) when set.
 pub struct Network {
     pub local: Option<IpAddr>,
+    /// TLS with this node's certificate (plain TCP on an `--insecure` node).
+    tls: flotilla_security::ClientTls,
     /// Stamped on every request: the receiver refuses an older incarnation.
     epoch: Arc<crate::epoch::Epoch>,
     contacts: Contacts,
@@ -42,9 +44,15 @@ pub struct Network {
 
 impl Network {
     /// For a node listening on `listen`; answers are recorded in `contacts`.
-    pub fn new(listen: SocketAddr, epoch: Arc<crate::epoch::Epoch>, contacts: Contacts) -> Network {
+    pub fn new(
+        listen: SocketAddr,
+        epoch: Arc<crate::epoch::Epoch>,
+        contacts: Contacts,
+        tls: flotilla_security::ClientTls,
+    ) -> Network {
         Network {
             local: source_ip(listen),
+            tls,
             epoch,
             contacts,
         }
@@ -77,7 +85,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            client: connect_lazy(&node.addr, self.local).map(|c| {
+            client: connect_lazy(&node.addr, self.local, self.tls.clone()).map(|c| {
                 RaftServiceClient::new(c)
                     .max_decoding_message_size(MAX_RAFT_MESSAGE)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE)
@@ -99,24 +107,16 @@ pub fn source_ip(listen: SocketAddr) -> Option<IpAddr> {
     (!default).then_some(ip)
 }
 
-/// A channel that connects on first use and reconnects after failures; its connections
-/// are made from `local` when set.
-pub fn connect_lazy(addr: &str, local: Option<IpAddr>) -> Result<Channel, String> {
-    let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    Endpoint::from_shared(uri)
-        .map(|e| {
-            e.connect_timeout(Duration::from_millis(500))
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(5))
-                .keep_alive_timeout(Duration::from_secs(5))
-                .local_address(local)
-                .connect_lazy()
-        })
-        .map_err(|e| format!("invalid peer address {addr:?}: {e}"))
+/// A channel that connects on first use and reconnects after failures, through `tls`;
+/// its connections are made from `local` when set.
+pub fn connect_lazy(addr: &str, local: Option<IpAddr>, tls: flotilla_security::ClientTls) -> Result<Channel, String> {
+    flotilla_security::tls::channel(addr, tls, local, |e| {
+        e.connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+    })
+    .map_err(|e| format!("invalid peer address {addr:?}: {e}"))
 }
 
 pub struct PeerClient {

@@ -41,6 +41,8 @@ pub struct Node {
     pub membership_changes: tokio::sync::Mutex<()>,
     /// What `/metrics` shows; fed by the RPC path and the Raft transport.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// This node's certificate and TLS configurations; `None` on an `--insecure` node.
+    pub tls: Option<std::sync::Arc<crate::security::NodeSecurity>>,
 }
 
 /// Where a request that needs the leader goes.
@@ -69,8 +71,10 @@ impl Node {
         state: SharedState,
         epoch: std::sync::Arc<crate::epoch::Epoch>,
         contacts: Contacts,
+        tls: Option<std::sync::Arc<crate::security::NodeSecurity>>,
     ) -> Self {
         Node {
+            tls,
             epoch,
             contacts,
             id: config.id,
@@ -94,9 +98,17 @@ impl Node {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = connect_lazy(addr, crate::network::source_ip(self.config.listen)).map_err(ApiError::Invalid)?;
+        let c = connect_lazy(addr, crate::network::source_ip(self.config.listen), self.client_tls())
+            .map_err(ApiError::Invalid)?;
         channels.insert(addr.to_string(), c.clone());
         Ok(c)
+    }
+
+    /// How this node connects to others: TLS with its certificate, or plain TCP.
+    pub fn client_tls(&self) -> flotilla_security::ClientTls {
+        self.tls
+            .as_ref()
+            .map_or(flotilla_security::ClientTls::Plain, |t| t.client_tls())
     }
 
     pub fn cluster_client(&self, addr: &str) -> Result<ClusterServiceClient<Channel>, ApiError> {
@@ -353,6 +365,7 @@ impl Node {
             epoch: self.epoch.get(),
             replication: crate::status::replication(&m, &self.contacts),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            cert_expires_at: self.tls.as_ref().map_or(0, |t| t.expires_at_ms()),
             ..Default::default()
         }
     }

@@ -1,6 +1,6 @@
 //! The one path of every leader-routed RPC. Each RPC is declared once ([`Routed`], the
-//! declarations are in `rpcs.rs`): its handler, whether it reads or writes, whether a
-//! retry is safe, and the role it needs. [`ClusterApi::route`] does the rest the same way
+//! declarations are in `rpcs.rs`): its handler, whether it reads or writes and whether a
+//! retry is safe (who may call it is in `auth::TABLE`, checked before it gets here). [`ClusterApi::route`] does the rest the same way
 //! for all of them: parse and check on the node asked, answer a stale read locally, else
 //! run on the leader (here, or forwarded once, with the retry rules of
 //! [`Node::on_leader`](crate::node::Node::on_leader)), and convert the error to a status.
@@ -15,20 +15,6 @@ use crate::cluster_service::ClusterApi;
 use crate::error::ApiError;
 use crate::node::Retry;
 
-/// What a caller must be allowed to do to call an RPC (enforced here once clients carry
-/// credentials; see DESIGN.md §10).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Reads the state.
-    Viewer,
-    /// Changes services and nodes' availability.
-    Operator,
-    /// Changes the membership, takes backups.
-    Admin,
-    /// Another node of the cluster (join).
-    Node,
-}
-
 /// How an RPC runs on the leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -42,7 +28,6 @@ pub enum Kind {
 pub trait Routed: ClusterRpc {
     /// The request checked and parsed: a bad request fails on the node asked.
     type Input: Send + Sync;
-    const ROLE: Role;
     const KIND: Kind;
 
     fn prepare(&self) -> Result<Self::Input, ApiError>;
@@ -69,9 +54,15 @@ pub fn forwarded<T>(req: &Request<T>) -> bool {
     req.metadata().contains_key(FORWARDED_HEADER)
 }
 
-fn forward<T>(msg: T) -> Request<T> {
+/// The request a follower sends its leader: marked forwarded, with the caller's own
+/// credential (the leader checks the caller, not the follower).
+fn forward<T>(msg: T, credential: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>) -> Request<T> {
     let mut r = Request::new(msg);
-    r.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
+    r.metadata_mut()
+        .insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+    if let Some(c) = credential {
+        r.metadata_mut().insert("authorization", c.clone());
+    }
     r
 }
 
@@ -79,17 +70,18 @@ impl ClusterApi {
     /// Serves one leader-routed RPC.
     pub async fn route<R: Routed>(&self, req: Request<R>) -> Result<Response<R::Reply>, Status> {
         let fwd = forwarded(&req);
+        let caller = crate::auth::caller(&req);
+        let credential = req.metadata().get("authorization").cloned();
         let msg = req.into_inner();
         let started = std::time::Instant::now();
-        let span =
-            tracing::debug_span!("rpc", method = R::METHOD, node = self.node.id, forwarded = fwd, role = ?R::ROLE);
+        let span = tracing::debug_span!("rpc", method = R::METHOD, node = self.node.id, forwarded = fwd);
         let answer = async move {
             let input = msg.prepare()?;
             let read = R::KIND == Kind::Read;
             if read && msg.stale() {
                 return Ok(Response::new(R::run(self, &input).await?));
             }
-            let (input, msg) = (&input, &msg);
+            let (input, msg, credential) = (&input, &msg, credential.as_ref());
             let reply = self
                 .node
                 .on_leader(
@@ -101,14 +93,14 @@ impl ClusterApi {
                         }
                         R::run(self, input).await
                     },
-                    |client| R::invoke(client, forward(msg.clone())),
+                    |client| R::invoke(client, forward(msg.clone(), credential)),
                 )
                 .await
                 .inspect_err(|e| tracing::debug!(error = %e, "rpc failed"))?;
             Ok(self.with_leader(reply))
         }
-        .instrument(span)
-        .await;
+        .instrument(span);
+        let answer = crate::auth::CALLER.scope(caller, answer).await;
         let code = answer.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
         self.node.metrics.observe_rpc(R::METHOD, code, started.elapsed());
         answer

@@ -14,7 +14,7 @@ use flotilla_types::{Availability, Command, NodeId, PutOutcome, Response as CmdR
 use crate::cluster_service::ClusterApi;
 use crate::error::ApiError;
 use crate::node::{now_ms, Retry};
-use crate::routed::{Kind, Role, Routed};
+use crate::routed::{Kind, Routed};
 
 fn parse_spec(document: &[u8]) -> Result<ServiceSpec, ApiError> {
     flotilla_proto::convert::parse_spec_document(document).map_err(|e| ApiError::Invalid(format!("invalid spec: {e}")))
@@ -32,7 +32,6 @@ pub fn service_not_found(name: &str) -> ApiError {
 
 impl Routed for ApplyRequest {
     type Input = ServiceSpec;
-    const ROLE: Role = Role::Operator;
     const KIND: Kind = Kind::Write;
     fn prepare(&self) -> Result<ServiceSpec, ApiError> {
         parse_spec(&self.spec_document)
@@ -91,7 +90,6 @@ impl Routed for ApplyRequest {
 
 impl Routed for DryRunRequest {
     type Input = ServiceSpec;
-    const ROLE: Role = Role::Viewer;
     /// On the leader after a read barrier: the preview starts from the current state.
     const KIND: Kind = Kind::Read;
     fn prepare(&self) -> Result<ServiceSpec, ApiError> {
@@ -104,7 +102,6 @@ impl Routed for DryRunRequest {
 
 impl Routed for DeleteServiceRequest {
     type Input = String;
-    const ROLE: Role = Role::Operator;
     const KIND: Kind = Kind::Write;
     fn prepare(&self) -> Result<String, ApiError> {
         Ok(self.name.clone())
@@ -129,7 +126,6 @@ impl Routed for DeleteServiceRequest {
 
 impl Routed for ScaleServiceRequest {
     type Input = Self;
-    const ROLE: Role = Role::Operator;
     const KIND: Kind = Kind::Write;
     fn prepare(&self) -> Result<Self, ApiError> {
         Ok(self.clone())
@@ -164,7 +160,6 @@ impl Routed for ScaleServiceRequest {
 
 impl Routed for GetServiceRequest {
     type Input = String;
-    const ROLE: Role = Role::Viewer;
     const KIND: Kind = Kind::Read;
     fn prepare(&self) -> Result<String, ApiError> {
         Ok(self.name.clone())
@@ -184,7 +179,6 @@ impl Routed for GetServiceRequest {
 
 impl Routed for ListServicesRequest {
     type Input = ();
-    const ROLE: Role = Role::Viewer;
     const KIND: Kind = Kind::Read;
     fn prepare(&self) -> Result<(), ApiError> {
         Ok(())
@@ -205,7 +199,6 @@ impl Routed for ListServicesRequest {
 impl Routed for ListTasksRequest {
     /// The service, or empty for all.
     type Input = String;
-    const ROLE: Role = Role::Viewer;
     const KIND: Kind = Kind::Read;
     fn prepare(&self) -> Result<String, ApiError> {
         Ok(self.service.clone())
@@ -236,7 +229,6 @@ impl Routed for ListTasksRequest {
 
 impl Routed for ListNodesRequest {
     type Input = ();
-    const ROLE: Role = Role::Viewer;
     const KIND: Kind = Kind::Read;
     fn prepare(&self) -> Result<(), ApiError> {
         Ok(())
@@ -259,7 +251,6 @@ impl Routed for ListNodesRequest {
 
 impl Routed for SetNodeAvailabilityRequest {
     type Input = (NodeId, Availability);
-    const ROLE: Role = Role::Operator;
     const KIND: Kind = Kind::Write;
     fn prepare(&self) -> Result<(NodeId, Availability), ApiError> {
         let availability = Availability::try_from(self.availability())
@@ -293,7 +284,6 @@ impl Routed for SetNodeAvailabilityRequest {
 
 impl Routed for JoinRequest {
     type Input = Self;
-    const ROLE: Role = Role::Node;
     const KIND: Kind = Kind::Write;
     fn prepare(&self) -> Result<Self, ApiError> {
         tracing::info!(id = self.id, addr = %self.address, fresh = self.fresh, "join request");
@@ -310,7 +300,6 @@ impl Routed for JoinRequest {
 
 impl Routed for RemoveNodeRequest {
     type Input = NodeId;
-    const ROLE: Role = Role::Admin;
     const KIND: Kind = Kind::Write;
     fn prepare(&self) -> Result<NodeId, ApiError> {
         Ok(self.id)
@@ -324,7 +313,6 @@ impl Routed for RemoveNodeRequest {
 
 impl Routed for SaveSnapshotRequest {
     type Input = ();
-    const ROLE: Role = Role::Admin;
     /// After the read barrier, everything acknowledged before the call is in the image.
     const KIND: Kind = Kind::Read;
     fn prepare(&self) -> Result<(), ApiError> {
@@ -339,7 +327,6 @@ impl Routed for SaveSnapshotRequest {
 
 impl Routed for RolloutRequest {
     type Input = String;
-    const ROLE: Role = Role::Viewer;
     const KIND: Kind = Kind::Read;
     fn prepare(&self) -> Result<String, ApiError> {
         Ok(self.name.clone())
@@ -354,7 +341,6 @@ impl Routed for RolloutRequest {
 
 impl Routed for RolloutHistoryRequest {
     type Input = String;
-    const ROLE: Role = Role::Viewer;
     const KIND: Kind = Kind::Read;
     fn prepare(&self) -> Result<String, ApiError> {
         Ok(self.name.clone())
@@ -369,7 +355,6 @@ impl Routed for RolloutHistoryRequest {
 
 impl Routed for RolloutControlRequest {
     type Input = (String, RolloutOp);
-    const ROLE: Role = Role::Operator;
     const KIND: Kind = Kind::Write;
     fn prepare(&self) -> Result<(String, RolloutOp), ApiError> {
         let op = RolloutOp::try_from(self)

@@ -71,4 +71,10 @@ cluster_rpcs! {
     JoinRequest => join -> JoinResponse;
     RemoveNodeRequest => remove_node -> RemoveNodeResponse;
     SaveSnapshotRequest => save_snapshot -> SaveSnapshotResponse;
+    IssueCertificateRequest => issue_certificate -> IssueCertificateResponse;
+    CreateTokenRequest => create_token -> CreateTokenResponse;
+    ListTokensRequest => list_tokens -> ListTokensResponse;
+    RevokeTokenRequest => revoke_token -> RevokeTokenResponse;
+    GetJoinTokenRequest => get_join_token -> JoinTokenResponse;
+    RotateJoinTokenRequest => rotate_join_token -> JoinTokenResponse;
 }

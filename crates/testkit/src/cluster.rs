@@ -8,12 +8,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::{MemberStatus, NodeStatusRequest};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tonic::transport::{Channel, Endpoint};
 
+use crate::creds::{ApiClient, Credentials};
 use crate::partition::Partitions;
 use crate::wait::wait_until_async;
 
@@ -82,6 +81,7 @@ pub struct ClusterBuilder {
     args: Vec<String>,
     driver: &'static str,
     distinct_ips: bool,
+    insecure: bool,
 }
 
 impl ClusterBuilder {
@@ -101,6 +101,13 @@ impl ClusterBuilder {
     /// to this cluster among those of this process (and most likely of others), instead
     /// of all on 127.0.0.1. Agents then connect to each other from their own address, so
     /// [`Cluster::isolate`] can cut one off.
+    /// Agents with `--insecure` (plain TCP, no credentials) and clients to match: only to
+    /// measure what TLS costs (`BENCH_INSECURE=1`).
+    pub fn insecure(mut self) -> Self {
+        self.insecure = true;
+        self
+    }
+
     pub fn distinct_ips(mut self) -> Self {
         self.distinct_ips = true;
         self
@@ -158,6 +165,11 @@ impl ClusterBuilder {
             );
             std::fs::create_dir_all(&dir).expect("node dir");
         }
+        let mut creds = Credentials::new(root.path(), &agents[&1].data_dir);
+        creds.insecure = self.insecure;
+        if self.insecure {
+            args.push("--insecure".into());
+        }
         let initial_peers = agents
             .values()
             .map(|a| format!("{}={}", a.id, a.addr))
@@ -170,6 +182,7 @@ impl ClusterBuilder {
             name,
             partitions: Partitions::new(),
             initial_peers,
+            creds,
         };
         for id in 1..=self.size {
             cluster.start_agent(id);
@@ -188,26 +201,22 @@ pub struct Cluster {
     partitions: Partitions,
     /// `--peers` of the agents the cluster started with.
     initial_peers: String,
+    /// The bootstrap token and the admin config.
+    pub creds: Credentials,
 }
 
 /// Set on every agent (and so inherited by the processes it starts) to find them again.
 const MARKER: &str = "FLOTILLA_TEST_CLUSTER";
 
-/// A client of the node at `addr`, with the API's message limits.
-pub(crate) async fn client_at(addr: &str) -> Option<ClusterServiceClient<Channel>> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .ok()?;
-    Some(flotilla_proto::cluster_client(channel))
+/// A client of the node at `addr` with the admin credentials (none before the first
+/// node wrote them).
+pub(crate) fn client_at(addr: &str, creds: &Credentials) -> ApiClient {
+    creds.client(addr)
 }
 
 /// The node at `addr`'s own view, or `None` when it does not answer within a second.
-pub(crate) async fn status_at(addr: &str) -> Option<MemberStatus> {
-    let mut c = client_at(addr).await?;
+pub(crate) async fn status_at(addr: &str, creds: &Credentials) -> Option<MemberStatus> {
+    let mut c = client_at(addr, creds);
     let r = tokio::time::timeout(Duration::from_secs(1), c.node_status(NodeStatusRequest {}))
         .await
         .ok()?
@@ -278,6 +287,7 @@ impl Cluster {
             args: Vec::new(),
             driver: "process",
             distinct_ips: false,
+            insecure: false,
         }
     }
 
@@ -365,8 +375,18 @@ impl Cluster {
             .arg("--metrics-listen")
             .arg(&a.metrics_addr);
         match &a.membership_args {
-            Some(args) => cmd.args(args),
-            None => cmd.arg("--peers").arg(&self.initial_peers),
+            Some(args) => {
+                if args.iter().any(|a| a == "--join") {
+                    cmd.arg("--token-file").arg(self.join_token());
+                }
+                cmd.args(args)
+            }
+            None if self.creds.insecure => cmd.arg("--peers").arg(&self.initial_peers),
+            None => cmd
+                .arg("--peers")
+                .arg(&self.initial_peers)
+                .arg("--token-file")
+                .arg(&self.creds.bootstrap),
         };
         cmd.args(&self.args)
             .env(
@@ -376,6 +396,19 @@ impl Cluster {
             .env(MARKER, &self.name)
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// A file with the cluster's join token (asked of the cluster with the admin config).
+    pub fn join_token(&self) -> PathBuf {
+        let path = self.root().join("join.token");
+        if !path.exists() {
+            let out = crate::wait::wait_until("the join token", Duration::from_secs(30), || {
+                let o = self.cli(&["token", "join"]);
+                o.status.success().then_some(o.stdout)
+            });
+            std::fs::write(&path, out).expect("write the join token");
+        }
+        path
     }
 
     /// Adds agent `id` (its own data dir and a free port on 127.0.0.1; not started) that
@@ -485,8 +518,9 @@ impl Cluster {
         std::fs::read_to_string(&self.agents[&id].log).unwrap_or_default()
     }
 
-    pub async fn client(&self, id: u64) -> Option<ClusterServiceClient<Channel>> {
-        client_at(&self.addr(id)).await
+    /// A client of agent `id` with the admin credentials.
+    pub async fn client(&self, id: u64) -> Option<ApiClient> {
+        Some(client_at(&self.addr(id), &self.creds))
     }
 
     /// Agent `id`'s own view, or `None` when it does not answer.
@@ -494,7 +528,7 @@ impl Cluster {
         if !self.agents[&id].is_running() || self.agents[&id].paused {
             return None;
         }
-        status_at(&self.addr(id)).await
+        status_at(&self.addr(id), &self.creds).await
     }
 
     /// Waits until every running agent agrees on one leader in one term; returns its id.
@@ -513,15 +547,17 @@ impl Cluster {
         wait_applied(id, index, timeout, || self.status(id)).await
     }
 
-    /// Runs the CLI with `--addr` set to `addrs`.
+    /// Runs the CLI with `--addr` set to `addrs`, as the admin (the config the first node
+    /// wrote).
     pub fn cli_at(&self, addrs: &str, args: &[&str]) -> Output {
-        Command::new(flotilla_bin())
-            .arg("--addr")
-            .arg(addrs)
-            .args(args)
-            .env_remove("FLOTILLA_ADDR")
-            .output()
-            .expect("run flotilla")
+        let mut cmd = Command::new(flotilla_bin());
+        cmd.arg("--addr").arg(addrs).env_remove("FLOTILLA_ADDR");
+        if self.creds.insecure {
+            cmd.arg("--insecure");
+        } else {
+            cmd.env("FLOTILLA_CONFIG", self.creds.config_path());
+        }
+        cmd.args(args).output().expect("run flotilla")
     }
 
     /// Runs the CLI against every running agent.

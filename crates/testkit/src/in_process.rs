@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use flotilla_executor::ProcessDriver;
 use flotilla_node::{NodeConfig, NodeError, RaftTuning};
-use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::MemberStatus;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
 use crate::cluster::{client_at, status_at, wait_applied, wait_for_leader};
+use crate::creds::{ApiClient, Credentials};
 use crate::partition::Partitions;
 
 /// A running node: its shutdown signal and its task.
@@ -40,6 +39,7 @@ pub struct InProcessCluster {
     raft: RaftTuning,
     name: String,
     partitions: Partitions,
+    pub creds: Credentials,
 }
 
 fn free_addr(ip: IpAddr) -> SocketAddr {
@@ -89,7 +89,9 @@ impl InProcessCluster {
             .collect();
         let peers = nodes.iter().map(|(id, n)| (*id, n.addr.to_string())).collect();
         let name = format!("inproc{}-{}", std::process::id(), salt % 100_000);
+        let creds = Credentials::new(root.path(), &nodes[&1].data_dir);
         let mut cluster = InProcessCluster {
+            creds,
             _root: root,
             nodes,
             peers,
@@ -137,6 +139,9 @@ impl InProcessCluster {
             force_new_cluster: false,
             keep_completed: flotilla_executor::task_loop::KEEP_COMPLETED,
             metrics_listen: None,
+            insecure: false,
+            token: std::fs::read_to_string(&self.creds.bootstrap).ok(),
+            cert_lifetime: flotilla_node::security::DEFAULT_CERT_LIFETIME,
         }
     }
 
@@ -166,8 +171,9 @@ impl InProcessCluster {
         }
     }
 
-    pub async fn client(&self, id: u64) -> Option<ClusterServiceClient<Channel>> {
-        client_at(&self.addr(id)).await
+    /// A client of node `id` with the admin credentials.
+    pub async fn client(&self, id: u64) -> Option<ApiClient> {
+        Some(client_at(&self.addr(id), &self.creds))
     }
 
     /// Node `id`'s own view, or `None` when it does not answer.
@@ -175,7 +181,7 @@ impl InProcessCluster {
         if !self.is_running(id) {
             return None;
         }
-        status_at(&self.addr(id)).await
+        status_at(&self.addr(id), &self.creds).await
     }
 
     /// Waits until every running node agrees on one leader in one term; returns its id.

@@ -5,6 +5,7 @@
 //! own process over real loopback gRPC). Tests talk to nodes only over gRPC or the CLI.
 
 mod cluster;
+pub mod creds;
 pub mod docker;
 pub mod faulty;
 mod http;
@@ -13,7 +14,9 @@ pub mod partition;
 mod wait;
 
 pub use cluster::{flotilla_bin, wait_child, Agent, Cluster, ClusterBuilder};
+pub use creds::{api_client, api_client_now, Access, ApiClient, Credentials};
 pub use flotilla_node::RaftTuning;
+pub use flotilla_security::config::ClientConfigFile;
 pub use http::http_get;
 pub use in_process::InProcessCluster;
 pub use wait::{wait_until, wait_until_async};

@@ -70,6 +70,13 @@ pub enum Command {
         id: NodeId,
         at: Millis,
     },
+    /// The cluster's CA, join secret and client tokens (`flotilla token …`).
+    Security {
+        op: crate::security::SecurityOp,
+        /// The token (by name) that asked for it; empty for a node's own.
+        by: String,
+        at: Millis,
+    },
 }
 
 impl Command {
@@ -87,6 +94,7 @@ impl Command {
             Command::Rollout { .. } => "rollout",
             Command::Batch(_) => "batch",
             Command::RemoveNode { .. } => "remove_node",
+            Command::Security { .. } => "security",
         }
     }
 }
@@ -135,6 +143,8 @@ pub enum Response {
         name: String,
         version: u64,
     },
+    /// A change to the security state took effect.
+    Security,
     /// One response per command of a `Command::Batch`, in order.
     Batch(Vec<Response>),
     Error(CommandError),

@@ -49,4 +49,9 @@ pub enum CommandError {
     VersionNotFound { name: String, version: u64, kept: String },
     #[error("node id {id} was removed from this cluster and cannot be reused; pick a new id")]
     NodeRemoved { id: u64 },
+    #[error("token {name:?} not found")]
+    TokenNotFound { name: String },
+    /// A security change that does not fit the state (a second CA, a name in use).
+    #[error("{reason}")]
+    Security { reason: String },
 }

@@ -138,6 +138,31 @@ fn single_event(index: u64, cmd: &Command, resp: &Response, after: &State) -> Op
             };
             Some(ev(index, *at, kind, name.clone(), message))
         }
+        (Command::Security { op, by, at }, Response::Security) => {
+            use crate::security::SecurityOp;
+            let by = if by.is_empty() {
+                String::new()
+            } else {
+                format!(" by token {by:?}")
+            };
+            let (kind, object, message) = match op {
+                SecurityOp::Init(s) => (
+                    "ca.created",
+                    "ca".to_string(),
+                    format!("cluster {} CA created", s.cluster_id),
+                ),
+                SecurityOp::CreateToken { name, token } => (
+                    "token.created",
+                    format!("token/{name}"),
+                    format!("{} token created{by}", token.role),
+                ),
+                SecurityOp::RevokeToken { name } => ("token.revoked", format!("token/{name}"), format!("revoked{by}")),
+                SecurityOp::RotateJoin { .. } => {
+                    ("token.join-rotated", "join-token".to_string(), format!("rotated{by}"))
+                }
+            };
+            Some(ev(index, *at, kind, object, message))
+        }
         _ => None,
     }
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod model;
 pub mod rollout;
+pub mod security;
 pub mod spec;
 pub mod state;
 mod state_members;
@@ -25,6 +26,7 @@ pub use model::{
     TaskId, TaskReport, TaskState,
 };
 pub use rollout::{Batch, Revision, Rollout, RolloutChange, RolloutOp, RolloutPhase};
+pub use security::{ClientRole, ClientToken, Security, SecurityOp};
 pub use spec::{Constraint, ConstraintOp};
 pub use spec::{
     HealthCheck, HealthCheckKind, Placement, Port, Protocol, Resources, RestartCondition, RestartPolicy, ServiceSpec,

@@ -53,6 +53,10 @@ pub struct State {
     /// members of an older incarnation are refused instead of merged.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub epoch: u64,
+    /// The CA, join secret and client tokens; `None` in a cluster made before TLS (or
+    /// an `--insecure` one) until a node creates them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<crate::security::Security>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -75,7 +79,34 @@ impl State {
             Command::Rollout { name, op, at } => self.rollout_op(name, op, *at),
             Command::Batch(cmds) => Response::Batch(cmds.iter().map(|c| self.apply(c)).collect()),
             Command::RemoveNode { id, at } => self.remove_node(*id, *at),
+            Command::Security { op, at, .. } => self.security_op(op, *at),
         }
+    }
+
+    fn security_op(&mut self, op: &crate::security::SecurityOp, at: Millis) -> Response {
+        use crate::security::SecurityOp;
+        let refuse = |reason: &str| Response::Error(CommandError::Security { reason: reason.into() });
+        match (op, self.security.as_mut()) {
+            (SecurityOp::Init(s), None) => self.security = Some(s.clone()),
+            (SecurityOp::Init(_), Some(_)) => return refuse("the cluster already has a CA"),
+            (_, None) => return refuse("the cluster has no CA yet (an --insecure cluster has no tokens)"),
+            (SecurityOp::CreateToken { name, token }, Some(sec)) => {
+                if sec.tokens.get(name).is_some_and(|t| t.revoked_at.is_none()) {
+                    return refuse(&format!(
+                        "a token named {name:?} exists; revoke it first or pick another name"
+                    ));
+                }
+                sec.tokens.insert(name.clone(), token.clone());
+            }
+            (SecurityOp::RevokeToken { name }, Some(sec)) => match sec.tokens.get_mut(name) {
+                Some(t) => {
+                    t.revoked_at.get_or_insert(at);
+                }
+                None => return Response::Error(CommandError::TokenNotFound { name: name.clone() }),
+            },
+            (SecurityOp::RotateJoin { secret }, Some(sec)) => sec.join_secret = secret.clone(),
+        }
+        Response::Security
     }
 
     fn put_service(&mut self, spec: &ServiceSpec, at: Millis) -> Response {

@@ -12,9 +12,10 @@ use super::history::{Entry, Op, Outcome, Ret};
 /// The final state of one service, read linearizably through any node.
 pub async fn final_read(cluster: &Cluster, service: &str, deadline: Duration) -> Option<Ret> {
     let start = Instant::now();
+    let config = cluster.creds.config()?;
     while start.elapsed() < deadline {
         for id in cluster.ids() {
-            if let Outcome::Ok(r) = client::call(&cluster.addr(id), service, &Op::Get).await {
+            if let Outcome::Ok(r) = client::call(&cluster.addr(id), &config, service, &Op::Get).await {
                 return Some(r);
             }
         }
@@ -138,8 +139,11 @@ pub async fn converge(
 
 async fn converged(cluster: &Cluster, finals: &BTreeMap<String, Ret>, with_docker: bool) -> Vec<String> {
     let mut tasks = None;
+    let Some(config) = cluster.creds.config() else {
+        return vec!["no admin config".into()];
+    };
     for id in cluster.ids() {
-        if let Ok(mut c) = client::connect(&cluster.addr(id)).await {
+        if let Ok(mut c) = client::connect(&cluster.addr(id), &config).await {
             let req = ListTasksRequest {
                 service: String::new(),
                 stale: false,

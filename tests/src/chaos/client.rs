@@ -5,13 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flotilla_proto::v1::cluster_service_client::ClusterServiceClient;
 use flotilla_proto::v1::{
     ApplyOutcome, ApplyRequest, DeleteServiceRequest, GetServiceRequest, ScaleServiceRequest, ServiceInfo,
 };
+use flotilla_testkit::{api_client_now, ApiClient, ClientConfigFile};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use super::history::{Entry, Op, Outcome, Ret};
@@ -32,13 +31,13 @@ pub fn spec(service: &str, value: &str, replicas: u32) -> String {
     )
 }
 
-pub async fn connect(addr: &str) -> Result<ClusterServiceClient<Channel>, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CALL_TIMEOUT);
-    match tokio::time::timeout(CONNECT_TIMEOUT * 2, endpoint.connect()).await {
-        Ok(Ok(ch)) => Ok(ClusterServiceClient::new(ch)),
+/// A client of `addr` with the cluster's admin credentials, connected now (TLS included).
+pub async fn connect(addr: &str, config: &ClientConfigFile) -> Result<ApiClient, String> {
+    let connect = api_client_now(addr, Some(config), |e| {
+        e.connect_timeout(CONNECT_TIMEOUT).timeout(CALL_TIMEOUT)
+    });
+    match tokio::time::timeout(CONNECT_TIMEOUT * 2, connect).await {
+        Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(format!("connect: {e}")),
         Err(_) => Err("connect: timed out".into()),
     }
@@ -52,6 +51,7 @@ pub async fn run(
     services: Vec<String>,
     start: Instant,
     stop: Arc<AtomicBool>,
+    config: Arc<ClientConfigFile>,
 ) -> Vec<Entry> {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(id as u64));
     let mut history = Vec::new();
@@ -74,7 +74,7 @@ pub async fn run(
         };
         let addr = &addrs[rng.random_range(0..addrs.len())];
         let invoke = start.elapsed().as_nanos() as u64;
-        let outcome = call(addr, &service, &op).await;
+        let outcome = call(addr, &config, &service, &op).await;
         history.push(Entry {
             client: id,
             service,
@@ -89,8 +89,8 @@ pub async fn run(
 }
 
 /// One operation through node `addr`.
-pub async fn call(addr: &str, service: &str, op: &Op) -> Outcome {
-    let mut c = match connect(addr).await {
+pub async fn call(addr: &str, config: &ClientConfigFile, service: &str, op: &Op) -> Outcome {
+    let mut c = match connect(addr, config).await {
         Ok(c) => c,
         Err(e) => return Outcome::Fail(e),
     };

@@ -88,6 +88,12 @@ pub async fn run(cfg: &Config) -> Report {
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let addrs: Vec<String> = cluster.ids().iter().map(|id| cluster.addr(*id)).collect();
+    let config = Arc::new(
+        cluster
+            .creds
+            .config()
+            .expect("the admin config, written before the leader"),
+    );
     let clients: Vec<_> = (0..cfg.clients)
         .map(|id| {
             tokio::spawn(client::run(
@@ -97,6 +103,7 @@ pub async fn run(cfg: &Config) -> Report {
                 cfg.services.clone(),
                 start,
                 stop.clone(),
+                config.clone(),
             ))
         })
         .collect();

@@ -9,6 +9,7 @@ mod nodes;
 mod rollout;
 mod snapshot;
 mod tasks;
+mod tokens;
 mod wait;
 mod watch;
 
@@ -28,7 +29,16 @@ use crate::verbs::watch::Listing;
 const LONG_CALL: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
-    let client = Client::new(&global.addr, global.call_timeout())?;
+    // Verbs that never talk to the cluster need no client config.
+    match verb {
+        Verb::Completion { shell } => return misc::completion(shell),
+        Verb::Docs => return misc::docs(),
+        Verb::Token {
+            what: crate::args::TokenWhat::Generate,
+        } => return tokens::generate(global.output),
+        _ => {}
+    }
+    let client = Client::new(global, global.call_timeout())?;
     let out = global.output;
     let quiet = global.quiet;
     // `get … -w -o json`: one object per line, per change.
@@ -107,13 +117,14 @@ pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
             what: crate::args::NodeWhat::Remove { id },
         } => {
             // Removal drains a live node first (up to a minute on the leader).
-            let client = Client::new(&global.addr, global.timeout.unwrap_or(LONG_CALL))?;
+            let client = Client::new(global, global.timeout.unwrap_or(LONG_CALL))?;
             members::remove(&client, out, id).await
         }
         Verb::Node { what } => nodes::set_availability(&client, out, what).await,
         Verb::Rollout { what } => rollout::run(&client, out, what).await,
+        Verb::Token { what } => tokens::run(&client, out, what).await,
         Verb::Snapshot { what } => {
-            let client = Client::new(&global.addr, global.timeout.unwrap_or(LONG_CALL))?;
+            let client = Client::new(global, global.timeout.unwrap_or(LONG_CALL))?;
             snapshot::run(&client, out, what).await
         }
         Verb::Logs {
@@ -394,6 +405,9 @@ struct MemberView {
     lag: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_contact_ms: Option<u64>,
+    /// When the member's node certificate expires (Unix ms); absent on `--insecure`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert_expires_at: Option<u64>,
 }
 
 impl From<&MemberStatus> for MemberView {
@@ -417,8 +431,17 @@ impl From<&MemberStatus> for MemberView {
             match_index: m.match_index,
             lag: m.lag,
             last_contact_ms: (m.last_contact_ms > 0).then_some(m.last_contact_ms),
+            cert_expires_at: (m.cert_expires_at > 0).then_some(m.cert_expires_at),
         }
     }
+}
+
+/// "in 89d", "in 5h" (or "expired") for a time `at` (Unix ms) after `now`.
+pub fn expires_in(at: u64, now: u64) -> String {
+    if at <= now {
+        return "expired".into();
+    }
+    format!("in {}", age(now, at))
 }
 
 async fn cluster_status(client: &Client, out: Format) -> Result<(), CliError> {
@@ -474,6 +497,11 @@ async fn cluster_status(client: &Client, out: Format) -> Result<(), CliError> {
                         Some(ms) => format!("{ms}ms ago"),
                         None => "never".into(),
                     },
+                    match m.cert_expires_at {
+                        Some(at) => expires_in(at, now_ms()),
+                        None if m.reachable => "no TLS".into(),
+                        None => "-".into(),
+                    },
                     m.error.clone(),
                 ]
             })
@@ -492,6 +520,7 @@ async fn cluster_status(client: &Client, out: Format) -> Result<(), CliError> {
                 "MATCH",
                 "LAG",
                 "LAST CONTACT",
+                "CERT EXPIRES",
                 "ERROR",
             ],
             &rows,

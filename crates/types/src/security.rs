@@ -1,0 +1,109 @@
+//! The cluster's security state, replicated like the rest: its CA (key included, so every
+//! member can sign), the join secret and the client tokens (hashed). Every random value
+//! is made by the node that proposes the command: applying stays deterministic.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Millis;
+
+/// What a client token may do; each role can do what the ones before it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientRole {
+    /// Reads the state (env values redacted).
+    Viewer,
+    /// Changes services and nodes' availability, reads logs.
+    Operator,
+    /// Changes the membership, takes snapshots, manages tokens and the CA.
+    Admin,
+}
+
+impl ClientRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientRole::Viewer => "viewer",
+            ClientRole::Operator => "operator",
+            ClientRole::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ClientRole> {
+        match s {
+            "viewer" => Some(ClientRole::Viewer),
+            "operator" => Some(ClientRole::Operator),
+            "admin" => Some(ClientRole::Admin),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A client token as the cluster keeps it: found by `id`, checked against `hash` (the
+/// SHA-256 of its secret; the secret itself is shown once, at creation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientToken {
+    pub id: String,
+    pub hash: String,
+    pub role: ClientRole,
+    pub created_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Millis>,
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    /// Names the cluster in every certificate.
+    pub cluster_id: String,
+    pub ca_cert: String,
+    pub ca_key: String,
+    /// What a join token's secret must be (`flotilla token join`, `token rotate-join`).
+    pub join_secret: String,
+    /// Client tokens by name.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, ClientToken>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("cluster_id", &self.cluster_id)
+            .field("tokens", &self.tokens.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Security {
+    /// The token with this id, with its name.
+    pub fn token_by_id(&self, id: &str) -> Option<(&str, &ClientToken)> {
+        self.tokens
+            .iter()
+            .find(|(_, t)| t.id == id)
+            .map(|(n, t)| (n.as_str(), t))
+    }
+}
+
+/// A change to the security state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecurityOp {
+    /// The CA and the first admin token, once per cluster.
+    Init(Security),
+    CreateToken {
+        name: String,
+        token: ClientToken,
+    },
+    RevokeToken {
+        name: String,
+    },
+    RotateJoin {
+        secret: String,
+    },
+}
