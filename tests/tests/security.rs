@@ -581,3 +581,102 @@ async fn an_agent_without_tls_material_or_on_a_public_address_with_insecure_refu
         text(&o)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_env_values_redacted() {
+    let cluster = Cluster::start(1);
+    cluster.wait_for_leader(T).await;
+    let file = cluster.write_file(
+        "secret.yaml",
+        "name: web\nimage: x\ncommand: [\"sleep\", \"600\"]\nreplicas: 0\nenv: {PASSWORD: hunter2}\n",
+    );
+    ok(cluster.cli(&["apply", "-f", file.to_str().expect("utf-8")]));
+    let admin = ok(cluster.cli(&["get", "service", "web", "-o", "json"]));
+    assert!(admin.contains("hunter2"), "{admin}");
+    let viewer = token_config(&cluster, "viewer", &[]);
+    for args in [
+        &["get", "service", "web", "-o", "json"][..],
+        &["get", "services", "-o", "yaml"][..],
+        &["rollout", "history", "web", "-o", "json"][..],
+        &["describe", "service", "web"][..],
+    ] {
+        let shown = ok(cli_with(&cluster, Some(&viewer), args));
+        assert!(!shown.contains("hunter2"), "{args:?}: {shown}");
+    }
+    let shown = ok(cli_with(&cluster, Some(&viewer), &["get", "service", "web", "-o", "json"]));
+    assert!(shown.contains("(redacted)"), "{shown}");
+    cluster.cleanup_workloads();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_malformed_inputs_get_a_clear_error_and_the_node_stays_up() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(T).await;
+    let other = cluster.ids().into_iter().find(|id| *id != leader).expect("follower");
+    let mut api = cluster.client(leader).await.expect("client");
+
+    // A spec document over the 1 MiB limit: refused before it is parsed.
+    let big = format!("name: big\nimage: x\nreplicas: 0\nenv: {{X: \"{}\"}}\n", "a".repeat(2 << 20));
+    let s = api
+        .apply(ApplyRequest {
+            spec_document: big.into_bytes(),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("the limit is 1048576"), "{s:?}");
+
+    // A digest far beyond the log, and events after the last possible index.
+    let s = api
+        .state_digest(flotilla_proto::v1::StateDigestRequest { index: u64::MAX })
+        .await
+        .expect_err("refused");
+    assert_eq!(s.code(), tonic::Code::OutOfRange, "{s:?}");
+    let events = api
+        .events(flotilla_proto::v1::EventsRequest {
+            since: u64::MAX,
+            follow: false,
+        })
+        .await;
+    assert!(events.is_ok(), "{events:?}");
+
+    // A snapshot stream longer than its header says, from a member's certificate.
+    let vote = openraft::Vote::<u64>::new(1, other);
+    let meta = flotilla_raft_types::SnapshotMeta {
+        last_log_id: None,
+        last_membership: Default::default(),
+        snapshot_id: "forged".into(),
+    };
+    let chunks = vec![
+        SnapshotChunk {
+            kind: Some(snapshot_chunk::Kind::Header(SnapshotHeader {
+                vote: flotilla_raft_types::wire::encode(&vote),
+                meta: flotilla_raft_types::wire::encode(&meta),
+                total_bytes: 10,
+            })),
+        },
+        SnapshotChunk {
+            kind: Some(snapshot_chunk::Kind::Data(vec![0; 1 << 20])),
+        },
+    ];
+    let mut raft = RaftServiceClient::new(channel_as(&cluster.addr(leader), &stolen(&cluster, other)).await);
+    let s = raft
+        .install_snapshot(futures_stream(chunks))
+        .await
+        .expect_err("refused");
+    assert!(s.message().contains("longer than its header"), "{s:?}");
+
+    // Every node is still up and the cluster takes writes.
+    ok(cluster.cli(&["apply", "-f", &spec(&cluster, "after")]));
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(cluster.cli(&["cluster", "status", "-o", "json"]))).expect("json");
+    assert!(
+        status["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .all(|m| m["reachable"] == true),
+        "{status}"
+    );
+    cluster.cleanup_workloads();
+}

@@ -114,6 +114,29 @@ pub fn current() -> Caller {
     CALLER.try_with(Caller::clone).unwrap_or_default()
 }
 
+/// What `value` an env variable shows a viewer.
+pub const REDACTED: &str = "(redacted)";
+
+/// A spec as the caller of this routed RPC may see it: a viewer gets the env values
+/// replaced by [`REDACTED`] (they often hold secrets); everyone else the spec as stored.
+pub fn spec_document(spec: &flotilla_types::ServiceSpec) -> Vec<u8> {
+    let viewer = current().token.is_some_and(|(_, role)| role == ClientRole::Viewer);
+    if viewer && !spec.env.is_empty() {
+        let mut shown = spec.clone();
+        shown.env.values_mut().for_each(|v| *v = REDACTED.to_string());
+        return flotilla_proto::convert::spec_document(&shown);
+    }
+    flotilla_proto::convert::spec_document(spec)
+}
+
+/// A service as the caller may see it (see [`spec_document`]).
+pub fn service_info(s: &flotilla_types::Service) -> flotilla_proto::v1::ServiceInfo {
+    flotilla_proto::v1::ServiceInfo {
+        spec_document: spec_document(&s.spec),
+        ..flotilla_proto::v1::ServiceInfo::from(s)
+    }
+}
+
 /// The caller of a request (a default, empty one on an `--insecure` node).
 pub fn caller<T>(req: &tonic::Request<T>) -> Caller {
     req.extensions().get::<Caller>().cloned().unwrap_or_default()

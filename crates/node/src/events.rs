@@ -99,7 +99,7 @@ pub fn dry_run(node: &Node, spec: &ServiceSpec) -> DryRunResponse {
     let current = state
         .services
         .get(&spec.name)
-        .map(|s| flotilla_proto::convert::spec_document(&s.spec))
+        .map(|s| crate::auth::spec_document(&s.spec))
         .unwrap_or_default();
     let at = now_ms();
     let response = state.apply(&Command::PutService { spec: spec.clone(), at });

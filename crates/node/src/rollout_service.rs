@@ -1,7 +1,6 @@
 //! What the rollout RPCs answer (declared in `rpcs.rs`): a service's rollout report and its
 //! stored versions, from this node's replica.
 
-use flotilla_proto::convert::spec_document;
 use flotilla_proto::v1::{
     self, BatchState, FailureAction, RevisionInfo, RolloutBatch, RolloutHistoryResponse, RolloutInfo, RolloutPhase,
     UpdateOrder,
@@ -40,7 +39,7 @@ impl ClusterApi {
                     template_version: r.template_version,
                     change: r.change.clone(),
                     at_ms: r.at,
-                    spec_document: spec_document(&r.spec),
+                    spec_document: crate::auth::spec_document(&r.spec),
                 })
                 .collect(),
         })

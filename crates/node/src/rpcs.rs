@@ -16,7 +16,15 @@ use crate::error::ApiError;
 use crate::node::{now_ms, Retry};
 use crate::routed::{Kind, Routed};
 
+/// Parses a spec document, refusing one over the spec size limit before any parsing.
 fn parse_spec(document: &[u8]) -> Result<ServiceSpec, ApiError> {
+    let limit = flotilla_types::MAX_SPEC_BYTES;
+    if document.len() > limit {
+        return Err(ApiError::Invalid(format!(
+            "invalid spec: the document is {} bytes; the limit is {limit}",
+            document.len()
+        )));
+    }
     flotilla_proto::convert::parse_spec_document(document).map_err(|e| ApiError::Invalid(format!("invalid spec: {e}")))
 }
 
@@ -172,7 +180,7 @@ impl Routed for GetServiceRequest {
         sm.state
             .services
             .get(name)
-            .map(ServiceInfo::from)
+            .map(crate::auth::service_info)
             .ok_or_else(|| service_not_found(name))
     }
 }
@@ -189,7 +197,7 @@ impl Routed for ListServicesRequest {
     async fn run(api: &ClusterApi, _: &()) -> Result<ListServicesResponse, ApiError> {
         let sm = api.node.state.read();
         Ok(ListServicesResponse {
-            services: sm.state.services.values().map(ServiceInfo::from).collect(),
+            services: sm.state.services.values().map(crate::auth::service_info).collect(),
             node_id: api.node.id,
             applied_index: sm.last_applied.map_or(0, |l| l.index),
         })

@@ -13,8 +13,19 @@ const DIGEST_WAIT: Duration = Duration::from_secs(3);
 /// Tries when writes keep moving the applied index.
 const ATTEMPTS: usize = 10;
 
+/// How far past this node's last log entry a digest may be asked for: a waiter is kept
+/// until the index is applied, so an index far in the future is refused instead.
+const DIGEST_AHEAD: u64 = 10_000;
+
 /// This node's digest exactly at `index`.
 pub async fn local(node: &Node, index: u64) -> Result<StateDigestResponse, ApiError> {
+    let last = node.raft.metrics().borrow().last_log_index.unwrap_or(0);
+    if index > last.saturating_add(DIGEST_AHEAD) {
+        return Err(ApiError::OutOfRange(format!(
+            "index {index} is far past node {}'s last log entry {last}",
+            node.id
+        )));
+    }
     match tokio::time::timeout(DIGEST_WAIT, node.state.digest_at(index)).await {
         Ok(Ok(digest)) => Ok(StateDigestResponse {
             node_id: node.id,

@@ -120,7 +120,7 @@ impl SharedState {
         let log = self.events.lock().expect("event log poisoned");
         let rx = self.event_tx.subscribe();
         if let Some(oldest) = log.front() {
-            if since > 0 && log.len() == EVENTS_KEPT && oldest.index > since + 1 {
+            if since > 0 && log.len() == EVENTS_KEPT && oldest.index > since.saturating_add(1) {
                 return Err(oldest.index);
             }
         }

@@ -33,7 +33,7 @@ pub use spec::{
 };
 pub use state::{Service, State};
 pub use update::{FailureAction, Ratio, UpdateOrder, UpdatePolicy};
-pub use validate::{validate_dns_label, MIN_CPU_MILLIS, MIN_MEMORY_MB};
+pub use validate::{validate_dns_label, MAX_SPEC_BYTES, MIN_CPU_MILLIS, MIN_MEMORY_MB};
 
 /// Node ids are chosen by the operator (`--id N`) and never reused.
 pub type NodeId = u64;
