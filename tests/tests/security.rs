@@ -603,7 +603,11 @@ async fn a_viewer_sees_env_values_redacted() {
         let shown = ok(cli_with(&cluster, Some(&viewer), args));
         assert!(!shown.contains("hunter2"), "{args:?}: {shown}");
     }
-    let shown = ok(cli_with(&cluster, Some(&viewer), &["get", "service", "web", "-o", "json"]));
+    let shown = ok(cli_with(
+        &cluster,
+        Some(&viewer),
+        &["get", "service", "web", "-o", "json"],
+    ));
     assert!(shown.contains("(redacted)"), "{shown}");
     cluster.cleanup_workloads();
 }
@@ -616,7 +620,10 @@ async fn oversized_and_malformed_inputs_get_a_clear_error_and_the_node_stays_up(
     let mut api = cluster.client(leader).await.expect("client");
 
     // A spec document over the 1 MiB limit: refused before it is parsed.
-    let big = format!("name: big\nimage: x\nreplicas: 0\nenv: {{X: \"{}\"}}\n", "a".repeat(2 << 20));
+    let big = format!(
+        "name: big\nimage: x\nreplicas: 0\nenv: {{X: \"{}\"}}\n",
+        "a".repeat(2 << 20)
+    );
     let s = api
         .apply(ApplyRequest {
             spec_document: big.into_bytes(),
@@ -625,6 +632,15 @@ async fn oversized_and_malformed_inputs_get_a_clear_error_and_the_node_stays_up(
         .expect_err("refused");
     assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
     assert!(s.message().contains("the limit is 1048576"), "{s:?}");
+
+    // A request over the client API's 4 MiB: refused before it is decoded.
+    let huge = vec![b'x'; 5 << 20];
+    let s = api
+        .apply(ApplyRequest { spec_document: huge })
+        .await
+        .expect_err("refused");
+    assert_eq!(s.code(), tonic::Code::OutOfRange, "{s:?}");
+    assert!(s.message().contains("the limit is: 4194304 bytes"), "{s:?}");
 
     // A digest far beyond the log, and events after the last possible index.
     let s = api

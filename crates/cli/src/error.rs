@@ -43,6 +43,10 @@ impl CliError {
             ),
             tonic::Code::InvalidArgument => CliError::Failed(msg),
             tonic::Code::ResourceExhausted => CliError::Failed(format!("request too large: {msg}")),
+            // tonic's answer to a message over the receiver's limit.
+            tonic::Code::OutOfRange if msg.contains("message length too large") => {
+                CliError::Failed(format!("request too large: {msg}"))
+            }
             _ => CliError::Failed(msg),
         }
     }

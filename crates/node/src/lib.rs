@@ -53,7 +53,12 @@ const FENCED_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a fenced node waits for its executor to stop its tasks before it exits.
 const FENCED_STOP: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub use flotilla_proto::MAX_API_MESSAGE;
+pub use flotilla_proto::{MAX_API_MESSAGE, MAX_API_REQUEST};
+
+/// Requests one connection may have in progress at once; more wait (HTTP/2 flow control).
+const MAX_CONCURRENT_PER_CONNECTION: usize = 256;
+/// Largest agent-to-agent request (a node's task reports).
+const MAX_AGENT_MESSAGE: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -276,21 +281,24 @@ async fn serve(
 ) -> Result<(), NodeError> {
     let fence = node.fence().clone();
     let raft = raft_service::RaftServer::new(&node);
+    // Bounds (docs/SECURITY.md): in-flight requests per connection, and each service's
+    // largest request, checked by tonic before a message is decoded.
     let router = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(MAX_CONCURRENT_PER_CONNECTION)
+        .max_concurrent_streams(Some(MAX_CONCURRENT_PER_CONNECTION as u32))
         .layer(auth::AuthLayer { node: node.clone() })
         .add_service(
             RaftServiceServer::new(raft)
                 .max_decoding_message_size(network::MAX_RAFT_MESSAGE)
                 .max_encoding_message_size(network::MAX_RAFT_MESSAGE),
         )
-        .add_service(AgentServiceServer::new(agent_service::AgentApi::new(
-            node.clone(),
-            control,
-            driver.clone(),
-        )))
+        .add_service(
+            AgentServiceServer::new(agent_service::AgentApi::new(node.clone(), control, driver.clone()))
+                .max_decoding_message_size(MAX_AGENT_MESSAGE),
+        )
         .add_service(
             ClusterServiceServer::new(cluster_service::ClusterApi::new(node.clone(), driver))
-                .max_decoding_message_size(MAX_API_MESSAGE)
+                .max_decoding_message_size(MAX_API_REQUEST)
                 .max_encoding_message_size(MAX_API_MESSAGE),
         );
     let serve = async move {

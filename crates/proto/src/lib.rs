@@ -10,7 +10,7 @@ pub mod v1 {
     tonic::include_proto!("flotilla.v1");
 }
 
-pub use rpc::{cluster_client, ClusterRpc, RpcFuture, MAX_API_MESSAGE};
+pub use rpc::{cluster_client, ClusterRpc, RpcFuture, MAX_API_MESSAGE, MAX_API_REQUEST};
 pub use v1::*;
 
 /// gRPC metadata key set on requests a follower forwards to the leader, so a request is

@@ -16,6 +16,10 @@ use crate::v1::*;
 /// many services is larger).
 pub const MAX_API_MESSAGE: usize = 64 << 20;
 
+/// Largest request a node accepts on the client API: a request carries at most one spec
+/// (1 MiB) and a few names; only answers (lists) are bigger.
+pub const MAX_API_REQUEST: usize = 4 << 20;
+
 /// A `ClusterService` client with the API's message limits.
 pub fn cluster_client(channel: Channel) -> ClusterServiceClient<Channel> {
     ClusterServiceClient::new(channel)
