@@ -265,10 +265,25 @@ async fn roles_limit_what_a_token_can_do_and_a_forwarded_call_is_checked_for_its
     ok(through(&operator, &["scale", "web", "0"]));
     refused(&through(&viewer, &["scale", "web", "2"]), "viewer");
 
-    // The events name the token that made a token change.
+    // Every client write's event names the token that made it.
     let events = ok(cluster.cli(&["events", "-o", "json"]));
     assert!(events.contains("token.created"), "{events}");
-    assert!(events.contains("by token \\\"admin\\\""), "{events}");
+    assert!(
+        events.contains("viewer token created by token \\\"admin\\\""),
+        "{events}"
+    );
+    assert!(
+        events.contains("scaled to 1 (version 2) (by token \\\"ops\\\")"),
+        "{events}"
+    );
+    assert!(
+        events.contains("scaled to 0 (version 3) (by token \\\"ops\\\")"),
+        "{events}"
+    );
+    assert!(
+        events.contains("created at version 1 (by token \\\"admin\\\")"),
+        "{events}"
+    );
     cluster.cleanup_workloads();
 }
 
@@ -447,6 +462,30 @@ async fn a_node_joins_with_the_join_token_and_a_wrong_token_is_refused_before_an
     }
     let nodes = ok(cluster.cli(&["get", "nodes", "-o", "json"]));
     assert!(!nodes.contains("\"id\": 5") && !nodes.contains("\"id\": 6"), "{nodes}");
+
+    // The bootstrap token does not give node 2's id to another key once node 2 has one.
+    let data = cluster.root().join("second2");
+    let mut child = Command::new(flotilla_bin())
+        .args(["agent", "--id", "2", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--peers", &cluster.peers(), "--driver", "process"])
+        .arg("--token-file")
+        .arg(&cluster.creds.bootstrap)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run agent");
+    if flotilla_testkit::wait_child(&mut child, T).is_none() {
+        let _ = child.kill();
+    }
+    let o = child.wait_with_output().expect("agent output");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("issued to another key"),
+        "{}",
+        text(&o)
+    );
     cluster.cleanup_workloads();
 }
 

@@ -8,10 +8,10 @@ use flotilla_executor::task_loop::ReportError;
 use flotilla_proto::v1::agent_service_client::AgentServiceClient;
 use flotilla_proto::v1::agent_service_server::AgentService;
 use flotilla_proto::v1::{
-    HeartbeatRequest, HeartbeatResponse, InitSecurityRequest, InitSecurityResponse, ReportStatusRequest,
+    HeartbeatRequest, HeartbeatResponse, ProposeSecurityRequest, ProposeSecurityResponse, ReportStatusRequest,
     ReportStatusResponse, TaskStatusReport,
 };
-use flotilla_types::{Capacity, NodeRegistration, TaskReport};
+use flotilla_types::{Capacity, NodeRegistration, SecurityOp, TaskReport};
 use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
@@ -106,12 +106,18 @@ impl AgentService for AgentApi {
         Ok(Response::new(ReportStatusResponse {}))
     }
 
-    async fn init_security(&self, req: Request<InitSecurityRequest>) -> Result<Response<InitSecurityResponse>, Status> {
+    async fn propose_security(
+        &self,
+        req: Request<ProposeSecurityRequest>,
+    ) -> Result<Response<ProposeSecurityResponse>, Status> {
         leader_only(&self.node)?;
-        let security: flotilla_types::Security = serde_json::from_slice(&req.get_ref().security)
-            .map_err(|e| ApiError::Invalid(format!("bad security state: {e}")))?;
-        init_security(&self.node, &security).await?;
-        Ok(Response::new(InitSecurityResponse {}))
+        let op: SecurityOp = serde_json::from_slice(&req.get_ref().op)
+            .map_err(|e| ApiError::Invalid(format!("bad security change: {e}")))?;
+        if !matches!(op, SecurityOp::Init(_) | SecurityOp::Issued { .. }) {
+            return Err(ApiError::Invalid("a node proposes only its CA or a certificate it issued".into()).into());
+        }
+        propose_security(&self.node, &op).await?;
+        Ok(Response::new(ProposeSecurityResponse {}))
     }
 }
 
@@ -126,18 +132,19 @@ pub fn sender_is<T>(req: &Request<T>, claimed: u64) -> Result<(), ApiError> {
     }
 }
 
-/// Writes the cluster CA a node created into the state: here when this node leads, else
-/// on the leader. Done once: a cluster that has a CA refuses another.
-pub async fn init_security(node: &Node, security: &flotilla_types::Security) -> Result<(), ApiError> {
-    if node.state.read().state.security.is_some() {
+/// Writes a change a node makes to the security state (its CA, a certificate it issued):
+/// here when this node leads, else on the leader. The CA is written once: a cluster that
+/// has one refuses another.
+pub async fn propose_security(node: &Node, op: &SecurityOp) -> Result<(), ApiError> {
+    if matches!(op, SecurityOp::Init(_)) && node.state.read().state.security.is_some() {
         return Ok(());
     }
     match leader_client(node).map_err(|e| ApiError::Unavailable(e.to_string()))? {
-        None => node.command(crate::security::init_command(security)).await.map(drop),
+        None => node.command(crate::security::command(op.clone())).await.map(drop),
         Some(mut client) => {
-            let body = serde_json::to_vec(security).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let body = serde_json::to_vec(op).map_err(|e| ApiError::Internal(e.to_string()))?;
             client
-                .init_security(InitSecurityRequest { security: body })
+                .propose_security(ProposeSecurityRequest { op: body })
                 .await
                 .map(drop)
                 .map_err(ApiError::Remote)

@@ -74,7 +74,7 @@ pub const TABLE: &[(&str, Need)] = &[
     ("AgentService/ReportStatus", Need::Node),
     ("AgentService/TaskLogs", Need::Node),
     ("AgentService/InspectTask", Need::Node),
-    ("AgentService/InitSecurity", Need::Node),
+    ("AgentService/ProposeSecurity", Need::Node),
     ("RaftService/AppendEntries", Need::Node),
     ("RaftService/Vote", Need::Node),
     ("RaftService/InstallSnapshot", Need::Node),

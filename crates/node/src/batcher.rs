@@ -168,6 +168,7 @@ mod early_ack {
                     version: v,
                 })
             }
+            Command::By { cmd, .. } => speculate(cmd),
             _ => None,
         }
     }

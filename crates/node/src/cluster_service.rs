@@ -145,7 +145,7 @@ impl ClusterService for ClusterApi {
         &self,
         req: Request<flotilla_proto::v1::IssueCertificateRequest>,
     ) -> Result<Response<flotilla_proto::v1::IssueCertificateResponse>, Status> {
-        Ok(Response::new(crate::security::issue(&self.node, req.get_ref())?))
+        Ok(Response::new(crate::security::issue(&self.node, req.get_ref()).await?))
     }
 
     async fn create_token(

@@ -279,6 +279,13 @@ impl Node {
     /// while it leads).
     pub async fn write(&self, cmd: Command) -> Result<(Response, u64), ApiError> {
         use crate::batcher::WriteError;
+        // A client's write says whose it is (a security command names its token itself).
+        let by = crate::auth::current().token_name();
+        let cmd = match cmd {
+            Command::Security { .. } => cmd,
+            cmd if !by.is_empty() => Command::By { by, cmd: Box::new(cmd) },
+            cmd => cmd,
+        };
         let write = self.batcher.write(cmd);
         tokio::pin!(write);
         let result = tokio::select! {

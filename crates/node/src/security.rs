@@ -210,6 +210,7 @@ pub async fn obtain(config: &NodeConfig, state: &SharedState) -> Result<Option<A
                 },
             )]
             .into(),
+            issued: Default::default(),
         };
         save(
             &files.pending(),
@@ -404,9 +405,10 @@ async fn ask(config: &NodeConfig, token: &NodeToken, csr: &[u8], addr: &str) -> 
 }
 
 /// `IssueCertificate` on the node asked: checks the proof against the bootstrap token
-/// this node was started with (while the cluster has no CA yet) or the cluster's join
-/// secret, then signs.
-pub fn issue(node: &Node, req: &IssueCertificateRequest) -> Result<IssueCertificateResponse, ApiError> {
+/// this node was started with (for an id in its `--peers`) or the cluster's join secret
+/// (for an id that is neither a member nor removed), then signs and records which key the
+/// id's certificate is for: no token gets an id's certificate for another key.
+pub async fn issue(node: &Node, req: &IssueCertificateRequest) -> Result<IssueCertificateResponse, ApiError> {
     let Some(sec) = node.tls.as_ref() else {
         return Err(ApiError::Refused(
             "this node runs --insecure and issues no certificates".into(),
@@ -415,23 +417,47 @@ pub fn issue(node: &Node, req: &IssueCertificateRequest) -> Result<IssueCertific
     if req.id == 0 || req.csr.len() > 16 << 10 || req.proof.len() > 128 {
         return Err(ApiError::Invalid("malformed certificate request".into()));
     }
+    let csr = rcgen::CertificateSigningRequestParams::from_der(&req.csr.as_slice().into())
+        .map_err(|e| ApiError::Invalid(format!("invalid certificate signing request: {e}")))?;
+    let key = {
+        use rcgen::PublicKeyData;
+        csr.public_key.der_bytes().to_vec()
+    };
+    let key_hash = sha256_hex(&key);
     let server = sec.leaf_digest();
-    let (replicated_secret, members, removed) = {
+    let (join_secret, recorded, member, removed, secured) = {
         let sm = node.state.read();
-        let members: Vec<u64> = sm.last_membership.membership().nodes().map(|(id, _)| *id).collect();
+        let member = sm.last_membership.membership().nodes().any(|(id, _)| *id == req.id);
+        let security = sm.state.security.as_ref();
         (
-            sm.state.security.as_ref().map(|s| s.join_secret.clone()),
-            members,
+            security.map(|s| s.join_secret.clone()),
+            security.and_then(|s| s.issued.get(&req.id).cloned()),
+            member,
             sm.state.removed.contains(&req.id),
+            security.is_some(),
         )
     };
     let by_bootstrap = match &sec.token {
-        Some(NodeToken::Bootstrap { secret }) if replicated_secret.is_none() => {
+        Some(NodeToken::Bootstrap { secret }) => {
             cred::check_proof(secret, PROOF_REQUEST, &server, &req.csr, &req.proof).then(|| secret.clone())
         }
         _ => None,
     };
-    let by_join = replicated_secret.filter(|s| cred::check_proof(s, PROOF_REQUEST, &server, &req.csr, &req.proof));
+    let by_join = join_secret.filter(|s| cred::check_proof(s, PROOF_REQUEST, &server, &req.csr, &req.proof));
+    let same_key = recorded.as_deref() == Some(key_hash.as_str());
+    if removed {
+        return Err(ApiError::Refused(format!(
+            "node id {} was removed from this cluster and cannot be reused; pick a new id",
+            req.id
+        )));
+    }
+    if recorded.is_some() && !same_key {
+        return Err(ApiError::Refused(format!(
+            "node {}'s certificate was issued to another key; a token does not re-issue it (a \
+             member renews its own; a node that lost its key is removed and joins with a new id)",
+            req.id
+        )));
+    }
     let secret = match (by_bootstrap, by_join) {
         (Some(s), _) => {
             if !node.config.peers.contains_key(&req.id) {
@@ -443,13 +469,7 @@ pub fn issue(node: &Node, req: &IssueCertificateRequest) -> Result<IssueCertific
             s
         }
         (None, Some(s)) => {
-            if removed {
-                return Err(ApiError::Refused(format!(
-                    "node id {} was removed from this cluster and cannot be reused; pick a new id",
-                    req.id
-                )));
-            }
-            if members.contains(&req.id) {
+            if member && !same_key {
                 return Err(ApiError::Refused(format!(
                     "node {} is a member of this cluster already; a token does not re-issue a member's \
                      certificate (a member renews its own)",
@@ -466,12 +486,8 @@ pub fn issue(node: &Node, req: &IssueCertificateRequest) -> Result<IssueCertific
             ))
         }
     };
-    let csr = rcgen::CertificateSigningRequestParams::from_der(&req.csr.as_slice().into())
-        .map_err(|e| ApiError::Invalid(format!("invalid certificate signing request: {e}")))?;
     {
-        use rcgen::PublicKeyData;
         let mut issued = sec.issued.lock().unwrap_or_else(|e| e.into_inner());
-        let key = csr.public_key.der_bytes().to_vec();
         match issued.get(&req.id) {
             Some(k) if *k != key => {
                 return Err(ApiError::Refused(format!(
@@ -487,6 +503,15 @@ pub fn issue(node: &Node, req: &IssueCertificateRequest) -> Result<IssueCertific
     let ca = sec
         .ca(&node.state)
         .ok_or_else(|| ApiError::Unavailable("this node holds no CA yet; ask another member".into()))?;
+    // Recorded before the certificate is handed out (once the cluster has its CA; before,
+    // the initializing node records what it issued when the CA goes in).
+    if secured && !same_key {
+        let op = SecurityOp::Issued {
+            id: req.id,
+            key: key_hash,
+        };
+        crate::agent_service::propose_security(node, &op).await?;
+    }
     let cert_pem = ca
         .issue_node(req.id, &csr.public_key, SystemTime::now(), sec.lifetime)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -503,9 +528,13 @@ pub fn issue(node: &Node, req: &IssueCertificateRequest) -> Result<IssueCertific
 pub async fn renew_loop(node: Arc<Node>) {
     let Some(sec) = node.tls.clone() else { return };
     let check = (sec.lifetime / 20).clamp(Duration::from_millis(200), Duration::from_secs(60));
+    let mut own_recorded = false;
     loop {
         tokio::time::sleep(check).await;
         keep_ca(&sec, &node.state);
+        if !own_recorded {
+            own_recorded = record_own_key(&node, &sec).await;
+        }
         let left = Duration::from_millis(sec.expires_at_ms().saturating_sub(now_ms()));
         if left > sec.lifetime / 3 {
             continue;
@@ -559,19 +588,21 @@ pub async fn init_loop(node: Arc<Node>) {
     loop {
         let pending = sec.pending.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(security) = pending else { return };
-        if let Some(s) = node.state.read().state.security.as_ref() {
-            if s.cluster_id != security.cluster_id {
+        let theirs = node.state.read().state.security.as_ref().map(|s| s.cluster_id.clone());
+        if let Some(theirs) = theirs {
+            if theirs != security.cluster_id {
                 tracing::error!(
                     ours = %security.cluster_id,
-                    theirs = %s.cluster_id,
+                    %theirs,
                     "the cluster already has another CA"
                 );
             }
             let _ = std::fs::remove_file(sec.dir.join("init.json"));
             *sec.pending.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            record_bootstrap_issues(&node, &sec).await;
             return;
         }
-        match crate::agent_service::init_security(&node, &security).await {
+        match crate::agent_service::propose_security(&node, &SecurityOp::Init(security.clone())).await {
             Ok(()) => tracing::info!(cluster = %security.cluster_id, "the cluster CA is in the replicated state"),
             Err(e) => tracing::debug!(error = %e, "writing the cluster CA; retrying"),
         }
@@ -579,10 +610,69 @@ pub async fn init_loop(node: Arc<Node>) {
     }
 }
 
-/// The `Security` command for the initial CA.
-pub fn init_command(security: &Security) -> flotilla_types::Command {
+/// Records this node's own key as its id's (a node that signed its own certificate: the
+/// CA's creator, a restored node), so no token gets a certificate for its id. True once
+/// recorded (or found recorded).
+async fn record_own_key(node: &Node, sec: &NodeSecurity) -> bool {
+    let Ok(key) = flotilla_security::ca::key_from_pem(&sec.key_pem) else {
+        return true;
+    };
+    let own = {
+        use rcgen::PublicKeyData;
+        sha256_hex(key.der_bytes())
+    };
+    let recorded = match node.state.read().state.security.as_ref() {
+        None => return false,
+        Some(s) => s.issued.get(&node.id).cloned(),
+    };
+    match recorded {
+        Some(k) if k == own => true,
+        Some(_) => {
+            tracing::warn!("this node's id is recorded with another key in the cluster's security state");
+            true
+        }
+        None => {
+            let op = SecurityOp::Issued { id: node.id, key: own };
+            crate::agent_service::propose_security(node, &op).await.is_ok()
+        }
+    }
+}
+
+/// Records in the state the certificates this node issued before the CA was in it.
+async fn record_bootstrap_issues(node: &Node, sec: &NodeSecurity) {
+    let issued: Vec<(u64, String)> = sec
+        .issued
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(id, key)| (*id, sha256_hex(key)))
+        .collect();
+    for (id, key) in issued {
+        for _ in 0..50 {
+            let recorded = node
+                .state
+                .read()
+                .state
+                .security
+                .as_ref()
+                .is_some_and(|s| s.issued.contains_key(&id));
+            if recorded {
+                break;
+            }
+            let op = SecurityOp::Issued { id, key: key.clone() };
+            match crate::agent_service::propose_security(node, &op).await {
+                Ok(()) => break,
+                Err(e) => tracing::debug!(id, error = %e, "recording an issued certificate; retrying"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The command of a node's own security change.
+pub fn command(op: SecurityOp) -> flotilla_types::Command {
     flotilla_types::Command::Security {
-        op: SecurityOp::Init(security.clone()),
+        op,
         by: String::new(),
         at: now_ms(),
     }

@@ -70,6 +70,12 @@ pub enum Command {
         id: NodeId,
         at: Millis,
     },
+    /// A client's command, with the name of the token that made it: applied as `cmd`, and
+    /// its events say who (`by token "ci"`).
+    By {
+        by: String,
+        cmd: Box<Command>,
+    },
     /// The cluster's CA, join secret and client tokens (`flotilla token …`).
     Security {
         op: crate::security::SecurityOp,
@@ -95,6 +101,7 @@ impl Command {
             Command::Batch(_) => "batch",
             Command::RemoveNode { .. } => "remove_node",
             Command::Security { .. } => "security",
+            Command::By { cmd, .. } => cmd.kind(),
         }
     }
 }

@@ -46,6 +46,13 @@ fn collect(index: u64, cmd: &Command, resp: &Response, after: &State, out: &mut 
                 collect(index, c, r, after, out);
             }
         }
+        (Command::By { by, cmd }, resp) => {
+            let first = out.len();
+            collect(index, cmd, resp, after, out);
+            for e in &mut out[first..] {
+                e.message = format!("{} (by token {by:?})", e.message);
+            }
+        }
         (Command::ApplyPlan { plan, at }, Response::Planned { .. }) => plan_events(index, *at, plan, after, out),
         (Command::ReportStatus { reports, at, .. }, Response::Reported { unknown }) => {
             report_events(index, *at, reports, unknown, after, out)
@@ -160,6 +167,11 @@ fn single_event(index: u64, cmd: &Command, resp: &Response, after: &State) -> Op
                 SecurityOp::RotateJoin { .. } => {
                     ("token.join-rotated", "join-token".to_string(), format!("rotated{by}"))
                 }
+                SecurityOp::Issued { id, .. } => (
+                    "cert.issued",
+                    format!("node/{id}"),
+                    "node certificate issued".to_string(),
+                ),
             };
             Some(ev(index, *at, kind, object, message))
         }

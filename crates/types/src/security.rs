@@ -70,6 +70,10 @@ pub struct Security {
     /// Client tokens by name.
     #[serde(default)]
     pub tokens: BTreeMap<String, ClientToken>,
+    /// The key (SHA-256 of the public key, hex) each node id's certificate was issued
+    /// for: a token never gets an id's certificate for another key.
+    #[serde(default)]
+    pub issued: BTreeMap<u64, String>,
 }
 
 impl std::fmt::Debug for Security {
@@ -105,5 +109,10 @@ pub enum SecurityOp {
     },
     RotateJoin {
         secret: String,
+    },
+    /// A node certificate was issued for node `id`'s key.
+    Issued {
+        id: u64,
+        key: String,
     },
 }

@@ -80,6 +80,7 @@ impl State {
             Command::Batch(cmds) => Response::Batch(cmds.iter().map(|c| self.apply(c)).collect()),
             Command::RemoveNode { id, at } => self.remove_node(*id, *at),
             Command::Security { op, at, .. } => self.security_op(op, *at),
+            Command::By { cmd, .. } => self.apply(cmd),
         }
     }
 
@@ -105,6 +106,12 @@ impl State {
                 None => return Response::Error(CommandError::TokenNotFound { name: name.clone() }),
             },
             (SecurityOp::RotateJoin { secret }, Some(sec)) => sec.join_secret = secret.clone(),
+            (SecurityOp::Issued { id, key }, Some(sec)) => match sec.issued.get(id) {
+                Some(k) if k != key => return refuse(&format!("node {id}'s certificate was issued to another key")),
+                _ => {
+                    sec.issued.insert(*id, key.clone());
+                }
+            },
         }
         Response::Security
     }
