@@ -93,7 +93,10 @@ async fn metrics_show_one_leader_the_applied_index_the_replicas_and_a_dead_node(
     }
     let m = scrape(&cluster, leader).expect("scrape");
     assert!(
-        value(&m, "flotilla_grpc_requests_total{code=\"Ok\",method=\"apply\"}") >= 1.0,
+        value(
+            &m,
+            "flotilla_grpc_requests_total{code=\"Ok\",method=\"apply\",service=\"cluster\"}"
+        ) >= 1.0,
         "{m:#?}"
     );
     assert!(value(&m, "flotilla_raft_leader_changes_total") >= 1.0);
@@ -185,4 +188,82 @@ async fn json_logs_parse_line_by_line_and_carry_node_service_and_task_ids() {
         "{step}"
     );
     assert!(step["timestamp"].is_string() && step["level"].is_string(), "{step}");
+}
+
+/// The sum of every sample whose key starts with `prefix`.
+fn sum(m: &BTreeMap<String, f64>, prefix: &str) -> f64 {
+    m.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| *v).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_latencies_snapshots_heartbeats_pending_reasons_every_service_and_cert_expiry() {
+    let cluster = Cluster::builder(3).agent_args(&["--snapshot-interval", "20"]).start();
+    let leader = cluster.wait_for_leader(T).await;
+    // A service no node can take: its tasks wait, with a reason.
+    let pinned = format!(
+        "{}placement:\n  constraints: [\"zone == nowhere\"]\n",
+        spec("pinned", 2)
+    );
+    let file = cluster.write_file("pinned.yaml", &pinned);
+    ok(cluster.cli(&["apply", "-f", file.to_str().expect("utf-8")]));
+    // Enough writes for a snapshot on every node.
+    for n in 0..25 {
+        ok(cluster.cli(&["scale", "pinned", &(2 + n % 2).to_string()]));
+    }
+    ok(cluster.cli(&["scale", "pinned", "2"]));
+    let m = wait_until_async(
+        "the pending reason, a snapshot and heartbeats on the leader",
+        T,
+        || async {
+            let m = scrape(&cluster, leader)?;
+            let pending = m.get("flotilla_tasks_pending{reason=\"constraint\"}") == Some(&2.0);
+            let snapshots = sum(&m, "flotilla_raft_snapshot_duration_seconds_count") >= 1.0;
+            let beats = cluster
+                .ids()
+                .iter()
+                .all(|id| m.contains_key(&format!("flotilla_node_heartbeat_age_seconds{{node=\"{id}\"}}")));
+            (pending && snapshots && beats).then_some(m)
+        },
+    )
+    .await;
+    assert!(
+        value(&m, "flotilla_raft_commit_duration_seconds_count") >= 26.0,
+        "{m:#?}"
+    );
+    assert!(value(&m, "flotilla_raft_apply_duration_seconds_count") >= 1.0, "{m:#?}");
+    assert!(sum(&m, "flotilla_raft_snapshot_size_bytes") > 0.0, "{m:#?}");
+    for id in cluster.ids() {
+        let age = value(&m, &format!("flotilla_node_heartbeat_age_seconds{{node=\"{id}\"}}"));
+        assert!((0.0..10.0).contains(&age), "node {id}: {age}");
+    }
+    // The Raft and agent services are counted too, on a follower as on the leader.
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).expect("follower");
+    let f = scrape(&cluster, follower).expect("scrape");
+    assert!(
+        value(
+            &f,
+            "flotilla_grpc_requests_total{code=\"Ok\",method=\"append_entries\",service=\"raft\"}"
+        ) >= 1.0,
+        "{f:#?}"
+    );
+    assert!(
+        value(
+            &m,
+            "flotilla_grpc_requests_total{code=\"Ok\",method=\"heartbeat\",service=\"agent\"}"
+        ) >= 1.0,
+        "{m:#?}"
+    );
+    // Certificates exist: each node says when its own expires (90 days by default).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    for id in cluster.ids() {
+        let expiry = value(
+            &scrape(&cluster, id).expect("scrape"),
+            "flotilla_tls_cert_expiry_timestamp_seconds",
+        );
+        assert!(expiry > now + 80.0 * 86400.0, "node {id}: {expiry}");
+    }
+    cluster.cleanup_workloads();
 }

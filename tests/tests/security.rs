@@ -735,3 +735,244 @@ async fn oversized_and_malformed_inputs_get_a_clear_error_and_the_node_stays_up(
     );
     cluster.cleanup_workloads();
 }
+
+/// `ca status -o json` through `config`.
+fn ca_status(cluster: &Cluster, config: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(cli_with(cluster, Some(config), &["ca", "status", "-o", "json"]))).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ca_rotates_under_load_with_no_failed_write_and_the_previous_ca_is_trusted_no_more() {
+    let mut cluster = Cluster::builder(3).start();
+    cluster.wait_for_leader(T).await;
+    ok(cluster.cli(&["apply", "-f", &spec(&cluster, "web")]));
+    let admin = cluster.root().join("admin.yaml");
+    let old_only = cluster.root().join("old-ca.yaml");
+    std::fs::copy(&admin, &old_only).expect("copy the admin config");
+    let before = ca_status(&cluster, &admin);
+    let old_digest = before["digest"].as_str().expect("digest").to_string();
+    assert_eq!(before["rotating"], false);
+    let join_before = ok(cluster.cli(&["token", "join"]));
+    assert!(join_before.contains(&old_digest), "{join_before}");
+
+    // Writes go on, through the config `ca rotate` updates, for the whole rotation.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, admin, addrs) = (stop.clone(), admin.clone(), cluster.live_addrs());
+        std::thread::spawn(move || {
+            let mut results = Vec::new();
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) || n < 5 {
+                n += 1;
+                let o = Command::new(flotilla_bin())
+                    .args(["--addr", &addrs, "scale", "web", &(n % 3).to_string()])
+                    .env_remove("FLOTILLA_ADDR")
+                    .env("FLOTILLA_CONFIG", &admin)
+                    .output()
+                    .expect("run flotilla");
+                results.push(o);
+            }
+            results
+        })
+    };
+    let rotated = ok(cluster.cli(&["ca", "rotate", "-o", "json"]));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let writes = writer.join().expect("writer");
+    eprintln!("{} writes during the rotation", writes.len());
+    for o in &writes {
+        assert!(o.status.success(), "a write failed during the rotation: {}", text(o));
+    }
+    let after: serde_json::Value = serde_json::from_str(&rotated).expect("json");
+    let new_digest = after["digest"].as_str().expect("digest").to_string();
+    assert_ne!(new_digest, old_digest);
+    assert_eq!(after["rotating"], false, "{after}");
+    let members = after["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3, "{after}");
+    assert!(members.iter().all(|m| m["cert"] == "current"), "{after}");
+    // The config in use now trusts the new CA only, and the join token names it.
+    let config = flotilla_security::config::ClientConfigFile::load(&admin).expect("config");
+    assert_eq!(
+        flotilla_security::identity::pem_certs(&config.ca).expect("pem").len(),
+        1
+    );
+    assert_eq!(flotilla_security::identity::pem_digest(&config.ca), new_digest);
+    let join_after = ok(cluster.cli(&["token", "join"]));
+    assert!(join_after.contains(&new_digest), "{join_after}");
+
+    // A client that trusts only the previous CA is refused at the handshake, once each
+    // node has applied the end of the rotation (within a second of it).
+    let old_client = |addr: &str| {
+        Command::new(flotilla_bin())
+            .args(["--addr", addr, "get", "services"])
+            .env_remove("FLOTILLA_ADDR")
+            .env("FLOTILLA_CONFIG", &old_only)
+            .output()
+            .expect("run flotilla")
+    };
+    let o = wait_until("every node to stop showing the cross-signed certificate", T, || {
+        let answers: Vec<Output> = cluster.ids().iter().map(|id| old_client(&cluster.addr(*id))).collect();
+        answers.iter().all(|o| !o.status.success()).then(|| answers.into_iter().next().expect("one"))
+    });
+    assert!(text(&o).contains("certificate"), "{}", text(&o));
+
+    // A node restarted after the rotation comes back with what it saved.
+    cluster.kill(3);
+    cluster.start_agent(3);
+    wait_until_async("node 3 back on the new CA", T, || async {
+        let s = cluster.status(3).await?;
+        (s.cert_ca == new_digest && s.applied_index > 0).then_some(())
+    })
+    .await;
+    ok(cluster.cli(&["scale", "web", "1"]));
+    let events = ok(cluster.cli(&["events"]));
+    assert!(
+        events.contains("ca.rotation-started") && events.contains("ca.rotated"),
+        "{events}"
+    );
+    // A second rotation works too (the rotated CA rotates like the first).
+    let again: serde_json::Value =
+        serde_json::from_str(&ok(cluster.cli(&["ca", "rotate", "-o", "json"]))).expect("json");
+    assert_ne!(again["digest"], after["digest"]);
+    cluster.cleanup_workloads();
+}
+
+/// The resident memory of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb / 1024
+}
+
+/// What a barrage may add to a node's resident memory. Were the inputs kept (or their
+/// claimed sizes allocated), one round alone would add more than this.
+const MEMORY_BOUND_MIB: u64 = 96;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrage_of_bad_inputs_leaves_a_node_within_a_memory_bound() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(T).await;
+    let other = cluster.ids().into_iter().find(|id| *id != leader).expect("follower");
+    ok(cluster.cli(&["apply", "-f", &spec(&cluster, "warm")]));
+    let pid = cluster.agent(leader).pid().expect("pid");
+    let mut api = cluster.client(leader).await.expect("client");
+    let mut raft = RaftServiceClient::new(channel_as(&cluster.addr(leader), &stolen(&cluster, other)).await)
+        .max_encoding_message_size(64 << 20);
+    let before = rss_mib(pid);
+    let vote = flotilla_raft_types::wire::encode(&openraft::Vote::<u64>::new(1, other));
+    let meta = flotilla_raft_types::wire::encode(&flotilla_raft_types::SnapshotMeta {
+        last_log_id: None,
+        last_membership: Default::default(),
+        snapshot_id: "forged".into(),
+    });
+    let header = |total_bytes: u64| SnapshotChunk {
+        kind: Some(snapshot_chunk::Kind::Header(SnapshotHeader {
+            vote: vote.clone(),
+            meta: meta.clone(),
+            total_bytes,
+        })),
+    };
+    for round in 0..25u32 {
+        // Over the client API's request limit; a spec over 1 MiB; not YAML at all.
+        let s = api
+            .apply(ApplyRequest {
+                spec_document: vec![b'x'; 5 << 20],
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(s.code(), tonic::Code::OutOfRange, "{s:?}");
+        let s = api
+            .apply(ApplyRequest {
+                spec_document: format!("name: big\nimage: x\nenv: {{X: \"{}\"}}\n", "a".repeat(3 << 20)).into_bytes(),
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+        let s = api
+            .apply(ApplyRequest {
+                spec_document: vec![0xff; 512 << 10],
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+        // A Raft message that is not one, and one over the Raft limit.
+        let s = raft
+            .append_entries(RaftMessage {
+                data: vec![b'{'; 8 << 20],
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+        // Snapshots: one claiming the maximum size (nothing allocated for it), one past
+        // its header, one claiming more than a node accepts.
+        let s = raft
+            .install_snapshot(futures_stream(vec![
+                header(4 << 30),
+                SnapshotChunk {
+                    kind: Some(snapshot_chunk::Kind::Data(vec![0; 2 << 20])),
+                },
+            ]))
+            .await
+            .expect_err("refused");
+        assert!(!s.message().is_empty(), "{s:?}");
+        let s = raft
+            .install_snapshot(futures_stream(vec![
+                header(10),
+                SnapshotChunk {
+                    kind: Some(snapshot_chunk::Kind::Data(vec![0; 2 << 20])),
+                },
+            ]))
+            .await
+            .expect_err("refused");
+        assert!(s.message().contains("longer than its header"), "{s:?}");
+        let s = raft
+            .install_snapshot(futures_stream(vec![header(u64::MAX)]))
+            .await
+            .expect_err("refused");
+        assert!(!s.message().is_empty(), "{s:?}");
+        // A digest far past the log; a certificate request with junk in it.
+        api.state_digest(flotilla_proto::v1::StateDigestRequest { index: u64::MAX })
+            .await
+            .expect_err("refused");
+        let s = api
+            .issue_certificate(flotilla_proto::v1::IssueCertificateRequest {
+                id: u64::from(round) + 100,
+                csr: vec![0x30; 64 << 10],
+                proof: "00".repeat(32),
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+    }
+    let after = rss_mib(pid);
+    eprintln!("node {leader}: resident {before} MiB before the barrage, {after} MiB after");
+    assert!(
+        after <= before + MEMORY_BOUND_MIB,
+        "node {leader} grew from {before} MiB to {after} MiB (bound: +{MEMORY_BOUND_MIB} MiB)"
+    );
+    // The node stays up and the cluster takes writes.
+    assert!(cluster.agent(leader).is_running());
+    ok(cluster.cli(&["apply", "-f", &spec(&cluster, "after")]));
+    cluster.cleanup_workloads();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_runs_past_the_server_limit_is_answered_deadline_exceeded() {
+    let cluster = Cluster::builder(1).agent_args(&["--request-timeout", "1s"]).start();
+    let id = cluster.wait_for_leader(T).await;
+    let mut api = cluster.client(id).await.expect("client");
+    let last = cluster.status(id).await.expect("status").last_log_index;
+    // A digest at an index the log has not reached waits for it (up to 3 s on its own):
+    // the server's limit ends it first.
+    let s = api
+        .state_digest(flotilla_proto::v1::StateDigestRequest { index: last + 50 })
+        .await
+        .expect_err("timed out");
+    assert_eq!(s.code(), tonic::Code::DeadlineExceeded, "{s:?}");
+    assert!(s.message().contains("--request-timeout"), "{s:?}");
+    // The node answers the next request.
+    ok(cluster.cli(&["cluster", "status"]));
+}

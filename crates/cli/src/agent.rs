@@ -72,6 +72,9 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
     if args.node_timeout.is_zero() {
         return Err(CliError::Usage("--node-timeout must be positive".into()));
     }
+    if args.request_timeout < std::time::Duration::from_secs(1) {
+        return Err(CliError::Usage("--request-timeout must be at least 1s".into()));
+    }
     if args.cert_lifetime < std::time::Duration::from_secs(1) {
         return Err(CliError::Usage("--cert-lifetime must be at least 1s".into()));
     }
@@ -114,6 +117,7 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
         insecure: args.insecure,
         token,
         cert_lifetime: args.cert_lifetime,
+        request_timeout: args.request_timeout,
     };
     let driver = driver(args.driver, &config.data_dir).await?;
     flotilla_node::run(config, driver, shutdown_signal())

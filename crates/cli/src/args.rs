@@ -184,6 +184,32 @@ pub enum Verb {
         #[command(subcommand)]
         what: TokenWhat,
     },
+    /// The cluster CA: the certificates to trust, each member's certificate, rotation.
+    Ca {
+        #[command(subcommand)]
+        what: CaWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaWhat {
+    /// The CA's digest, a rotation in progress, and which CA each member's certificate is
+    /// of (viewer).
+    Status,
+    /// The CA certificates to trust (PEM), for the `ca:` of a client config (viewer).
+    Cert,
+    /// Replace the cluster CA with a new one, cross-signed by the current one so nodes and
+    /// clients keep talking during the change. Every node moves to a certificate of the
+    /// new CA; once all members have, the previous CA is trusted no more. Waits for that,
+    /// then writes the new CA into the client config in use (admin).
+    Rotate {
+        /// Start the rotation and return; `ca status` shows its progress.
+        #[arg(long)]
+        detach: bool,
+        /// How long to wait for every member to move.
+        #[arg(long, value_parser = parse_duration, default_value = "5m")]
+        wait_timeout: std::time::Duration,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -483,6 +509,11 @@ pub struct AgentArgs {
     /// valid; renewed when a third is left.
     #[arg(long, default_value = "90d", value_parser = parse_duration)]
     pub cert_lifetime: std::time::Duration,
+    /// How long the server lets one request run before answering DEADLINE_EXCEEDED
+    /// (snapshot installs get at least 10m; streamed answers such as `logs -f` are not
+    /// cut once they start).
+    #[arg(long, default_value = "3m", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

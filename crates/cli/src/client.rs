@@ -140,6 +140,29 @@ impl Client {
         })
     }
 
+    /// Trusts the CA certificates `ca` from the next connection on (a CA rotation).
+    pub fn trust(&self, ca: &str) -> Result<(), CliError> {
+        if let flotilla_security::ClientTls::Tls(shared) = &self.tls {
+            if self.ca.is_some() {
+                shared.set(flotilla_security::tls::client_config(ca).map_err(|e| CliError::Failed(e.to_string()))?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts `ca` into the client config this client was made from (a CA rotation); the
+    /// path written, or `None` without a config.
+    pub fn update_config_ca(&self, ca: &str) -> Result<Option<std::path::PathBuf>, CliError> {
+        let Some(path) = &self.config else { return Ok(None) };
+        let mut file =
+            flotilla_security::config::ClientConfigFile::load(path).map_err(|e| CliError::Failed(e.to_string()))?;
+        if file.ca != ca {
+            file.ca = ca.to_string();
+            file.save(path).map_err(|e| CliError::Failed(e.to_string()))?;
+        }
+        Ok(Some(path.clone()))
+    }
+
     /// Writes a client config for `token` with this client's CA and addresses.
     pub fn write_config(&self, path: &std::path::Path, token: &str) -> Result<(), CliError> {
         let ca = self

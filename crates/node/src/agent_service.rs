@@ -80,6 +80,7 @@ impl AgentService for AgentApi {
         leader_only(&self.node)?;
         sender_is(&req, req.get_ref().node_id)?;
         crate::membership::admit_heartbeat(&self.node, req.get_ref().node_id, req.get_ref().epoch)?;
+        self.node.metrics.saw_heartbeat(req.get_ref().node_id);
         self.control
             .heartbeat(registration(req.get_ref()))
             .await
@@ -209,7 +210,10 @@ pub async fn heartbeat_loop(node: Arc<Node>, control: Arc<Control>) {
         tick.tick().await;
         let result = match leader_client(&node) {
             Err(e) => Err(e.to_string()),
-            Ok(None) => control.heartbeat(registration(&req)).await.map_err(|e| e.to_string()),
+            Ok(None) => {
+                node.metrics.saw_heartbeat(node.id);
+                control.heartbeat(registration(&req)).await.map_err(|e| e.to_string())
+            }
             Ok(Some(mut client)) => {
                 let req = HeartbeatRequest {
                     epoch: node.epoch.get(),

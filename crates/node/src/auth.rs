@@ -13,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use flotilla_types::ClientRole;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
@@ -67,6 +68,8 @@ pub const TABLE: &[(&str, Need)] = &[
     ("ClusterService/RevokeToken", Need::Client(Admin)),
     ("ClusterService/GetJoinToken", Need::Client(Admin)),
     ("ClusterService/RotateJoinToken", Need::Client(Admin)),
+    ("ClusterService/CaStatus", Need::Client(Viewer)),
+    ("ClusterService/RotateCa", Need::Client(Admin)),
     // Nodes
     ("ClusterService/Join", Need::Node),
     ("ClusterService/IssueCertificate", Need::Proof),
@@ -218,7 +221,7 @@ fn node_of(node: &Node, der: &[u8], raft: bool) -> Result<u64, Status> {
 }
 
 /// The name and role of a client token, checked against the replicated token table.
-fn token_of(node: &Node, token: &str) -> Result<(String, ClientRole), Status> {
+pub(crate) fn token_of(node: &Node, token: &str) -> Result<(String, ClientRole), Status> {
     let Some((id, secret)) = flotilla_security::cred::parse_client_token(token) else {
         return Err(Status::unauthenticated(
             "credential unknown: not a flotilla client token (flt_<id>_<secret>)",
@@ -242,6 +245,60 @@ fn token_of(node: &Node, token: &str) -> Result<(String, ClientRole), Status> {
         )));
     }
     Ok((name.to_string(), t.role))
+}
+
+/// How long a request to `path` may run on this node before it is answered
+/// DEADLINE_EXCEEDED (`--request-timeout`; a snapshot install gets at least ten minutes).
+/// A streamed answer (`logs -f`, `events -f`) is bounded until it starts, not after.
+fn request_limit(node: &Node, path: &str) -> Duration {
+    let limit = node.config.request_timeout;
+    if path.ends_with("RaftService/InstallSnapshot") {
+        limit.max(crate::config::SNAPSHOT_REQUEST_TIMEOUT)
+    } else {
+        limit
+    }
+}
+
+fn req_path<B>(req: &http::Request<B>) -> String {
+    req.uri().path().to_string()
+}
+
+/// `call`, answered DEADLINE_EXCEEDED once `limit` has passed (the handler is dropped:
+/// what it waited on is released), and counted in `/metrics` by its status code (an
+/// error answered at once carries it in its headers; a streamed answer counts as `Ok`
+/// once it starts).
+fn bounded<F, E>(
+    call: F,
+    limit: Duration,
+    path: String,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> BoxFuture<http::Response<tonic::body::Body>, E>
+where
+    F: Future<Output = Result<http::Response<tonic::body::Body>, E>> + Send + 'static,
+{
+    Box::pin(async move {
+        let started = std::time::Instant::now();
+        let answer = match tokio::time::timeout(limit, call).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::debug!(%path, ?limit, "request timed out");
+                Ok(Status::deadline_exceeded(format!(
+                    "{path}: no answer within this node's request limit of {limit:?} (--request-timeout)"
+                ))
+                .into_http())
+            }
+        };
+        if let Ok(r) = &answer {
+            let code = r
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+            metrics.observe_rpc(&path, code, started.elapsed());
+        }
+        answer
+    })
 }
 
 /// The tower layer that runs [`check`] on every request.
@@ -283,8 +340,11 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let limit = request_limit(&self.node, req.uri().path());
+        let metrics = self.node.metrics.clone();
         if self.node.tls.is_none() {
-            return Box::pin(self.inner.call(req));
+            let path = req_path(&req);
+            return bounded(self.inner.call(req), limit, path, metrics);
         }
         let peer = req
             .extensions()
@@ -294,10 +354,12 @@ where
         match check(&self.node, req.uri().path(), req.headers(), peer.as_deref()) {
             Ok(caller) => {
                 req.extensions_mut().insert(caller);
-                Box::pin(self.inner.call(req))
+                let path = req_path(&req);
+                bounded(self.inner.call(req), limit, path, metrics)
             }
             Err(status) => {
                 tracing::debug!(path = req.uri().path(), error = status.message(), "refused");
+                metrics.observe_rpc(req.uri().path(), status.code(), Duration::ZERO);
                 Box::pin(async move { Ok(status.into_http()) })
             }
         }

@@ -9,8 +9,12 @@ use flotilla_types::{Command, Response};
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-/// Largest batch in one entry.
+/// Largest batch in one entry, in commands...
 const MAX_BATCH: usize = 128;
+/// ...and in bytes (their JSON): a command that would take a batch past this goes first
+/// in the next one, so one entry is at most this plus one command (a spec is at most
+/// 1 MiB), and an append of one entry always fits in a Raft message.
+pub const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Entries in flight at once; while they are, new commands queue up and batch.
 const IN_FLIGHT: usize = 2;
 
@@ -47,18 +51,57 @@ impl Batcher {
     }
 }
 
+/// The size of a command's JSON, without writing it anywhere.
+fn json_size(cmd: &Command) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, cmd);
+    c.0
+}
+
+/// Whether a command of `size` bytes joins a batch of `len` commands and `bytes` bytes.
+fn joins(len: usize, bytes: usize, size: usize) -> bool {
+    len < MAX_BATCH && (len == 0 || bytes.saturating_add(size) <= MAX_BATCH_BYTES)
+}
+
 async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Command, Reply)>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    // A command that did not fit the last batch: the first of the next.
+    let mut carried: Option<((Command, Reply), usize)> = None;
+    loop {
+        let (first, first_size) = match carried.take() {
+            Some(c) => c,
+            None => match rx.recv().await {
+                Some(c) => {
+                    let size = json_size(&c.0);
+                    (c, size)
+                }
+                None => return,
+            },
+        };
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
         let mut batch = vec![first];
+        let mut bytes = first_size;
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+            let Ok(next) = rx.try_recv() else { break };
+            let size = json_size(&next.0);
+            if !joins(batch.len(), bytes, size) {
+                carried = Some((next, size));
+                break;
             }
+            bytes += size;
+            batch.push(next);
         }
         let raft = raft.clone();
         tokio::spawn(async move {
@@ -100,6 +143,23 @@ async fn propose(raft: &Raft, mut batch: Vec<(Command, Reply)>) {
                 let _ = reply.send(Err(err.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_stops_short_of_its_byte_cap_and_a_first_command_always_goes() {
+        assert!(joins(0, 0, MAX_BATCH_BYTES * 2));
+        assert!(joins(1, 1000, 1000));
+        assert!(!joins(1, MAX_BATCH_BYTES - 10, 11));
+        assert!(joins(1, MAX_BATCH_BYTES - 10, 10));
+        assert!(!joins(MAX_BATCH, 0, 1));
+        assert!(!joins(1, usize::MAX, 1));
+        let cmd = Command::Batch(vec![]);
+        assert_eq!(json_size(&cmd), serde_json::to_vec(&cmd).unwrap().len());
     }
 }
 

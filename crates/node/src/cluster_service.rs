@@ -3,7 +3,6 @@
 //! from the node asked (its status, the status fan-out, logs, events, verify).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use flotilla_proto::v1::cluster_service_server::ClusterService;
 use flotilla_proto::v1::{
@@ -16,9 +15,6 @@ use tonic::{Request, Response, Status};
 
 use crate::node::Node;
 
-/// How long the status fan-out waits for each member.
-const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
-
 pub struct ClusterApi {
     pub(crate) node: Arc<Node>,
     driver: Arc<dyn flotilla_executor::Driver>,
@@ -27,25 +23,6 @@ pub struct ClusterApi {
 impl ClusterApi {
     pub fn new(node: Arc<Node>, driver: Arc<dyn flotilla_executor::Driver>) -> Self {
         ClusterApi { node, driver }
-    }
-
-    async fn member_status(&self, id: u64, addr: String) -> MemberStatus {
-        let unreachable = |error: String| MemberStatus {
-            id,
-            address: addr.clone(),
-            reachable: false,
-            error,
-            ..Default::default()
-        };
-        let mut client = match self.node.cluster_client(&addr) {
-            Ok(c) => c,
-            Err(e) => return unreachable(e.to_string()),
-        };
-        match tokio::time::timeout(STATUS_TIMEOUT, client.node_status(NodeStatusRequest {})).await {
-            Ok(Ok(r)) => r.into_inner(),
-            Ok(Err(s)) => unreachable(s.message().to_string()),
-            Err(_) => unreachable(format!("no answer within {STATUS_TIMEOUT:?}")),
-        }
     }
 }
 
@@ -183,6 +160,20 @@ impl ClusterService for ClusterApi {
         self.route(req).await
     }
 
+    async fn ca_status(
+        &self,
+        req: Request<flotilla_proto::v1::CaStatusRequest>,
+    ) -> Result<Response<flotilla_proto::v1::CaStatusResponse>, Status> {
+        self.route(req).await
+    }
+
+    async fn rotate_ca(
+        &self,
+        req: Request<flotilla_proto::v1::RotateCaRequest>,
+    ) -> Result<Response<flotilla_proto::v1::CaStatusResponse>, Status> {
+        self.route(req).await
+    }
+
     async fn events(
         &self,
         req: Request<flotilla_proto::v1::EventsRequest>,
@@ -228,27 +219,13 @@ impl ClusterService for ClusterApi {
     ) -> Result<Response<ClusterStatusResponse>, Status> {
         let me = self.node.local_status();
         let membership = self.node.raft.metrics().borrow().membership_config.clone();
-        let mut members: Vec<(u64, String)> = membership
-            .membership()
-            .nodes()
-            .map(|(id, n)| (*id, n.addr.clone()))
-            .collect();
+        let mut members = self.node.members();
         // Before the cluster is initialised, show the configured peers.
         if members.is_empty() {
             members = self.node.config.peers.clone().into_iter().collect();
         }
         let voters: Vec<u64> = membership.membership().voter_ids().collect();
-        let fetches = members.into_iter().map(|(id, addr)| {
-            let me = me.clone();
-            async move {
-                if id == self.node.id {
-                    me
-                } else {
-                    self.member_status(id, addr).await
-                }
-            }
-        });
-        let mut statuses = futures::future::join_all(fetches).await;
+        let mut statuses = self.node.statuses(members).await;
         for s in &mut statuses {
             // An unreachable member's voting right comes from the membership we hold.
             if !s.reachable {

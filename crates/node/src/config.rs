@@ -45,7 +45,15 @@ pub struct NodeConfig {
     pub token: Option<String>,
     /// How long the certificates this node signs are valid (`--cert-lifetime`).
     pub cert_lifetime: Duration,
+    /// How long a request may run on this node's server (`--request-timeout`).
+    pub request_timeout: Duration,
 }
+
+/// Default of `--request-timeout`: longer than the CLI's longest call (two minutes).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A snapshot install may take at least this long (up to 4 GiB streamed).
+pub const SNAPSHOT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How often an agent heartbeats the leader (not a flag).
 pub const NODE_HEARTBEAT: Duration = Duration::from_secs(1);

@@ -135,6 +135,10 @@ pub async fn run(
         contacts,
         tls,
     ));
+    {
+        let metrics = node.metrics.clone();
+        node.state.observe(move |e| metrics.observe_store(e));
+    }
     tracing::info!(id = config.id, listen = %config.listen, data_dir = %config.data_dir.display(), "agent started");
     let control = flotilla_control::Control::new(
         raft.clone(),
@@ -286,6 +290,9 @@ async fn serve(
     let router = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(MAX_CONCURRENT_PER_CONNECTION)
         .max_concurrent_streams(Some(MAX_CONCURRENT_PER_CONNECTION as u32))
+        // A peer that stops answering HTTP/2 pings is dropped with its requests.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .layer(auth::AuthLayer { node: node.clone() })
         .add_service(
             RaftServiceServer::new(raft)

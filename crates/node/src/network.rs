@@ -26,9 +26,24 @@ use tonic::transport::Channel;
 /// Snapshot data is streamed in chunks of this size.
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 
-/// Largest message the Raft service accepts (append batches are bounded by
-/// `max_payload_entries` times the largest spec).
+/// Largest message the Raft service accepts.
 pub const MAX_RAFT_MESSAGE: usize = 256 << 20;
+
+/// Largest append a leader sends: one over it goes as fewer entries (openraft's
+/// `PayloadTooLarge`). One entry is at most a group-commit batch
+/// ([`crate::batcher::MAX_BATCH_BYTES`] and one more command), far below
+/// [`MAX_RAFT_MESSAGE`], so an entry alone always goes through.
+pub const MAX_APPEND_BYTES: usize = 32 << 20;
+
+/// How many of `entries` entries to send when their append encodes to `bytes`: `None`
+/// when it fits, else a share that should (at least one).
+pub fn fewer_entries(entries: usize, bytes: usize, limit: usize) -> Option<u64> {
+    if bytes <= limit || entries <= 1 {
+        return None;
+    }
+    let share = (entries as u128 * limit as u128 / bytes as u128) as u64;
+    Some(share.clamp(1, entries as u64 - 1))
+}
 
 type RpcResult<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, BasicNode, E>>;
 
@@ -167,10 +182,19 @@ impl PeerClient {
         F: FnOnce(RaftServiceClient<Channel>, tonic::Request<RaftMessage>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
     {
+        self.send(wire::encode(req), ttl, f).await
+    }
+
+    /// Like [`PeerClient::call`], with the request already encoded.
+    async fn send<Resp, E, F, Fut>(&mut self, data: Vec<u8>, ttl: Duration, f: F) -> RpcResult<Resp, E>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+        F: FnOnce(RaftServiceClient<Channel>, tonic::Request<RaftMessage>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
+    {
         let client = self.client().map_err(RPCError::Unreachable)?;
-        let mut msg = tonic::Request::new(RaftMessage {
-            data: wire::encode(req),
-        });
+        let mut msg = tonic::Request::new(RaftMessage { data });
         self.epoch.stamp(msg.metadata_mut());
         let reply = match tokio::time::timeout(ttl, f(client, msg)).await {
             Err(_) => {
@@ -205,8 +229,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse> {
-        self.call(
-            &rpc,
+        let data = wire::encode(&rpc);
+        if let Some(hint) = fewer_entries(rpc.entries.len(), data.len(), MAX_APPEND_BYTES) {
+            tracing::info!(
+                target_node = self.target,
+                entries = rpc.entries.len(),
+                bytes = data.len(),
+                hint,
+                "append too large; sending fewer entries"
+            );
+            return Err(RPCError::PayloadTooLarge(
+                openraft::error::PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
+        self.send(
+            data,
             option.hard_ttl(),
             |mut c, m| async move { c.append_entries(m).await },
         )
@@ -285,5 +322,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     fn backoff(&self) -> Backoff {
         // A restarted peer is retried quickly; a dead one costs little to poll.
         Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fewer_entries;
+
+    #[test]
+    fn an_append_over_the_limit_asks_for_a_share_that_fits_and_one_entry_always_goes() {
+        assert_eq!(fewer_entries(64, 10, 100), None);
+        assert_eq!(fewer_entries(64, 100, 100), None);
+        assert_eq!(fewer_entries(64, 200, 100), Some(32));
+        assert_eq!(fewer_entries(2, 1_000_000, 100), Some(1));
+        assert_eq!(fewer_entries(1, 1_000_000, 100), None);
+        assert_eq!(fewer_entries(64, 101, 100), Some(63));
+        assert_eq!(fewer_entries(usize::MAX, usize::MAX, 1), Some(1));
     }
 }

@@ -22,6 +22,9 @@ use crate::network::{connect_lazy, Contacts};
 /// How long a request waits for a leader to be known or reachable before giving up.
 pub const LEADER_WAIT: Duration = Duration::from_secs(5);
 
+/// How long the status fan-out waits for each member.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
+
 /// A client write still uncommitted this long makes the leader check its quorum.
 const QUORUM_CHECK_AFTER: Duration = Duration::from_secs(1);
 
@@ -113,6 +116,49 @@ impl Node {
 
     pub fn cluster_client(&self, addr: &str) -> Result<ClusterServiceClient<Channel>, ApiError> {
         Ok(flotilla_proto::cluster_client(self.channel(addr)?))
+    }
+
+    /// The members of the replicated membership, with their addresses.
+    pub fn members(&self) -> Vec<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership().nodes().map(|(id, n)| (*id, n.addr.clone())).collect()
+    }
+
+    /// A member's own view (`NodeStatus`), or why it gave none.
+    pub async fn member_status(&self, id: NodeId, addr: String) -> MemberStatus {
+        let unreachable = |error: String| MemberStatus {
+            id,
+            address: addr.clone(),
+            reachable: false,
+            error,
+            ..Default::default()
+        };
+        let mut client = match self.cluster_client(&addr) {
+            Ok(c) => c,
+            Err(e) => return unreachable(e.to_string()),
+        };
+        let asked = client.node_status(flotilla_proto::v1::NodeStatusRequest {});
+        match tokio::time::timeout(STATUS_TIMEOUT, asked).await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(s)) => unreachable(s.message().to_string()),
+            Err(_) => unreachable(format!("no answer within {STATUS_TIMEOUT:?}")),
+        }
+    }
+
+    /// The views of `members`, asked at once (this node's own without a call).
+    pub async fn statuses(&self, members: Vec<(NodeId, String)>) -> Vec<MemberStatus> {
+        let me = self.local_status();
+        let fetches = members.into_iter().map(|(id, addr)| {
+            let me = me.clone();
+            async move {
+                if id == self.id {
+                    me
+                } else {
+                    self.member_status(id, addr).await
+                }
+            }
+        });
+        futures::future::join_all(fetches).await
     }
 
     pub fn is_leader(&self) -> bool {
@@ -286,6 +332,7 @@ impl Node {
             cmd if !by.is_empty() => Command::By { by, cmd: Box::new(cmd) },
             cmd => cmd,
         };
+        let proposed = Instant::now();
         let write = self.batcher.write(cmd);
         tokio::pin!(write);
         let result = tokio::select! {
@@ -298,7 +345,10 @@ impl Node {
             }
         };
         match result {
-            Ok(r) => Ok(r),
+            Ok(r) => {
+                self.metrics.observe_commit(proposed.elapsed());
+                Ok(r)
+            }
             Err(WriteError::NotLeader) => Err(ApiError::LostLeadership { node: self.id }),
             Err(WriteError::Failed(e)) => Err(ApiError::Internal(format!("raft write failed: {e}"))),
         }
@@ -373,6 +423,7 @@ impl Node {
             replication: crate::status::replication(&m, &self.contacts),
             version: env!("CARGO_PKG_VERSION").to_string(),
             cert_expires_at: self.tls.as_ref().map_or(0, |t| t.expires_at_ms()),
+            cert_ca: self.tls.as_ref().map(|t| t.cert_ca()).unwrap_or_default(),
             ..Default::default()
         }
     }

@@ -73,7 +73,6 @@ impl ClusterApi {
         let caller = crate::auth::caller(&req);
         let credential = req.metadata().get("authorization").cloned();
         let msg = req.into_inner();
-        let started = std::time::Instant::now();
         let span = tracing::debug_span!("rpc", method = R::METHOD, node = self.node.id, forwarded = fwd);
         let answer = async move {
             let input = msg.prepare()?;
@@ -100,10 +99,7 @@ impl ClusterApi {
             Ok(self.with_leader(reply))
         }
         .instrument(span);
-        let answer = crate::auth::CALLER.scope(caller, answer).await;
-        let code = answer.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
-        self.node.metrics.observe_rpc(R::METHOD, code, started.elapsed());
-        answer
+        crate::auth::CALLER.scope(caller, answer).await
     }
 
     /// Wraps an answer with the leader's address (`x-flotilla-leader`), so the CLI can go

@@ -77,12 +77,13 @@ impl NodeSecurity {
     }
 
     fn leaf_digest(&self) -> String {
+        identity::pem_digest(&self.material.lock().unwrap_or_else(|e| e.into_inner()).cert_pem)
+    }
+
+    /// The digest of the CA this node's certificate is of (among those it trusts).
+    pub fn cert_ca(&self) -> String {
         let m = self.material.lock().unwrap_or_else(|e| e.into_inner());
-        pem_certs(&m.cert_pem)
-            .ok()
-            .and_then(|c| c.into_iter().next())
-            .map(|d| sha256_hex(&d))
-            .unwrap_or_default()
+        issuer_in(&m.cert_pem, &m.ca_pem).map_or_else(String::new, |ca| sha256_hex(&ca))
     }
 
     /// The CA: the replicated one, else the one this node created.
@@ -211,6 +212,8 @@ pub async fn obtain(config: &NodeConfig, state: &SharedState) -> Result<Option<A
             )]
             .into(),
             issued: Default::default(),
+            previous_ca: None,
+            cross_cert: None,
         };
         save(
             &files.pending(),
@@ -274,6 +277,41 @@ pub async fn obtain(config: &NodeConfig, state: &SharedState) -> Result<Option<A
     };
     sec.install(material)?;
     Ok(Some(Arc::new(sec)))
+}
+
+/// The certificate of `bundle` that issued the first certificate of `cert_pem`.
+fn issuer_in(cert_pem: &str, bundle: &str) -> Option<Vec<u8>> {
+    let leaf = pem_certs(cert_pem).ok()?.into_iter().next()?;
+    pem_certs(bundle)
+        .ok()?
+        .into_iter()
+        .find(|ca| identity::issued_by(&leaf, ca))
+}
+
+/// What the replicated state says a node's TLS should be: the CA that signs, the CA
+/// certificates to trust, and the cross-signed certificate to show during a rotation.
+struct Trust {
+    ca: Ca,
+    bundle: String,
+    cross: Option<String>,
+}
+
+fn trust(state: &SharedState) -> Option<Trust> {
+    let sm = state.read();
+    let s = sm.state.security.as_ref()?;
+    Some(Trust {
+        ca: Ca::from_pem(&s.ca_cert, &s.ca_key).ok()?,
+        bundle: s.trust_bundle(),
+        cross: s.cross_cert.clone(),
+    })
+}
+
+/// A node's certificate as it shows it: its own, then the cross-signed one if any.
+fn with_cross(cert_pem: &str, cross: Option<&str>) -> String {
+    match cross {
+        Some(c) => format!("{}\n{c}", cert_pem.trim_end()),
+        None => cert_pem.to_string(),
+    }
 }
 
 fn cluster_of(ca_pem: &str) -> Result<String, NodeError> {
@@ -393,11 +431,12 @@ async fn ask(config: &NodeConfig, token: &NodeToken, csr: &[u8], addr: &str) -> 
         ));
     }
     if let NodeToken::Join { ca_digest, .. } = token {
-        let got = pem_certs(&r.ca_pem)
-            .ok()
-            .and_then(|c| c.into_iter().next())
-            .map(|d| sha256_hex(&d));
-        if got.as_deref() != Some(ca_digest.as_str()) {
+        // The CA the token pins, among those sent (mid-rotation: the previous one).
+        let known = pem_certs(&r.ca_pem)
+            .unwrap_or_default()
+            .iter()
+            .any(|d| sha256_hex(d) == *ca_digest);
+        if !known {
             return Err(Ask::Refused("the CA sent is not the one the join token names".into()));
         }
     }
@@ -503,6 +542,10 @@ pub async fn issue(node: &Node, req: &IssueCertificateRequest) -> Result<IssueCe
     let ca = sec
         .ca(&node.state)
         .ok_or_else(|| ApiError::Unavailable("this node holds no CA yet; ask another member".into()))?;
+    let (bundle, cross) = match trust(&node.state) {
+        Some(t) => (t.bundle, t.cross),
+        None => (ca.cert_pem.clone(), None),
+    };
     // Recorded before the certificate is handed out (once the cluster has its CA; before,
     // the initializing node records what it issued when the CA goes in).
     if secured && !same_key {
@@ -517,66 +560,149 @@ pub async fn issue(node: &Node, req: &IssueCertificateRequest) -> Result<IssueCe
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     tracing::info!(id = req.id, "issued a node certificate");
     Ok(IssueCertificateResponse {
-        cert_pem,
-        ca_pem: ca.cert_pem.clone(),
+        cert_pem: with_cross(&cert_pem, cross.as_deref()),
+        ca_pem: bundle,
         proof: cred::proof(&secret, PROOF_ISSUED, &server, &req.csr),
     })
 }
 
 /// Renews this node's certificate from its replica's CA once a third of its lifetime is
-/// left (the same key: connections keep working, the next handshake uses the new one).
+/// left (the same key: connections keep working, the next handshake uses the new one),
+/// and follows a CA rotation: a certificate of the new CA at once, shown with the
+/// cross-signed one while peers may trust only the previous CA, and the previous CA
+/// trusted no more once the rotation finishes. On the leader, it finishes a rotation once
+/// every member holds a certificate of the new CA.
 pub async fn renew_loop(node: Arc<Node>) {
     let Some(sec) = node.tls.clone() else { return };
-    let check = (sec.lifetime / 20).clamp(Duration::from_millis(200), Duration::from_secs(60));
+    let check = (sec.lifetime / 20).clamp(Duration::from_millis(200), Duration::from_secs(1));
     let mut own_recorded = false;
     loop {
         tokio::time::sleep(check).await;
-        keep_ca(&sec, &node.state);
+        keep_ca(&node, &sec);
         if !own_recorded {
             own_recorded = record_own_key(&node, &sec).await;
         }
-        let left = Duration::from_millis(sec.expires_at_ms().saturating_sub(now_ms()));
-        if left > sec.lifetime / 3 {
-            continue;
+        follow(&node, &sec);
+        if node.is_leader() {
+            finish_rotation(&node).await;
         }
-        let Some(ca) = sec.ca(&node.state) else { continue };
+    }
+}
+
+/// Installs what this node's TLS should be, if it differs from what it is.
+fn follow(node: &Node, sec: &NodeSecurity) {
+    let (trust, current) = match trust(&node.state) {
+        Some(t) => (t, true),
+        // Before the CA is in the state: the one this node made, with no rotation.
+        None => match sec.ca(&node.state) {
+            Some(ca) => (
+                Trust {
+                    bundle: ca.cert_pem.clone(),
+                    ca,
+                    cross: None,
+                },
+                false,
+            ),
+            None => return,
+        },
+    };
+    let m = sec.material.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let left = Duration::from_millis(sec.expires_at_ms().saturating_sub(now_ms()));
+    let ca_der = pem_certs(&trust.ca.cert_pem).unwrap_or_default();
+    let leaf = pem_certs(&m.cert_pem).ok().and_then(|c| c.into_iter().next());
+    let of_current_ca = match (leaf, ca_der.first()) {
+        (Some(leaf), Some(ca)) => identity::issued_by(&leaf, ca),
+        _ => false,
+    };
+    let resign = left <= sec.lifetime / 3 || (current && !of_current_ca);
+    let own = if resign {
         let renewed = flotilla_security::ca::key_from_pem(&sec.key_pem)
-            .and_then(|key| ca.issue_for_key(node.id, &key, SystemTime::now(), sec.lifetime));
-        let material = match renewed {
-            Ok(cert_pem) => NodeTls {
-                ca_pem: ca.cert_pem.clone(),
-                cert_pem,
-                key_pem: sec.key_pem.clone(),
-            },
+            .and_then(|key| trust.ca.issue_for_key(node.id, &key, SystemTime::now(), sec.lifetime));
+        match renewed {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot renew this node's certificate");
-                continue;
+                return;
             }
-        };
-        match sec.install(material) {
-            Ok(()) => tracing::info!(expires_at_ms = sec.expires_at_ms(), "renewed this node's certificate"),
-            Err(e) => tracing::warn!(error = %e, "cannot install the renewed certificate"),
         }
+    } else {
+        // The leaf alone, without a cross-signed certificate it may carry.
+        let Some(first) = m.cert_pem.split_inclusive("-----END CERTIFICATE-----").next() else {
+            return;
+        };
+        first.trim().to_string()
+    };
+    let want = NodeTls {
+        ca_pem: trust.bundle.clone(),
+        cert_pem: with_cross(&own, trust.cross.as_deref()),
+        key_pem: sec.key_pem.clone(),
+    };
+    if !resign && want.ca_pem == m.ca_pem && want.cert_pem.trim() == m.cert_pem.trim() {
+        return;
+    }
+    match sec.install(want) {
+        Ok(()) if resign => tracing::info!(
+            expires_at_ms = sec.expires_at_ms(),
+            ca = %trust.ca.digest(),
+            "renewed this node's certificate"
+        ),
+        Ok(()) => tracing::info!(ca = %trust.ca.digest(), "now trusting the cluster's current CA certificates"),
+        Err(e) => tracing::warn!(error = %e, "cannot install the renewed certificate"),
+    }
+}
+
+/// On the leader during a CA rotation: once every member says its certificate is of the
+/// new CA, the previous CA is dropped (the members then stop trusting it).
+async fn finish_rotation(node: &Node) {
+    let ca_cert = match node.state.read().state.security.as_ref() {
+        Some(s) if s.previous_ca.is_some() => s.ca_cert.clone(),
+        _ => return,
+    };
+    let digest = identity::pem_digest(&ca_cert);
+    for status in node.statuses(node.members()).await {
+        if status.cert_ca != digest {
+            tracing::debug!(
+                member = status.id,
+                "CA rotation: waiting for this member's certificate of the new CA"
+            );
+            return;
+        }
+    }
+    let op = SecurityOp::FinishCaRotation { ca_cert };
+    match node.command(command(op)).await {
+        Ok(_) => tracing::info!(ca = %digest, "CA rotation finished: every member holds a certificate of the new CA"),
+        Err(e) => tracing::debug!(error = %e, "finishing the CA rotation; retrying"),
     }
 }
 
 /// Keeps the replicated CA in `tls/` too: a node restarting after its certificate
 /// expired signs a new one before its log is replayed (its replica holds the same key, so
-/// this copy exposes nothing more).
-fn keep_ca(sec: &NodeSecurity, state: &SharedState) {
-    let Some((cert, key)) = state
+/// this copy exposes nothing more). The admin config the node wrote, if any, gets the CA
+/// certificates to trust as they change.
+fn keep_ca(node: &Node, sec: &NodeSecurity) {
+    let Some((bundle, key)) = node
+        .state
         .read()
         .state
         .security
         .as_ref()
-        .map(|s| (s.ca_cert.clone(), s.ca_key.clone()))
+        .map(|s| (s.trust_bundle(), s.ca_key.clone()))
     else {
         return;
     };
     let path = sec.dir.join("ca.key");
     if read(&path).as_deref() != Some(key.as_str()) {
-        if let Err(e) = save(&sec.dir.join("ca.pem"), &cert).and_then(|()| save(&path, &key)) {
+        if let Err(e) = save(&sec.dir.join("ca.pem"), &bundle).and_then(|()| save(&path, &key)) {
             tracing::warn!(error = %e, "cannot keep the cluster CA in the data dir");
+        }
+    }
+    let admin = node.config.data_dir.join(ADMIN_CONFIG);
+    if let Ok(mut file) = ClientConfigFile::load(&admin) {
+        if file.ca != bundle {
+            file.ca = bundle;
+            if let Err(e) = file.save(&admin) {
+                tracing::warn!(error = %e, "cannot update the CA in the admin config");
+            }
         }
     }
 }

@@ -2,11 +2,14 @@
 //! list, revoke) and the join token (show, rotate). Who may call them is in
 //! `auth::TABLE` (admin).
 
+use flotilla_proto::v1::{CaStatusRequest, CaStatusResponse, RotateCaRequest};
 use flotilla_proto::v1::{
     CreateTokenRequest, CreateTokenResponse, GetJoinTokenRequest, JoinTokenResponse, ListTokensRequest,
     ListTokensResponse, RevokeTokenRequest, RevokeTokenResponse, RotateJoinTokenRequest, TokenInfo,
 };
 use flotilla_security::cred;
+use flotilla_security::identity::pem_digest;
+use flotilla_security::Ca;
 use flotilla_types::{ClientRole, ClientToken, Command, Security, SecurityOp};
 
 use crate::cluster_service::ClusterApi;
@@ -132,12 +135,7 @@ impl Routed for RevokeTokenRequest {
 }
 
 fn join_token(s: &Security) -> String {
-    let digest = flotilla_security::identity::pem_certs(&s.ca_cert)
-        .ok()
-        .and_then(|c| c.into_iter().next())
-        .map(|d| flotilla_security::identity::sha256_hex(&d))
-        .unwrap_or_default();
-    cred::NodeToken::join(&digest, &s.join_secret).to_string()
+    cred::NodeToken::join(&pem_digest(&s.ca_cert), &s.join_secret).to_string()
 }
 
 impl Routed for GetJoinTokenRequest {
@@ -163,5 +161,63 @@ impl Routed for RotateJoinTokenRequest {
         };
         api.node.command(security_command(op)).await?;
         with_security(api, |s| JoinTokenResponse { token: join_token(s) })
+    }
+}
+
+/// The CA as the leader holds it, and which CA each member's certificate is of.
+async fn ca_status(api: &ClusterApi) -> Result<CaStatusResponse, ApiError> {
+    let (ca_pem, digest, previous_digest) = with_security(api, |s| {
+        (
+            s.trust_bundle(),
+            pem_digest(&s.ca_cert),
+            s.previous_ca.as_deref().map(pem_digest).unwrap_or_default(),
+        )
+    })?;
+    Ok(CaStatusResponse {
+        ca_pem,
+        digest,
+        previous_digest,
+        members: api.node.statuses(api.node.members()).await,
+    })
+}
+
+impl Routed for CaStatusRequest {
+    type Input = ();
+    const KIND: Kind = Kind::Read;
+    fn prepare(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+    async fn run(api: &ClusterApi, _: &()) -> Result<CaStatusResponse, ApiError> {
+        ca_status(api).await
+    }
+}
+
+impl Routed for RotateCaRequest {
+    type Input = ();
+    const KIND: Kind = Kind::Write;
+    fn prepare(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+    async fn run(api: &ClusterApi, _: &()) -> Result<CaStatusResponse, ApiError> {
+        let (cert, key, rotating) =
+            with_security(api, |s| (s.ca_cert.clone(), s.ca_key.clone(), s.previous_ca.is_some()))?;
+        if rotating {
+            return Err(ApiError::Refused(
+                "a CA rotation is in progress; it finishes once every member holds a certificate of the new \
+                 CA (flotilla ca status shows which do not yet)"
+                    .into(),
+            ));
+        }
+        let current = Ca::from_pem(&cert, &key).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (next, cross_cert) = current
+            .successor(std::time::SystemTime::now())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let op = SecurityOp::RotateCa {
+            ca_cert: next.cert_pem.clone(),
+            ca_key: next.key_pem(),
+            cross_cert,
+        };
+        api.node.command(security_command(op)).await?;
+        ca_status(api).await
     }
 }

@@ -81,4 +81,6 @@ cluster_rpcs! {
     RevokeTokenRequest => revoke_token -> RevokeTokenResponse;
     GetJoinTokenRequest => get_join_token -> JoinTokenResponse;
     RotateJoinTokenRequest => rotate_join_token -> JoinTokenResponse;
+    CaStatusRequest => ca_status -> CaStatusResponse;
+    RotateCaRequest => rotate_ca -> CaStatusResponse;
 }

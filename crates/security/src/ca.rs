@@ -58,27 +58,65 @@ fn not_before(now: SystemTime) -> time::OffsetDateTime {
     (now - CLOCK_SKEW).into()
 }
 
+/// A CA certificate's parameters. A rotated CA's name carries its generation: names
+/// differ, so a chain through the cross-signed certificate is found by name.
+fn ca_params(cluster_id: &str, generation: Option<u64>, now: SystemTime) -> Result<CertificateParams, SecurityError> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err("ca"))?;
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("flotilla cluster CA {cluster_id}"));
+    params.distinguished_name.push(DnType::OrganizationName, "flotilla");
+    if let Some(g) = generation {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, format!("generation {g}"));
+    }
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = not_before(now);
+    params.not_after = (now + CA_LIFETIME).into();
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
 impl Ca {
     /// A new CA for a new cluster, named by `cluster_id`.
     pub fn generate(cluster_id: &str, now: SystemTime) -> Result<Ca, SecurityError> {
         let key = new_key()?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err("ca"))?;
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("flotilla cluster CA {cluster_id}"));
-        params.distinguished_name.push(DnType::OrganizationName, "flotilla");
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = not_before(now);
-        params.not_after = (now + CA_LIFETIME).into();
-        params.use_authority_key_identifier_extension = true;
-        let cert = params.self_signed(&key).map_err(err("cannot create the CA"))?;
+        let cert = ca_params(cluster_id, None, now)?
+            .self_signed(&key)
+            .map_err(err("cannot create the CA"))?;
         Ok(Ca {
             cert_pem: cert.pem(),
             key,
             cluster_id: cluster_id.to_string(),
         })
+    }
+
+    /// The CA that replaces this one (`flotilla ca rotate`): a new key, the same cluster,
+    /// a name of its own, and a second certificate of it signed by this CA (the
+    /// cross-signed one), so a peer or client that trusts only this CA still accepts
+    /// certificates of the new one while the rotation goes on. Returns the new CA and
+    /// the cross-signed certificate (PEM).
+    pub fn successor(&self, now: SystemTime) -> Result<(Ca, String), SecurityError> {
+        let key = new_key()?;
+        let generation = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let params = ca_params(&self.cluster_id, Some(generation), now)?;
+        let cert = params.self_signed(&key).map_err(err("cannot create the new CA"))?;
+        let cross = params
+            .signed_by(&key, &self.issuer()?)
+            .map_err(err("cannot cross-sign the new CA"))?;
+        Ok((
+            Ca {
+                cert_pem: cert.pem(),
+                key,
+                cluster_id: self.cluster_id.clone(),
+            },
+            cross.pem(),
+        ))
     }
 
     /// The CA kept in the replicated state (or a data dir).
@@ -101,11 +139,7 @@ impl Ca {
 
     /// SHA-256 of the CA certificate (hex): what a join token pins.
     pub fn digest(&self) -> String {
-        identity::pem_certs(&self.cert_pem)
-            .ok()
-            .and_then(|c| c.into_iter().next())
-            .map(|der| identity::sha256_hex(&der))
-            .unwrap_or_default()
+        identity::pem_digest(&self.cert_pem)
     }
 
     fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, SecurityError> {
@@ -162,5 +196,68 @@ impl Ca {
         let csr = CertificateSigningRequestParams::from_der(&csr_der.into())
             .map_err(|e| SecurityError::Refused(format!("invalid certificate signing request: {e}")))?;
         self.issue_node(id, &csr.public_key, now, lifetime)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+    use super::*;
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from(identity::pem_certs(pem).unwrap().remove(0))
+    }
+
+    /// Whether a client trusting `roots` accepts a node showing `leaf` with `intermediates`.
+    fn accepts(roots: &[&str], leaf: &str, intermediates: &[&str]) -> bool {
+        let mut store = rustls::RootCertStore::empty();
+        for r in roots {
+            store.add(der(r)).unwrap();
+        }
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(store), crate::tls::provider())
+                .build()
+                .unwrap();
+        let inter: Vec<_> = intermediates.iter().map(|p| der(p)).collect();
+        verifier
+            .verify_server_cert(
+                &der(leaf),
+                &inter,
+                &ServerName::try_from(NODE_SERVER_NAME).unwrap(),
+                &[],
+                UnixTime::now(),
+            )
+            .is_ok()
+    }
+
+    #[test]
+    fn a_successor_is_trusted_through_its_cross_signed_certificate_and_has_its_own_name() {
+        let now = SystemTime::now();
+        let old = Ca::generate("c1", now).unwrap();
+        let (new, cross) = old.successor(now).unwrap();
+        assert_eq!(new.cluster_id, "c1");
+        assert_ne!(new.digest(), old.digest());
+        let key = new_key().unwrap();
+        let leaf_new = new.issue_for_key(2, &key, now, Duration::from_secs(3600)).unwrap();
+        let leaf_old = old.issue_for_key(2, &key, now, Duration::from_secs(3600)).unwrap();
+        let (new_der, old_der) = (der(&new.cert_pem), der(&old.cert_pem));
+        assert!(identity::issued_by(&der(&leaf_new), &new_der));
+        assert!(!identity::issued_by(&der(&leaf_new), &old_der));
+        assert!(identity::issued_by(&der(&leaf_old), &old_der));
+        // Mid-rotation: a peer that trusts only the old CA accepts the new leaf with the
+        // cross-signed certificate, and not without it.
+        assert!(accepts(&[&old.cert_pem], &leaf_new, &[&cross]));
+        assert!(!accepts(&[&old.cert_pem], &leaf_new, &[]));
+        // One that trusts both accepts either; after the rotation only the new one counts.
+        assert!(accepts(&[&new.cert_pem, &old.cert_pem], &leaf_old, &[]));
+        assert!(accepts(&[&new.cert_pem], &leaf_new, &[]));
+        assert!(!accepts(&[&new.cert_pem], &leaf_old, &[&cross]));
+        // The cross-signed certificate signs nothing by itself: a leaf of the old CA does
+        // not reach the new root through it.
+        assert!(Ca::from_pem(&new.cert_pem, &new.key_pem()).is_ok());
     }
 }

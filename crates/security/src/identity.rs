@@ -87,6 +87,24 @@ fn parse_node_uri(uri: &str) -> Option<(String, u64)> {
     Some((cluster.to_string(), id))
 }
 
+/// Whether the certificate `cert` names `ca` as its issuer (by name: every CA of a
+/// cluster has its own), so a node knows whether its certificate is of the current CA.
+pub fn issued_by(cert: &[u8], ca: &[u8]) -> bool {
+    match (parse(cert), parse(ca)) {
+        (Ok(cert), Ok(ca)) => cert.issuer().as_raw() == ca.subject().as_raw(),
+        _ => false,
+    }
+}
+
+/// The SHA-256 (hex) of the first certificate of a PEM text, empty if it has none.
+pub fn pem_digest(pem: &str) -> String {
+    pem_certs(pem)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .map(|d| sha256_hex(&d))
+        .unwrap_or_default()
+}
+
 /// When a PEM certificate expires (Unix seconds).
 pub fn not_after(pem: &str) -> Result<i64, SecurityError> {
     let der = pem_certs(pem)?.into_iter().next().unwrap_or_default();

@@ -173,7 +173,9 @@ impl ServerCertVerifier for PinnedCa {
             rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                 .build()
                 .map_err(|e| rustls::Error::General(e.to_string()))?;
-        verifier.verify_server_cert(end_entity, &[], server_name, ocsp, now)
+        // The chain's other certificates may join the leaf to the pinned CA (a server
+        // whose certificate is of a new CA cross-signed by the pinned one, mid-rotation).
+        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
     }
 
     fn verify_tls12_signature(

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 pub use error::StoreError;
 pub use log_store::LogStore;
-pub use state_machine::{state_digest, DigestError, SharedState, StateMachineData, StateMachineStore, EVENTS_KEPT};
+pub use state_machine::{
+    state_digest, DigestError, SharedState, StateMachineData, StateMachineStore, StoreEvent, EVENTS_KEPT,
+};
 
 pub use flotilla_raft_types::{Entry, LogId, NodeId, Raft, SnapshotMeta, StoredMembership, TypeConfig, Vote};
 

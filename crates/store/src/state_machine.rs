@@ -25,9 +25,24 @@ pub struct StateMachineData {
     pub state: State,
 }
 
+/// What the state machine tells whoever watches it (the node's metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// `entries` log entries applied in one call, taking `took`.
+    Applied { entries: usize, took: std::time::Duration },
+    /// A snapshot of `bytes` built from the state (and written), taking `took`.
+    SnapshotBuilt { bytes: usize, took: std::time::Duration },
+    /// A snapshot of `bytes` from the leader installed, taking `took`.
+    SnapshotInstalled { bytes: usize, took: std::time::Duration },
+}
+
+type Observer = Arc<dyn Fn(StoreEvent) + Send + Sync>;
+
 /// A read handle on the state machine, shared with the API and the control loops.
 #[derive(Clone)]
 pub struct SharedState {
+    /// Told of applies and snapshots (set once, by the node).
+    observer: Arc<std::sync::OnceLock<Observer>>,
     data: Arc<RwLock<StateMachineData>>,
     applied: watch::Sender<u64>,
     snapshots_installed: Arc<AtomicU64>,
@@ -149,6 +164,17 @@ impl SharedState {
         waiters.retain(|i, _| *i > index);
     }
 
+    /// Tells `observer` of every apply and snapshot from now on (the first one set stays).
+    pub fn observe(&self, observer: impl Fn(StoreEvent) + Send + Sync + 'static) {
+        let _ = self.observer.set(Arc::new(observer));
+    }
+
+    fn tell(&self, event: StoreEvent) {
+        if let Some(o) = self.observer.get() {
+            o(event);
+        }
+    }
+
     /// Snapshots received from a leader and installed since this process started.
     pub fn snapshots_installed(&self) -> u64 {
         self.snapshots_installed.load(Ordering::Relaxed)
@@ -182,6 +208,7 @@ impl StateMachineStore {
                 data: Arc::new(RwLock::new(data)),
                 applied,
                 snapshots_installed: Arc::new(AtomicU64::new(0)),
+                observer: Default::default(),
                 events: Default::default(),
                 event_tx: tokio::sync::broadcast::channel(1024).0,
                 digest_waiters: Default::default(),
@@ -228,6 +255,7 @@ impl StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let started = std::time::Instant::now();
         let (meta, data) = {
             let sm = self.shared.read();
             let data = serde_json::to_vec(&sm.state).map_err(|e| StorageIOError::read_state_machine(&e))?;
@@ -245,6 +273,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         };
         self.persist(&meta, &data).await?;
         tracing::info!(index = ?meta.last_log_id.map(|l| l.index), bytes = data.len(), "built snapshot");
+        self.shared.tell(StoreEvent::SnapshotBuilt {
+            bytes: data.len(),
+            took: started.elapsed(),
+        });
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -265,6 +297,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut responses = Vec::new();
         let mut events = Vec::new();
         let last = {
@@ -290,6 +323,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         };
         self.shared.push_events(events);
         self.shared.applied.send_replace(last);
+        self.shared.tell(StoreEvent::Applied {
+            entries: responses.len(),
+            took: started.elapsed(),
+        });
         Ok(responses)
     }
 
@@ -302,6 +339,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> StorageResult<()> {
+        let started = std::time::Instant::now();
         let data = snapshot.into_inner();
         let state: State =
             serde_json::from_slice(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
@@ -318,6 +356,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .applied
             .send_replace(meta.last_log_id.map_or(0, |l| l.index));
         tracing::info!(index = ?meta.last_log_id.map(|l| l.index), bytes = data.len(), "installed snapshot");
+        self.shared.tell(StoreEvent::SnapshotInstalled {
+            bytes: data.len(),
+            took: started.elapsed(),
+        });
         Ok(())
     }
 

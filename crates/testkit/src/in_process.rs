@@ -142,6 +142,7 @@ impl InProcessCluster {
             insecure: false,
             token: std::fs::read_to_string(&self.creds.bootstrap).ok(),
             cert_lifetime: flotilla_node::security::DEFAULT_CERT_LIFETIME,
+            request_timeout: flotilla_node::config::DEFAULT_REQUEST_TIMEOUT,
         }
     }
 

@@ -167,6 +167,16 @@ fn single_event(index: u64, cmd: &Command, resp: &Response, after: &State) -> Op
                 SecurityOp::RotateJoin { .. } => {
                     ("token.join-rotated", "join-token".to_string(), format!("rotated{by}"))
                 }
+                SecurityOp::RotateCa { .. } => (
+                    "ca.rotation-started",
+                    "ca".to_string(),
+                    format!("a new CA signs from now on; the previous one is trusted until every member has moved{by}"),
+                ),
+                SecurityOp::FinishCaRotation { .. } => (
+                    "ca.rotated",
+                    "ca".to_string(),
+                    "every member holds a certificate of the new CA; the previous CA is trusted no more".to_string(),
+                ),
                 SecurityOp::Issued { id, .. } => (
                     "cert.issued",
                     format!("node/{id}"),

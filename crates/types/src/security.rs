@@ -74,6 +74,13 @@ pub struct Security {
     /// for: a token never gets an id's certificate for another key.
     #[serde(default)]
     pub issued: BTreeMap<u64, String>,
+    /// While a CA rotation goes on: the CA it replaces, still trusted...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_ca: Option<String>,
+    /// ...and the new CA's certificate signed by it, which every node shows with its
+    /// own so peers and clients that trust only the previous CA accept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_cert: Option<String>,
 }
 
 impl std::fmt::Debug for Security {
@@ -86,6 +93,15 @@ impl std::fmt::Debug for Security {
 }
 
 impl Security {
+    /// The CA certificates a node trusts: the current one first, then the one a rotation
+    /// in progress replaces.
+    pub fn trust_bundle(&self) -> String {
+        match &self.previous_ca {
+            Some(prev) => format!("{}\n{}", self.ca_cert.trim_end(), prev),
+            None => self.ca_cert.clone(),
+        }
+    }
+
     /// The token with this id, with its name.
     pub fn token_by_id(&self, id: &str) -> Option<(&str, &ClientToken)> {
         self.tokens
@@ -114,5 +130,16 @@ pub enum SecurityOp {
     Issued {
         id: u64,
         key: String,
+    },
+    /// `flotilla ca rotate`: the new CA signs from now on; the current one stays trusted
+    /// until every member holds a certificate of the new one.
+    RotateCa {
+        ca_cert: String,
+        ca_key: String,
+        cross_cert: String,
+    },
+    /// Every member holds a certificate of `ca_cert`: the previous CA is trusted no more.
+    FinishCaRotation {
+        ca_cert: String,
     },
 }

@@ -106,6 +106,29 @@ impl State {
                 None => return Response::Error(CommandError::TokenNotFound { name: name.clone() }),
             },
             (SecurityOp::RotateJoin { secret }, Some(sec)) => sec.join_secret = secret.clone(),
+            (SecurityOp::RotateCa { .. }, Some(sec)) if sec.previous_ca.is_some() => {
+                return refuse("a CA rotation is in progress; it must finish first (flotilla ca status)")
+            }
+            (
+                SecurityOp::RotateCa {
+                    ca_cert,
+                    ca_key,
+                    cross_cert,
+                },
+                Some(sec),
+            ) => {
+                let previous = std::mem::replace(&mut sec.ca_cert, ca_cert.clone());
+                sec.ca_key = ca_key.clone();
+                sec.previous_ca = Some(previous);
+                sec.cross_cert = Some(cross_cert.clone());
+            }
+            (SecurityOp::FinishCaRotation { ca_cert }, Some(sec)) => {
+                if sec.previous_ca.is_none() || sec.ca_cert != *ca_cert {
+                    return refuse("no rotation to this CA is in progress");
+                }
+                sec.previous_ca = None;
+                sec.cross_cert = None;
+            }
             (SecurityOp::Issued { id, key }, Some(sec)) => match sec.issued.get(id) {
                 Some(k) if k != key => return refuse(&format!("node {id}'s certificate was issued to another key")),
                 _ => {

@@ -1,6 +1,7 @@
 //! The client verbs.
 
 mod apply;
+mod ca;
 mod events;
 mod logs;
 mod members;
@@ -123,6 +124,7 @@ pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
         Verb::Node { what } => nodes::set_availability(&client, out, what).await,
         Verb::Rollout { what } => rollout::run(&client, out, what).await,
         Verb::Token { what } => tokens::run(&client, out, what).await,
+        Verb::Ca { what } => ca::run(&client, out, what).await,
         Verb::Snapshot { what } => {
             let client = Client::new(global, global.timeout.unwrap_or(LONG_CALL))?;
             snapshot::run(&client, out, what).await

@@ -23,13 +23,26 @@ use crate::node::Node;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodCode {
+    pub service: String,
     pub method: String,
     pub code: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Method {
+    pub service: String,
     pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SnapshotKind {
+    /// `built` here, or `installed` from the leader.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PendingReason {
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,6 +86,15 @@ pub struct Metrics {
     task_restarts: Family<ServiceLabel, Gauge>,
     tasks: Family<TaskStateLabel, Gauge>,
     node_up: Family<NodeLabel, Gauge>,
+    node_heartbeat_age: Family<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    tasks_pending: Family<PendingReason, Gauge>,
+    raft_commit_duration: Histogram,
+    raft_apply_duration: Histogram,
+    snapshot_duration: Family<SnapshotKind, Histogram>,
+    snapshot_size: Family<SnapshotKind, Gauge>,
+    cert_expiry: Gauge,
+    /// When the leader last heard each node's heartbeat (this node, while it leads).
+    heartbeats: Mutex<std::collections::HashMap<u64, Instant>>,
     /// Every call the executor makes to its task driver, by call and driver.
     pub driver_calls: Family<driver::DriverCall, Histogram>,
     pub driver_errors: Family<driver::DriverCall, Counter>,
@@ -115,6 +137,14 @@ impl Metrics {
             task_restarts: Family::default(),
             tasks: Family::default(),
             node_up: Family::default(),
+            node_heartbeat_age: Family::default(),
+            tasks_pending: Family::default(),
+            raft_commit_duration: Histogram::new(latency_buckets()),
+            raft_apply_duration: Histogram::new(exponential_buckets(0.00001, 2.0, 18)),
+            snapshot_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            snapshot_size: Family::default(),
+            cert_expiry: Gauge::default(),
+            heartbeats: Mutex::new(Default::default()),
             driver_calls: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             driver_errors: Family::default(),
             control: flotilla_control::ControlMetrics::default(),
@@ -164,14 +194,49 @@ impl Metrics {
             m.raft_members.clone(),
         );
         r.register(
+            "raft_commit_duration_seconds",
+            "On the leader: a write from its proposal until a quorum holds it and it is applied here (group commit included)",
+            m.raft_commit_duration.clone(),
+        );
+        r.register(
+            "raft_apply_duration_seconds",
+            "One call of the state machine applying committed entries",
+            m.raft_apply_duration.clone(),
+        );
+        r.register(
+            "raft_snapshot_duration_seconds",
+            "Snapshots built here or installed from the leader (the count is the number of snapshots), and how long each took",
+            m.snapshot_duration.clone(),
+        );
+        r.register(
+            "raft_snapshot_size_bytes",
+            "Size of the last snapshot built or installed",
+            m.snapshot_size.clone(),
+        );
+        r.register(
             "grpc_requests",
-            "Cluster API requests served by this node, by method and gRPC status code",
+            "Requests this node's server answered, by service, method and gRPC status code",
             m.grpc_requests.clone(),
         );
         r.register(
             "grpc_request_duration_seconds",
-            "Time to answer a cluster API request, forwarding to the leader included",
+            "Time to answer a request, forwarding to the leader included",
             m.grpc_duration.clone(),
+        );
+        r.register(
+            "tasks_pending",
+            "Tasks that want to run and have no node, by why (the reason most nodes gave)",
+            m.tasks_pending.clone(),
+        );
+        r.register(
+            "node_heartbeat_age_seconds",
+            "On the leader: time since each node's last heartbeat",
+            m.node_heartbeat_age.clone(),
+        );
+        r.register(
+            "tls_cert_expiry_timestamp_seconds",
+            "When this node's certificate expires (Unix seconds; renewed when a third of its lifetime is left)",
+            m.cert_expiry.clone(),
         );
         r.register(
             "service_desired_replicas",
@@ -232,19 +297,49 @@ impl Metrics {
         m
     }
 
-    /// One cluster API request answered: `code` is the gRPC status code's name.
-    pub fn observe_rpc(&self, method: &str, code: tonic::Code, took: Duration) {
+    /// One request answered. `path` is the gRPC path (`/flotilla.v1.ClusterService/Apply`):
+    /// the series are by service (`cluster`, `agent`, `raft`) and method (`apply`).
+    pub fn observe_rpc(&self, path: &str, code: tonic::Code, took: Duration) {
+        let (service, method) = rpc_labels(path);
         self.grpc_requests
             .get_or_create(&MethodCode {
-                method: method.to_string(),
+                service: service.clone(),
+                method: method.clone(),
                 code: format!("{code:?}"),
             })
             .inc();
         self.grpc_duration
-            .get_or_create(&Method {
-                method: method.to_string(),
-            })
+            .get_or_create(&Method { service, method })
             .observe(took.as_secs_f64());
+    }
+
+    /// A client write committed and applied, `took` after it was proposed.
+    pub fn observe_commit(&self, took: Duration) {
+        self.raft_commit_duration.observe(took.as_secs_f64());
+    }
+
+    /// What the state machine reports.
+    pub fn observe_store(&self, event: flotilla_store::StoreEvent) {
+        use flotilla_store::StoreEvent;
+        let (kind, bytes, took) = match event {
+            StoreEvent::Applied { took, .. } => {
+                self.raft_apply_duration.observe(took.as_secs_f64());
+                return;
+            }
+            StoreEvent::SnapshotBuilt { bytes, took } => ("built", bytes, took),
+            StoreEvent::SnapshotInstalled { bytes, took } => ("installed", bytes, took),
+        };
+        let label = SnapshotKind { kind: kind.into() };
+        self.snapshot_duration.get_or_create(&label).observe(took.as_secs_f64());
+        self.snapshot_size.get_or_create(&label).set(bytes as i64);
+    }
+
+    /// The leader heard node `id`'s heartbeat.
+    pub fn saw_heartbeat(&self, id: u64) {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Instant::now());
     }
 
     /// What an AppendEntries from the leader says its commit index is.
@@ -310,6 +405,21 @@ impl Metrics {
             _ => self.leader_commit(Duration::MAX).unwrap_or(0),
         };
         self.raft_commit_index.set(commit as i64);
+        self.cert_expiry
+            .set(node.tls.as_ref().map_or(0, |t| t.expires_at_ms() / 1000) as i64);
+        self.node_heartbeat_age.clear();
+        let mut heartbeats = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+        if leader {
+            for (id, at) in heartbeats.iter() {
+                self.node_heartbeat_age
+                    .get_or_create(&NodeLabel { node: id.to_string() })
+                    .set(at.elapsed().as_secs_f64());
+            }
+        } else {
+            // A new term starts every node's clock again.
+            heartbeats.clear();
+        }
+        drop(heartbeats);
         self.refresh_state(node);
     }
 
@@ -326,6 +436,7 @@ impl Metrics {
         }
         self.tasks.clear();
         self.node_up.clear();
+        self.tasks_pending.clear();
         for (name, svc) in &state.services {
             let label = ServiceLabel { service: name.clone() };
             self.desired_replicas
@@ -344,6 +455,13 @@ impl Metrics {
             if t.desired != flotilla_types::DesiredState::Running || !state.services.contains_key(&t.service) {
                 continue;
             }
+            if t.state == TaskState::Pending && t.node.is_none() {
+                self.tasks_pending
+                    .get_or_create(&PendingReason {
+                        reason: pending_reason(&t.message).into(),
+                    })
+                    .inc();
+            }
             let label = ServiceLabel {
                 service: t.service.clone(),
             };
@@ -360,5 +478,90 @@ impl Metrics {
                 .get_or_create(&NodeLabel { node: n.id.to_string() })
                 .set(i64::from(n.status == NodeStatus::Ready));
         }
+    }
+}
+
+/// The `service` and `method` labels of a gRPC path: `/flotilla.v1.ClusterService/Apply`
+/// gives `cluster` and `apply`.
+fn rpc_labels(path: &str) -> (String, String) {
+    let mut parts = path.trim_start_matches('/').rsplitn(2, '/');
+    let method = parts.next().unwrap_or_default();
+    let service = parts
+        .next()
+        .unwrap_or_default()
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches("Service")
+        .to_ascii_lowercase();
+    let mut snake = String::with_capacity(method.len() + 4);
+    for (i, c) in method.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                snake.push('_');
+            }
+            snake.push(c.to_ascii_lowercase());
+        } else {
+            snake.push(c);
+        }
+    }
+    (service, snake)
+}
+
+/// A pending task's reason as a label from a fixed set (the reason the most nodes gave
+/// in the scheduler's `0/3 nodes: 2 insufficient memory, 1 drained`).
+fn pending_reason(message: &str) -> &'static str {
+    let Some(first) = message
+        .split_once("nodes: ")
+        .map(|(_, r)| r.split(',').next().unwrap_or_default())
+    else {
+        return if message.is_empty() { "unscheduled" } else { "other" };
+    };
+    let first = first.trim().trim_start_matches(|c: char| c.is_ascii_digit()).trim();
+    match first {
+        "no nodes registered" => "no_nodes",
+        "down" => "node_down",
+        "paused" => "node_paused",
+        "drained" => "node_drained",
+        "at max_per_node" => "max_per_node",
+        "host port in use" => "port_in_use",
+        "insufficient cpu" => "insufficient_cpu",
+        "insufficient memory" => "insufficient_memory",
+        "service deleted" => "service_deleted",
+        f if f.starts_with("not matching") => "constraint",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_paths_become_service_and_method_labels() {
+        assert_eq!(
+            rpc_labels("/flotilla.v1.ClusterService/Apply"),
+            ("cluster".into(), "apply".into())
+        );
+        assert_eq!(
+            rpc_labels("/flotilla.v1.RaftService/AppendEntries"),
+            ("raft".into(), "append_entries".into())
+        );
+        assert_eq!(rpc_labels("junk"), (String::new(), "junk".into()));
+    }
+
+    #[test]
+    fn pending_reasons_come_from_a_fixed_set() {
+        assert_eq!(
+            pending_reason("0/3 nodes: 2 insufficient memory, 1 drained"),
+            "insufficient_memory"
+        );
+        assert_eq!(
+            pending_reason("0/2 nodes: 2 not matching `node.labels.zone==b`"),
+            "constraint"
+        );
+        assert_eq!(pending_reason("0/0 nodes: no nodes registered"), "no_nodes");
+        assert_eq!(pending_reason(""), "unscheduled");
+        assert_eq!(pending_reason("something else"), "other");
     }
 }
