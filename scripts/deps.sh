@@ -13,6 +13,9 @@ command -v clang >/dev/null || need_apt+=(clang)
 # The chaos runner's network partitions are iptables rules on the loopback.
 command -v iptables >/dev/null || need_apt+=(iptables)
 
+# The status page test loads the page in headless Chromium; under CI it must be there.
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need_apt+=(chromium)
+
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}"
   SUDO=""

@@ -976,3 +976,52 @@ async fn a_request_that_runs_past_the_server_limit_is_answered_deadline_exceeded
     // The node answers the next request.
     ok(cluster.cli(&["cluster", "status"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_far_behind_on_large_entries_catches_up_in_appends_under_the_limit() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(T).await;
+    let behind = cluster.ids().into_iter().find(|id| *id != leader).expect("follower");
+    cluster.kill(behind);
+    // 45 specs of ~900 KiB: far more than one append may carry (1 MiB) once the follower
+    // comes back and the leader sends it everything it missed.
+    let mut api = cluster.client(leader).await.expect("client");
+    let value = "a".repeat(900 << 10);
+    for n in 0..45 {
+        let doc = format!("name: big{n}\nimage: x\nreplicas: 0\nenv: {{X: \"{value}\"}}\n");
+        api.apply(ApplyRequest {
+            spec_document: doc.into_bytes(),
+        })
+        .await
+        .expect("apply");
+    }
+    let last = cluster.status(leader).await.expect("status").last_log_index;
+    cluster.start_agent(behind);
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let applied = cluster.status(behind).await.map_or(0, |s| s.applied_index);
+        if applied >= last {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {behind} applied {applied} of {last}\nleader:\n{}\nfollower:\n{}",
+            tail(&cluster.log(leader)),
+            tail(&cluster.log(behind))
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = cluster.log(leader);
+    assert!(log.contains("append too large; sending fewer entries"), "{log}");
+    ok(cluster.cli(&["delete", "service", "big0"]));
+}
+
+/// The last lines of a log, for a failure message.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..]
+        .iter()
+        .map(|l| l.chars().take(400).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -12,9 +12,10 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 /// Largest batch in one entry, in commands...
 const MAX_BATCH: usize = 128;
 /// ...and in bytes (their JSON): a command that would take a batch past this goes first
-/// in the next one, so one entry is at most this plus one command (a spec is at most
-/// 1 MiB), and an append of one entry always fits in a Raft message.
-pub const MAX_BATCH_BYTES: usize = 8 << 20;
+/// in the next one, so one entry is at most this or one command (a spec is at most
+/// 1 MiB). openraft 0.9 gives an AppendEntries one heartbeat interval (50 ms) to come
+/// back, so an entry must stay small enough to travel in that time.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
 /// Entries in flight at once; while they are, new commands queue up and batch.
 const IN_FLIGHT: usize = 2;
 

@@ -30,10 +30,12 @@ pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 pub const MAX_RAFT_MESSAGE: usize = 256 << 20;
 
 /// Largest append a leader sends: one over it goes as fewer entries (openraft's
-/// `PayloadTooLarge`). One entry is at most a group-commit batch
-/// ([`crate::batcher::MAX_BATCH_BYTES`] and one more command), far below
-/// [`MAX_RAFT_MESSAGE`], so an entry alone always goes through.
-pub const MAX_APPEND_BYTES: usize = 32 << 20;
+/// `PayloadTooLarge`; an entry alone always goes). openraft 0.9 cancels an
+/// AppendEntries after one heartbeat interval (50 ms by default), so an append must be
+/// sent, decoded and stored in that time: a follower far behind on large entries gets
+/// them a few at a time instead of timing out on the same range forever. One entry is
+/// at most a group-commit batch ([`crate::batcher::MAX_BATCH_BYTES`]) or one command.
+pub const MAX_APPEND_BYTES: usize = 1 << 20;
 
 /// How many of `entries` entries to send when their append encodes to `bytes`: `None`
 /// when it fits, else a share that should (at least one).

@@ -1,13 +1,15 @@
 //! The node's plain-HTTP listener (`--metrics-listen`): `/metrics` for Prometheus,
-//! `/healthz` (the process is up) and `/readyz` (this node has a leader and its replica
-//! has caught up with the leader's commit). No credentials, as Prometheus expects: bind
-//! it to a loopback or private address.
+//! `/healthz` (the process is up), `/readyz` (this node has a leader and its replica
+//! has caught up with the leader's commit) and `/`, the status page (see `page.rs`).
+//! `/metrics`, `/healthz` and `/readyz` carry no credentials, as Prometheus expects: bind
+//! the listener to a loopback or private address. The status page is served on a loopback
+//! listener only, and asks for a viewer token on a secured node.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -26,13 +28,26 @@ pub const READY_SILENCE: Duration = Duration::from_secs(3);
 
 const TEXT_FORMAT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` (bound at start-up, so a
-/// taken port stops the agent before it joins anything) until the task is dropped.
+/// Serves `/metrics`, `/healthz`, `/readyz` and the status page `/` on `listener` (bound
+/// at start-up, so a taken port stops the agent before it joins anything) until the task
+/// is dropped.
 pub async fn serve(listener: TcpListener, node: Arc<Node>) {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "metrics, healthz and readyz listening");
+    let local = listener.local_addr().ok();
+    if let Some(addr) = local {
+        let page = if super::page::is_loopback(addr) {
+            "status page at /"
+        } else {
+            "no status page (not a loopback address)"
+        };
+        tracing::info!(%addr, "metrics, healthz and readyz listening; {page}");
     }
     let app = Router::new()
+        .route(
+            "/",
+            get(move |State(node): State<Arc<Node>>, uri: Uri, headers: HeaderMap| {
+                super::page::serve(node, local, uri, headers)
+            }),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

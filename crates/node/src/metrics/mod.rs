@@ -5,6 +5,7 @@
 
 pub mod driver;
 pub mod http;
+pub mod page;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
