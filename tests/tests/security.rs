@@ -811,7 +811,10 @@ async fn the_ca_rotates_under_load_with_no_failed_write_and_the_previous_ca_is_t
     };
     let o = wait_until("every node to stop showing the cross-signed certificate", T, || {
         let answers: Vec<Output> = cluster.ids().iter().map(|id| old_client(&cluster.addr(*id))).collect();
-        answers.iter().all(|o| !o.status.success()).then(|| answers.into_iter().next().expect("one"))
+        answers
+            .iter()
+            .all(|o| !o.status.success())
+            .then(|| answers.into_iter().next().expect("one"))
     });
     assert!(text(&o).contains("certificate"), "{}", text(&o));
 
