@@ -14,6 +14,9 @@
 //!   BENCH_AGENT_ARGS="..."           extra `flotilla agent` flags, e.g. to try other
 //!                                    timeouts: "--election-timeout-min 500ms --election-timeout-max 1s"
 //!   BENCH_INSECURE=1                 agents --insecure, clients plain TCP: what TLS costs
+//!   BENCH_METRICS=0                  agents without --metrics-listen and no scraper (by
+//!                                    default every agent serves /metrics and is scraped
+//!                                    once a second during the runs): what metrics cost
 //!   FLOTILLA_BIN                     the agent binary (see flotilla_testkit::flotilla_bin)
 
 use flotilla_tests::bench::{env_usize, loadavg, ms, percentile};
@@ -74,6 +77,8 @@ struct Config {
     agent_args: Vec<String>,
     /// `BENCH_INSECURE=1`: plain TCP, no credentials (to measure what TLS costs).
     insecure: bool,
+    /// `BENCH_METRICS=0`: no metrics listener, no scraper (to measure what metrics cost).
+    metrics: bool,
 }
 
 impl Config {
@@ -91,6 +96,7 @@ impl Config {
             clients: env_usize("BENCH_CLIENTS", 32).max(1),
             kills: env_usize("BENCH_KILLS", 20),
             insecure: std::env::var("BENCH_INSECURE").is_ok_and(|v| v == "1"),
+            metrics: !std::env::var("BENCH_METRICS").is_ok_and(|v| v == "0"),
             agent_args: std::env::var("BENCH_AGENT_ARGS")
                 .unwrap_or_default()
                 .split_whitespace()
@@ -620,6 +626,14 @@ fn main() {
             "TLS 1.3 (rustls, ring), node certificates, the admin token on every call"
         }
     );
+    println!(
+        "  metrics: {}",
+        if config.metrics {
+            "every agent serves /metrics, scraped once a second during the runs"
+        } else {
+            "no metrics listener, no scraper (BENCH_METRICS=0)"
+        }
+    );
     if !config.agent_args.is_empty() {
         println!(
             "  extra agent flags (BENCH_AGENT_ARGS): {}",
@@ -648,7 +662,28 @@ fn main() {
         if config.insecure {
             builder = builder.insecure();
         }
+        if !config.metrics {
+            builder = builder.without_metrics_listener();
+        }
         let mut cluster = builder.start();
+        // A scraper, harsher than Prometheus' usual 15 s: every agent once a second.
+        let scraping = Arc::new(std::sync::atomic::AtomicBool::new(config.metrics));
+        let scraper = {
+            let scraping = scraping.clone();
+            let addrs: Vec<String> = cluster.ids().iter().map(|id| cluster.agent(*id).metrics_addr.clone()).collect();
+            std::thread::spawn(move || {
+                let mut scrapes = 0u64;
+                while scraping.load(Ordering::Relaxed) {
+                    for a in &addrs {
+                        if flotilla_testkit::http_get(a, "/metrics").is_some() {
+                            scrapes += 1;
+                        }
+                    }
+                    std::thread::park_timeout(Duration::from_secs(1));
+                }
+                scrapes
+            })
+        };
         let probe = fsync_probe(cluster.root(), 200);
         println!(
             "  disk: 200 x (200-byte in-place write + fdatasync) in the cluster's temp dir: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -675,6 +710,12 @@ fn main() {
             (Vec::new(), Default::default())
         };
 
+        scraping.store(false, Ordering::Relaxed);
+        scraper.thread().unpark();
+        let scrapes = scraper.join().expect("scraper");
+        if config.metrics {
+            println!("  /metrics scraped {scrapes} times during the runs");
+        }
         if !tp.is_empty() {
             print_throughput(&tp, cores);
         }

@@ -82,6 +82,7 @@ pub struct ClusterBuilder {
     driver: &'static str,
     distinct_ips: bool,
     insecure: bool,
+    metrics: bool,
 }
 
 impl ClusterBuilder {
@@ -105,6 +106,13 @@ impl ClusterBuilder {
     /// measure what TLS costs (`BENCH_INSECURE=1`).
     pub fn insecure(mut self) -> Self {
         self.insecure = true;
+        self
+    }
+
+    /// Agents without `--metrics-listen` (every test agent has it otherwise): only to
+    /// measure what serving and scraping metrics costs (`BENCH_METRICS=0`).
+    pub fn without_metrics_listener(mut self) -> Self {
+        self.metrics = false;
         self
     }
 
@@ -183,6 +191,7 @@ impl ClusterBuilder {
             partitions: Partitions::new(),
             initial_peers,
             creds,
+            metrics: self.metrics,
         };
         for id in 1..=self.size {
             cluster.start_agent(id);
@@ -203,6 +212,8 @@ pub struct Cluster {
     initial_peers: String,
     /// The bootstrap token and the admin config.
     pub creds: Credentials,
+    /// Agents serve `/metrics` on their `metrics_addr`.
+    metrics: bool,
 }
 
 /// Set on every agent (and so inherited by the processes it starts) to find them again.
@@ -288,6 +299,7 @@ impl Cluster {
             driver: "process",
             distinct_ips: false,
             insecure: false,
+            metrics: true,
         }
     }
 
@@ -371,9 +383,10 @@ impl Cluster {
             .arg("--listen")
             .arg(&a.addr)
             .arg("--data-dir")
-            .arg(&a.data_dir)
-            .arg("--metrics-listen")
-            .arg(&a.metrics_addr);
+            .arg(&a.data_dir);
+        if self.metrics {
+            cmd.arg("--metrics-listen").arg(&a.metrics_addr);
+        }
         match &a.membership_args {
             Some(args) => {
                 if args.iter().any(|a| a == "--join") {
