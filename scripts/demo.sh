@@ -83,6 +83,7 @@ case "${1:-start}" in
     echo "admin client config (CA, admin token, addresses): $FLOTILLA_CONFIG"
     echo "use it with: export FLOTILLA_CONFIG=$FLOTILLA_CONFIG; $BIN get services"
     echo "metrics: curl -s 127.0.0.1:9101/metrics (nodes 2 and 3 on 9102, 9103; /healthz and /readyz beside)"
+    echo "status page: http://127.0.0.1:9101/?token=<a viewer token: $BIN token create --role viewer>"
     echo "stop with: make demo-stop"
     ;;
   *)
