@@ -57,6 +57,14 @@ release: deps
 	cargo build --release -p flotilla --bin flotilla
 	@echo "built $(RELEASE_BIN)"
 
+# Fuzzing (docs/FUZZING.md): libFuzzer with nightly + cargo-fuzz, else the stable harness.
+.PHONY: fuzz fuzz-smoke
+fuzz:
+	@bash scripts/fuzz.sh
+
+fuzz-smoke:
+	@FUZZ_SECONDS=20 FUZZ_TOTAL_SECONDS=150 bash scripts/fuzz.sh
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -164,6 +164,37 @@ pub enum Verb {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         since: Option<std::time::Duration>,
     },
+    /// Run a command inside a running task, through any node (operator): its output comes
+    /// back and the CLI exits with its exit code. Every exec is recorded as a `task.exec`
+    /// event naming the token. The process driver runs it on the task's host, in its
+    /// working directory and environment.
+    Exec {
+        /// Send stdin to the command.
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Run it under a pseudo-terminal (the local terminal goes raw meanwhile and its
+        /// size follows the window); stdout and stderr then arrive as one stream.
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// A task id (see `get tasks`), or SERVICE.SLOT for the slot's current task.
+        task: String,
+        /// The command and its arguments, after `--`.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        cmd: Vec<String>,
+    },
+    /// CPU, memory and network of every running task, from the drivers of the nodes that
+    /// run them, gathered through any node (viewer). A process-driver task shares its
+    /// host's network: `-` there.
+    Top {
+        /// Refresh every 2s.
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
     /// Node availability: drain moves its tasks away, pause stops new placements.
     Node {
         #[command(subcommand)]
@@ -219,8 +250,9 @@ pub enum TokenWhat {
     Generate,
     /// A client token with a role, shown once (admin).
     Create {
-        /// viewer (reads; env values redacted), operator (also changes services and
-        /// nodes' availability, reads logs) or admin (also membership, snapshots, tokens).
+        /// viewer (reads, `top`; env values redacted), operator (also changes services
+        /// and nodes' availability, reads logs, `exec`) or admin (also membership,
+        /// snapshots, tokens).
         #[arg(long, value_parser = ["admin", "operator", "viewer"])]
         role: String,
         /// How long it is valid, e.g. 24h (default: until revoked).

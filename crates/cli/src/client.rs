@@ -194,6 +194,48 @@ impl Client {
         Ok(flotilla_proto::cluster_client(channel))
     }
 
+    /// Opens `Exec` on the first node that can be reached: `input` is what the CLI sends
+    /// (its first message the `ExecStart`), the answer the command's output. Not bounded
+    /// by `--timeout` once it has started.
+    pub async fn exec(
+        &self,
+        input: tokio::sync::mpsc::Receiver<flotilla_proto::v1::ExecInput>,
+    ) -> Result<tonic::Streaming<flotilla_proto::v1::ExecOutput>, CliError> {
+        let mut failures = Vec::new();
+        for addr in &self.addrs {
+            let mut client = match self.connect_with(addr, None).await {
+                Ok(c) => c,
+                Err(e) => {
+                    failures.push(format!("{addr}: {e}"));
+                    continue;
+                }
+            };
+            let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(input));
+            if let Some(b) = &self.bearer {
+                request.metadata_mut().insert("authorization", b.clone());
+            }
+            let answer = tokio::time::timeout(self.timeout, client.exec(request))
+                .await
+                .map_err(|_| CliError::Unreachable(format!("{addr}: no answer within --timeout")))?;
+            return match answer {
+                Ok(r) => Ok(r.into_inner()),
+                Err(s) if s.code() == tonic::Code::Unauthenticated && self.config.is_none() => {
+                    Err(CliError::Credential(format!(
+                        "{}; no client config was found: the node that created the cluster wrote one, \
+                         admin.yaml, into its data dir",
+                        s.message()
+                    )))
+                }
+                Err(s) => Err(CliError::from_status(&s)),
+            };
+        }
+        Err(CliError::Unreachable(format!(
+            "cannot reach the cluster ({}); check that the agents run and that --addr or FLOTILLA_ADDR \
+             names them",
+            failures.join("; ")
+        )))
+    }
+
     /// Sends `req` to the first node that can be reached, waiting at most `--timeout`.
     pub async fn send<R: ClusterRpc>(&self, req: R) -> Result<R::Reply, CliError> {
         self.send_with(Some(self.timeout), req).await

@@ -8,7 +8,8 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use flotilla_executor::{
-    ContainerId, ContainerSpec, ContainerStatus, Driver, DriverError, ExecOutput, LogOptions, Logs,
+    ContainerId, ContainerSpec, ContainerStatus, Driver, DriverError, ExecOutput, ExecRequest, ExecSession, LogOptions,
+    Logs, TaskStats,
 };
 use futures::StreamExt;
 
@@ -195,5 +196,13 @@ impl Driver for DockerDriver {
 
     async fn exec(&self, id: &ContainerId, cmd: &[String], timeout: Duration) -> Result<ExecOutput, DriverError> {
         crate::exec::run(&self.docker, id, cmd, timeout).await
+    }
+
+    async fn exec_stream(&self, id: &ContainerId, req: &ExecRequest) -> Result<ExecSession, DriverError> {
+        crate::exec::stream(&self.docker, id, req).await
+    }
+
+    async fn stats(&self, id: &ContainerId) -> Result<TaskStats, DriverError> {
+        crate::stats::stats(&self.docker, id).await
     }
 }

@@ -8,6 +8,7 @@ mod error;
 mod exec;
 mod image;
 mod logs;
+mod stats;
 mod status;
 
 pub use driver::DockerDriver;

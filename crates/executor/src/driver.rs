@@ -43,6 +43,79 @@ pub trait Driver: Send + Sync + 'static {
     /// Runs `cmd` beside the workload (inside the container; on the host with the
     /// container's env for processes). Fails with `Timeout` after `timeout`.
     async fn exec(&self, id: &ContainerId, cmd: &[String], timeout: Duration) -> Result<ExecOutput, DriverError>;
+
+    /// Starts `req.cmd` beside the workload (as `exec` does) and streams it: input (stdin,
+    /// terminal resizes, end of stdin) goes into the session's `input`, output comes out of
+    /// its `output` and ends with [`ExecChunk::Exit`]. Dropping the session's `output`
+    /// ends the command where the driver can (the process driver kills it; the engine
+    /// cannot kill an exec, so it gets end-of-file on stdin and a hang-up on its terminal).
+    async fn exec_stream(&self, id: &ContainerId, req: &ExecRequest) -> Result<ExecSession, DriverError> {
+        let _ = (id, req);
+        Err(DriverError::Other(format!(
+            "interactive exec is not supported by the {} driver",
+            self.name()
+        )))
+    }
+
+    /// What the running container uses now: CPU, memory, network.
+    async fn stats(&self, id: &ContainerId) -> Result<TaskStats, DriverError> {
+        let _ = id;
+        Err(DriverError::Other(format!(
+            "stats are not supported by the {} driver",
+            self.name()
+        )))
+    }
+}
+
+/// What [`Driver::exec_stream`] runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub cmd: Vec<String>,
+    /// Under a pseudo-terminal: stdout and stderr are one stream then.
+    pub tty: bool,
+    /// Whether input will be sent; without it the command's stdin is empty.
+    pub stdin: bool,
+    /// The terminal's size with `tty` (0: the driver's default).
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// Input to a running exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecInput {
+    Stdin(Vec<u8>),
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+    /// End of stdin.
+    CloseStdin,
+}
+
+/// Output of a running exec; `Exit` comes last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecChunk {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Exit(i64),
+}
+
+/// A running exec: send into `input`, read `output` until `Exit` (or an error).
+pub struct ExecSession {
+    pub input: tokio::sync::mpsc::Sender<ExecInput>,
+    pub output: tokio::sync::mpsc::Receiver<Result<ExecChunk, DriverError>>,
+}
+
+/// A running container's usage, as its driver measures it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskStats {
+    /// Percent of one core (200 = two busy cores).
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+    /// Network bytes received and sent; `None` when the driver cannot tell (a process
+    /// shares the host's network).
+    pub rx_bytes: Option<u64>,
+    pub tx_bytes: Option<u64>,
 }
 
 pub type Logs = BoxStream<'static, Result<LogLine, DriverError>>;

@@ -16,7 +16,9 @@ pub mod task_loop;
 pub mod conformance;
 
 pub use clock::now_ms;
-pub use driver::{Driver, ExecOutput, LogLine, LogOptions, LogStream, Logs};
+pub use driver::{
+    Driver, ExecChunk, ExecInput, ExecOutput, ExecRequest, ExecSession, LogLine, LogOptions, LogStream, Logs, TaskStats,
+};
 pub use error::DriverError;
 pub use labels::{LABEL_CLUSTER, LABEL_NODE, LABEL_SERVICE, LABEL_SLOT, LABEL_TASK};
 pub use process::ProcessDriver;

@@ -57,6 +57,24 @@ fn leader_only(node: &Node) -> Result<(), ApiError> {
 #[tonic::async_trait]
 impl AgentService for AgentApi {
     type TaskLogsStream = crate::logs::LogChunks;
+    type ExecStream = crate::exec::ExecStream;
+
+    async fn exec(
+        &self,
+        req: Request<tonic::Streaming<flotilla_proto::v1::ExecInput>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        Ok(Response::new(
+            crate::exec::agent(&self.node, self.driver.as_ref(), req).await?,
+        ))
+    }
+
+    async fn task_stats(
+        &self,
+        _req: Request<flotilla_proto::v1::TaskStatsRequest>,
+    ) -> Result<Response<flotilla_proto::v1::TaskStatsResponse>, Status> {
+        let stats = crate::top::local(&self.node, self.driver.as_ref()).await?;
+        Ok(Response::new(flotilla_proto::v1::TaskStatsResponse { stats }))
+    }
 
     async fn task_logs(
         &self,

@@ -60,6 +60,10 @@ pub const TABLE: &[(&str, Need)] = &[
     ("ClusterService/SetNodeAvailability", Need::Client(Operator)),
     ("ClusterService/RolloutControl", Need::Client(Operator)),
     ("ClusterService/Logs", Need::Client(Operator)),
+    ("ClusterService/Exec", Need::Client(Operator)),
+    // Written by the node serving Exec with the caller's own token.
+    ("ClusterService/RecordExec", Need::Client(Operator)),
+    ("ClusterService/Top", Need::Client(Viewer)),
     // ClusterService: membership, snapshots, credentials
     ("ClusterService/RemoveNode", Need::Client(Admin)),
     ("ClusterService/SaveSnapshot", Need::Client(Admin)),
@@ -77,6 +81,8 @@ pub const TABLE: &[(&str, Need)] = &[
     ("AgentService/ReportStatus", Need::Node),
     ("AgentService/TaskLogs", Need::Node),
     ("AgentService/InspectTask", Need::Node),
+    ("AgentService/Exec", Need::Node),
+    ("AgentService/TaskStats", Need::Node),
     ("AgentService/ProposeSecurity", Need::Node),
     ("RaftService/AppendEntries", Need::Node),
     ("RaftService/Vote", Need::Node),

@@ -30,6 +30,30 @@ impl ClusterApi {
 impl ClusterService for ClusterApi {
     type LogsStream = crate::logs::LogChunks;
     type EventsStream = crate::events::EventStream;
+    type ExecStream = crate::exec::ExecStream;
+
+    async fn exec(
+        &self,
+        req: Request<tonic::Streaming<flotilla_proto::v1::ExecInput>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        Ok(Response::new(
+            crate::exec::cluster(self, self.driver.clone(), req).await?,
+        ))
+    }
+
+    async fn record_exec(
+        &self,
+        req: Request<flotilla_proto::v1::RecordExecRequest>,
+    ) -> Result<Response<flotilla_proto::v1::RecordExecResponse>, Status> {
+        self.route(req).await
+    }
+
+    async fn top(
+        &self,
+        _req: Request<flotilla_proto::v1::TopRequest>,
+    ) -> Result<Response<flotilla_proto::v1::TopResponse>, Status> {
+        Ok(Response::new(crate::top::top(&self.node, self.driver.as_ref()).await?))
+    }
 
     async fn apply(&self, req: Request<ApplyRequest>) -> Result<Response<ApplyResponse>, Status> {
         self.route(req).await

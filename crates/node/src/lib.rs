@@ -15,6 +15,7 @@ pub mod config;
 mod epoch;
 pub mod error;
 mod events;
+mod exec;
 mod executor;
 mod fence;
 mod inspect;
@@ -31,6 +32,7 @@ mod rpcs;
 pub mod security;
 mod status;
 mod tokens;
+mod top;
 mod verify;
 
 use std::future::Future;

@@ -490,7 +490,10 @@ pub async fn issue(node: &Node, req: &IssueCertificateRequest) -> Result<IssueCe
             req.id
         )));
     }
-    if recorded.is_some() && !same_key {
+    // An id's certificate goes to one key while the id is a member: a token holder never
+    // gets a member's id. An id that is no member (a node of a cluster restored from a
+    // snapshot, joining again with a wiped data dir) may be issued to a new key.
+    if member && recorded.is_some() && !same_key {
         return Err(ApiError::Refused(format!(
             "node {}'s certificate was issued to another key; a token does not re-issue it (a \
              member renews its own; a node that lost its key is removed and joins with a new id)",
@@ -552,6 +555,7 @@ pub async fn issue(node: &Node, req: &IssueCertificateRequest) -> Result<IssueCe
         let op = SecurityOp::Issued {
             id: req.id,
             key: key_hash,
+            replace: recorded.is_some(),
         };
         crate::agent_service::propose_security(node, &op).await?;
     }
@@ -758,7 +762,11 @@ async fn record_own_key(node: &Node, sec: &NodeSecurity) -> bool {
             true
         }
         None => {
-            let op = SecurityOp::Issued { id: node.id, key: own };
+            let op = SecurityOp::Issued {
+                id: node.id,
+                key: own,
+                replace: false,
+            };
             crate::agent_service::propose_security(node, &op).await.is_ok()
         }
     }
@@ -785,7 +793,11 @@ async fn record_bootstrap_issues(node: &Node, sec: &NodeSecurity) {
             if recorded {
                 break;
             }
-            let op = SecurityOp::Issued { id, key: key.clone() };
+            let op = SecurityOp::Issued {
+                id,
+                key: key.clone(),
+                replace: false,
+            };
             match crate::agent_service::propose_security(node, &op).await {
                 Ok(()) => break,
                 Err(e) => tracing::debug!(id, error = %e, "recording an issued certificate; retrying"),

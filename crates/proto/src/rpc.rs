@@ -83,4 +83,6 @@ cluster_rpcs! {
     RotateJoinTokenRequest => rotate_join_token -> JoinTokenResponse;
     CaStatusRequest => ca_status -> CaStatusResponse;
     RotateCaRequest => rotate_ca -> CaStatusResponse;
+    RecordExecRequest => record_exec -> RecordExecResponse;
+    TopRequest => top -> TopResponse;
 }

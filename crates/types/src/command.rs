@@ -83,6 +83,14 @@ pub enum Command {
         by: String,
         at: Millis,
     },
+    /// Someone ran a command inside a task (`flotilla exec`): changes nothing, leaves a
+    /// `task.exec` event (wrapped in `By`, which names the token). `cmd` is capped.
+    Exec {
+        task: TaskId,
+        node: NodeId,
+        cmd: String,
+        at: Millis,
+    },
 }
 
 impl Command {
@@ -101,6 +109,7 @@ impl Command {
             Command::Batch(_) => "batch",
             Command::RemoveNode { .. } => "remove_node",
             Command::Security { .. } => "security",
+            Command::Exec { .. } => "exec",
             Command::By { cmd, .. } => cmd.kind(),
         }
     }
@@ -152,6 +161,8 @@ pub enum Response {
     },
     /// A change to the security state took effect.
     Security,
+    /// An exec was recorded.
+    Exec,
     /// One response per command of a `Command::Batch`, in order.
     Batch(Vec<Response>),
     Error(CommandError),

@@ -185,6 +185,13 @@ fn single_event(index: u64, cmd: &Command, resp: &Response, after: &State) -> Op
             };
             Some(ev(index, *at, kind, object, message))
         }
+        (Command::Exec { task, node, cmd, at }, Response::Exec) => Some(ev(
+            index,
+            *at,
+            "task.exec",
+            task,
+            format!("exec {cmd:?} on node {node}"),
+        )),
         _ => None,
     }
 }
@@ -296,4 +303,42 @@ fn rollout_event(index: u64, at: Millis, change: &RolloutChange, after: &State, 
         },
     };
     out.push(ev(index, at, kind, object, message));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exec_is_a_task_event_naming_the_token_and_changes_nothing() {
+        let mut state = State::default();
+        let before = state.clone();
+        let cmd = Command::By {
+            by: "ops".into(),
+            cmd: Box::new(Command::Exec {
+                task: "web.0.1".into(),
+                node: 2,
+                cmd: "sh -c ls".into(),
+                at: 5,
+            }),
+        };
+        let resp = state.apply(&cmd);
+        assert_eq!(resp, Response::Exec);
+        assert_eq!(state, before);
+        assert_eq!(cmd.kind(), "exec");
+        let events = events_of(9, &cmd, &resp, &state);
+        assert_eq!(
+            events,
+            vec![ev(
+                9,
+                5,
+                "task.exec",
+                "web.0.1",
+                "exec \"sh -c ls\" on node 2 (by token \"ops\")"
+            )]
+        );
+        // Encoded like every command, and read back.
+        let bytes = serde_json::to_vec(&cmd).expect("encode");
+        assert_eq!(serde_json::from_slice::<Command>(&bytes).expect("decode"), cmd);
+    }
 }

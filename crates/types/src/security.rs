@@ -126,10 +126,14 @@ pub enum SecurityOp {
     RotateJoin {
         secret: String,
     },
-    /// A node certificate was issued for node `id`'s key.
+    /// A node certificate was issued for node `id`'s key; `replace`: for a new key of an
+    /// id that is no member (a node of a cluster restored from a snapshot, joining again
+    /// with a wiped data dir), which its proposer checked.
     Issued {
         id: u64,
         key: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        replace: bool,
     },
     /// `flotilla ca rotate`: the new CA signs from now on; the current one stays trusted
     /// until every member holds a certificate of the new one.

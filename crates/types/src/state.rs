@@ -81,6 +81,7 @@ impl State {
             Command::RemoveNode { id, at } => self.remove_node(*id, *at),
             Command::Security { op, at, .. } => self.security_op(op, *at),
             Command::By { cmd, .. } => self.apply(cmd),
+            Command::Exec { .. } => Response::Exec,
         }
     }
 
@@ -129,8 +130,10 @@ impl State {
                 sec.previous_ca = None;
                 sec.cross_cert = None;
             }
-            (SecurityOp::Issued { id, key }, Some(sec)) => match sec.issued.get(id) {
-                Some(k) if k != key => return refuse(&format!("node {id}'s certificate was issued to another key")),
+            (SecurityOp::Issued { id, key, replace }, Some(sec)) => match sec.issued.get(id) {
+                Some(k) if k != key && !replace => {
+                    return refuse(&format!("node {id}'s certificate was issued to another key"))
+                }
                 _ => {
                     sec.issued.insert(*id, key.clone());
                 }

@@ -3,6 +3,7 @@
 mod apply;
 mod ca;
 mod events;
+mod exec;
 mod logs;
 mod members;
 mod misc;
@@ -11,6 +12,7 @@ mod rollout;
 mod snapshot;
 mod tasks;
 mod tokens;
+mod top;
 mod wait;
 mod watch;
 
@@ -129,6 +131,18 @@ pub async fn run(global: &Global, verb: Verb) -> Result<(), CliError> {
             let client = Client::new(global, global.timeout.unwrap_or(LONG_CALL))?;
             snapshot::run(&client, out, what).await
         }
+        Verb::Exec {
+            interactive,
+            tty,
+            task,
+            cmd,
+        } => {
+            let code = exec::exec(&client, &task, cmd, exec::Options { interactive, tty }).await?;
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            std::process::exit(code);
+        }
+        Verb::Top { watch } => top::top(&client, out, quiet, watch).await,
         Verb::Logs {
             target,
             follow,

@@ -21,9 +21,12 @@ use async_trait::async_trait;
 
 use self::record::{load, load_all, save, Layout, Record};
 use crate::{
-    now_ms, ContainerId, ContainerSpec, ContainerState, ContainerStatus, Driver, DriverError, ExecOutput, LogOptions,
-    Logs,
+    now_ms, ContainerId, ContainerSpec, ContainerState, ContainerStatus, Driver, DriverError, ExecOutput, ExecRequest,
+    ExecSession, LogOptions, Logs, TaskStats,
 };
+
+/// How long `stats` watches a process group's CPU time to tell its CPU use.
+const CPU_SAMPLE: Duration = Duration::from_millis(250);
 
 /// How long `stop` and `remove` wait for the exit waiter to record the exit code, so a
 /// caller that inspects right after sees `Exited` with the real code.
@@ -249,5 +252,41 @@ impl Driver for ProcessDriver {
             return Err(DriverError::NotRunning { id: id.0.clone() });
         }
         exec::run(&record.spec.env, cmd, timeout).await
+    }
+
+    async fn exec_stream(&self, id: &ContainerId, req: &ExecRequest) -> Result<ExecSession, DriverError> {
+        let run = self.running(id).await?;
+        let (_, record) = self.inner.record(id).await?;
+        exec::stream(&record.spec.env, Some(run.pid), req).await
+    }
+
+    /// CPU and memory of the process group; no network figures (a process shares the
+    /// host's network).
+    async fn stats(&self, id: &ContainerId) -> Result<TaskStats, DriverError> {
+        let run = self.running(id).await?;
+        let (ticks_per_second, page) = proc_stat::units();
+        let before = proc_stat::group_usage(run.pid);
+        let started = std::time::Instant::now();
+        tokio::time::sleep(CPU_SAMPLE).await;
+        let after = proc_stat::group_usage(run.pid);
+        let seconds = after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / ticks_per_second as f64;
+        Ok(TaskStats {
+            cpu_percent: 100.0 * seconds / started.elapsed().as_secs_f64().max(1e-3),
+            memory_bytes: after.rss_pages * page,
+            rx_bytes: None,
+            tx_bytes: None,
+        })
+    }
+}
+
+impl ProcessDriver {
+    /// The run of a running container; `NotRunning` otherwise.
+    async fn running(&self, id: &ContainerId) -> Result<record::Run, DriverError> {
+        let watched = self.inner.is_watched(id);
+        let (_, record) = self.inner.record(id).await?;
+        match record.run {
+            Some(run) if status_of(&record, watched).state.is_running() => Ok(run),
+            _ => Err(DriverError::NotRunning { id: id.0.clone() }),
+        }
     }
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use flotilla_executor::{
-    ContainerId, ContainerSpec, ContainerStatus, Driver, DriverError, ExecOutput, LogOptions, Logs,
+    ContainerId, ContainerSpec, ContainerStatus, Driver, DriverError, ExecOutput, ExecRequest, ExecSession, LogOptions,
+    Logs, TaskStats,
 };
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -91,5 +92,14 @@ impl Driver for MeteredDriver {
 
     async fn exec(&self, id: &ContainerId, cmd: &[String], timeout: Duration) -> Result<ExecOutput, DriverError> {
         self.timed("exec", self.inner.exec(id, cmd, timeout)).await
+    }
+
+    /// Only the start is timed: the session lasts as long as its client.
+    async fn exec_stream(&self, id: &ContainerId, req: &ExecRequest) -> Result<ExecSession, DriverError> {
+        self.timed("exec_stream", self.inner.exec_stream(id, req)).await
+    }
+
+    async fn stats(&self, id: &ContainerId) -> Result<TaskStats, DriverError> {
+        self.timed("stats", self.inner.stats(id)).await
     }
 }
