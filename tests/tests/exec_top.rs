@@ -192,6 +192,10 @@ fn exec_it_follows_the_window(cluster: &Cluster, task: &str, other: u64) {
 fn top_lists_the_task(cluster: &Cluster, task: &str, owner: u64, other: u64, network: bool) {
     let top = json(cluster.cli_at(&cluster.addr(other), &["top", "-o", "json"]));
     let rows = top["tasks"].as_array().expect("tasks");
+    // Each task once, from the node that runs it (the nodes share one engine here).
+    let tasks: Vec<&str> = rows.iter().filter_map(|r| r["task"].as_str()).collect();
+    let unique: std::collections::BTreeSet<&str> = tasks.iter().copied().collect();
+    assert_eq!(tasks.len(), unique.len(), "a task listed twice: {top}");
     let row = rows
         .iter()
         .find(|r| r["task"] == task)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use flotilla_executor::{Driver, LABEL_CLUSTER, LABEL_SERVICE, LABEL_TASK};
+use flotilla_executor::{Driver, LABEL_CLUSTER, LABEL_NODE, LABEL_SERVICE, LABEL_TASK};
 use flotilla_proto::v1::{TaskStat, TaskStatsRequest, TopResponse, TopUnreachable};
 
 use crate::error::ApiError;
@@ -16,7 +16,11 @@ const MEMBER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The running tasks of this node, measured by its driver (all at once).
 pub async fn local(node: &Node, driver: &dyn Driver) -> Result<Vec<TaskStat>, ApiError> {
-    let labels = BTreeMap::from([(LABEL_CLUSTER.to_string(), node.config.cluster.clone())]);
+    // This node's own: several nodes may share one engine (`make demo`, the tests).
+    let labels = BTreeMap::from([
+        (LABEL_CLUSTER.to_string(), node.config.cluster.clone()),
+        (LABEL_NODE.to_string(), node.id.to_string()),
+    ]);
     let containers = driver
         .list(&labels)
         .await
