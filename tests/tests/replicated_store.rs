@@ -354,3 +354,56 @@ async fn a_leader_without_a_majority_says_so_for_reads_and_writes() {
     let v = json(cluster.cli(&["get", "service", "a", "-o", "json"]));
     assert_eq!(v["spec"]["replicas"], 3, "{v}");
 }
+
+/// The newest RocksDB write-ahead log of a data dir, and its bytes.
+fn newest_wal(data: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
+    let raft = data.join("raft");
+    let wal = std::fs::read_dir(&raft)
+        .expect("the raft dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+        .max()
+        .unwrap_or_else(|| panic!("no WAL in {}", raft.display()));
+    let bytes = std::fs::read(&wal).expect("read the WAL");
+    (wal, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_wal_tail_is_recovered_and_a_flipped_byte_inside_the_wal_is_refused() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_for_leader(T).await;
+    for i in 0..10 {
+        apply(&cluster, &cluster.addrs(), &format!("w{i}"), &spec(&format!("w{i}"), 0));
+    }
+    let victim = 3;
+    stale_get(&cluster, victim, "w9", 1).await;
+    cluster.kill(victim);
+    let data = cluster.agent(victim).data_dir.clone();
+    let (wal, original) = newest_wal(&data);
+    assert!(original.len() > 4096, "a WAL of {} bytes", original.len());
+
+    // A byte flipped in the middle of the WAL: real damage, refused before serving.
+    let mut flipped = original.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x40;
+    std::fs::write(&wal, &flipped).expect("write");
+    cluster.start_agent(victim);
+    let status = cluster
+        .wait_exit(victim, T)
+        .expect("the agent must not serve with a damaged WAL");
+    assert!(!status.success());
+    let log = cluster.log(victim);
+    assert!(log.contains("cannot open data dir"), "{log}");
+    assert!(log.to_lowercase().contains("corruption"), "{log}");
+
+    // The last record torn, as by a power loss mid-write: the tail is dropped, the node
+    // starts, and the leader sends it what it lost.
+    std::fs::write(&wal, &original[..original.len() - 7]).expect("write");
+    cluster.start_agent(victim);
+    stale_get(&cluster, victim, "w9", 1).await;
+    apply(&cluster, &cluster.addrs(), "after", &spec("after", 0));
+    stale_get(&cluster, victim, "after", 1).await;
+    let verify = json(cluster.cli(&["cluster", "verify", "-o", "json"]));
+    assert_eq!(verify["agree"], true, "{verify}");
+}

@@ -17,7 +17,8 @@ use serde_json::Value;
 const T: Duration = Duration::from_secs(60);
 
 /// A busybox httpd answering the http health check with `body`. `serve: false` runs a
-/// process that never listens, so the check fails.
+/// process that never listens, so the check fails. Not rebalanced: these tests count the
+/// tasks a rollout leaves, and a move after it (a copy beside its task) would be one more.
 fn web(body: &str, serve: bool, update: &str) -> String {
     let command = if serve {
         format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 8080 -h /www")
@@ -32,6 +33,7 @@ replicas: 6
 health_check: {{http: {{port: 8080, path: /}}, interval: 1s, timeout: 2s, retries: 3}}
 stop_grace: 1s
 update: {update}
+rebalance: false
 "#
     )
 }

@@ -72,6 +72,16 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
     if args.node_timeout.is_zero() {
         return Err(CliError::Usage("--node-timeout must be positive".into()));
     }
+    let placement_grace = match args.placement_grace {
+        Some(grace) if grace >= args.node_timeout => {
+            return Err(CliError::Usage(format!(
+                "--placement-grace ({grace:?}) must be less than --node-timeout ({:?})",
+                args.node_timeout
+            )));
+        }
+        Some(grace) => grace,
+        None => ControlConfig::default().placement_grace.min(args.node_timeout / 2),
+    };
     if args.request_timeout < std::time::Duration::from_secs(1) {
         return Err(CliError::Usage("--request-timeout must be at least 1s".into()));
     }
@@ -104,6 +114,7 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
         capacity,
         control: ControlConfig {
             node_timeout: args.node_timeout,
+            placement_grace,
             ..ControlConfig::default()
         },
         heartbeat: flotilla_node::config::NODE_HEARTBEAT,
@@ -119,26 +130,41 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
         cert_lifetime: args.cert_lifetime,
         request_timeout: args.request_timeout,
     };
-    let driver = driver(args.driver, &config.data_dir).await?;
+    let logs = flotilla_executor::LogRotation {
+        max_size: args.task_log_max_size,
+        max_files: args.task_log_max_files,
+    };
+    let driver = driver(args.driver, &config.data_dir, args.pull_deadline, logs).await?;
     flotilla_node::run(config, driver, shutdown_signal())
         .await
         .map_err(|e| CliError::Failed(e.to_string()))
 }
 
 /// The task driver: with `docker` and no engine the agent stops here, at once.
-async fn driver(kind: DriverKind, data_dir: &std::path::Path) -> Result<Arc<dyn Driver>, CliError> {
-    let process =
-        || -> Result<Arc<dyn Driver>, CliError> { Ok(Arc::new(ProcessDriver::new(data_dir.join("process")))) };
+async fn driver(
+    kind: DriverKind,
+    data_dir: &std::path::Path,
+    pull_deadline: std::time::Duration,
+    logs: flotilla_executor::LogRotation,
+) -> Result<Arc<dyn Driver>, CliError> {
+    let process = || -> Result<Arc<dyn Driver>, CliError> {
+        Ok(Arc::new(
+            ProcessDriver::new(data_dir.join("process")).with_log_rotation(logs),
+        ))
+    };
+    let docker = |d: flotilla_docker::DockerDriver| -> Arc<dyn Driver> {
+        Arc::new(d.with_pull_deadline(pull_deadline).with_log_rotation(logs))
+    };
     match kind {
         DriverKind::Process => process(),
         DriverKind::Docker => flotilla_docker::DockerDriver::connect()
             .await
-            .map(|d| Arc::new(d) as Arc<dyn Driver>)
+            .map(docker)
             .map_err(|e| CliError::Failed(format!("--driver docker: {e}"))),
         DriverKind::Auto => match flotilla_docker::DockerDriver::connect().await {
             Ok(d) => {
                 tracing::info!("driver auto: the Docker engine answers; using docker");
-                Ok(Arc::new(d))
+                Ok(docker(d))
             }
             Err(e) => {
                 tracing::info!(reason = %e, "driver auto: no Docker engine; using plain processes");

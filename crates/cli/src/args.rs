@@ -70,6 +70,29 @@ fn parse_voters(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A size in bytes: a whole number with an optional unit (B, KiB, MiB, GiB; KB, MB, GB
+/// are taken as the binary units too).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: write a size like 10MiB, 512KiB or 1048576"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("{s:?}: unknown unit {other:?}; use B, KiB, MiB or GiB")),
+    };
+    let bytes = number.checked_mul(scale).ok_or_else(|| format!("{s:?}: too large"))?;
+    if bytes == 0 {
+        return Err(format!("{s:?}: must be more than zero"));
+    }
+    Ok(bytes)
+}
+
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e}; write it like 5s or 250ms"))
 }
@@ -502,10 +525,27 @@ pub struct AgentArgs {
     /// A node silent this long is marked down and its tasks replaced (leader setting).
     #[arg(long, default_value = "4s", value_parser = parse_duration)]
     pub node_timeout: std::time::Duration,
+    /// A new leader places new work once every Raft member has registered, or after
+    /// this long (leader setting; less than --node-timeout; default 2s, or half of
+    /// --node-timeout when that is shorter): work applied the moment a cluster starts is
+    /// spread over all its nodes, not piled on the first to report.
+    #[arg(long, value_parser = parse_duration)]
+    pub placement_grace: Option<std::time::Duration>,
     /// How tasks run: `docker` (the Docker Engine; DOCKER_HOST or the default socket),
     /// `process` (plain child processes), `auto` (docker when the engine answers).
     #[arg(long, value_enum, default_value_t = DriverKind::Auto)]
     pub driver: DriverKind,
+    /// How long a pull of an image missing on this node may run (docker driver). A pull
+    /// the engine gives up on ends at once: no such image or no registry fails the task,
+    /// anything else is retried.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub pull_deadline: std::time::Duration,
+    /// A task's log is rotated at this size (per stream; e.g. 10MiB, 512KiB, 1048576).
+    #[arg(long, default_value = "10MiB", value_parser = parse_size)]
+    pub task_log_max_size: u64,
+    /// Log files kept per task and stream, the one being written included.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub task_log_max_files: u32,
     /// The `flotilla.cluster` label on this cluster's containers (same on every node).
     #[arg(long, default_value = "flotilla")]
     pub cluster_name: String,
@@ -559,4 +599,21 @@ pub enum DriverKind {
     Docker,
     Process,
     Auto,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_units_and_refuse_nonsense() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("2 GB"), Ok(2 << 30));
+        assert!(parse_size("0").unwrap_err().contains("more than zero"));
+        assert!(parse_size("10XB").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
 }

@@ -248,6 +248,13 @@ impl Client {
 
     async fn send_with<R: ClusterRpc>(&self, timeout: Option<Duration>, req: R) -> Result<R::Reply, CliError> {
         let mut failures = Vec::new();
+        // One id per request, the same on every address it is tried on: a write whose
+        // answer was lost and that is sent again is applied once (the node ignores it on
+        // reads).
+        let request_id: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+            flotilla_types::requests::new_request_id(flotilla_executor::now_ms(), rand::random())
+                .parse()
+                .expect("a request id is ASCII");
         for addr in &self.ordered() {
             let client = match self.connect_with(addr, timeout).await {
                 Ok(c) => c,
@@ -261,6 +268,9 @@ impl Client {
             if let Some(b) = &self.bearer {
                 request.metadata_mut().insert("authorization", b.clone());
             }
+            request
+                .metadata_mut()
+                .insert(flotilla_proto::REQUEST_ID_HEADER, request_id.clone());
             match R::invoke(client, request).instrument(span).await {
                 Ok(r) => {
                     self.remember_leader(&r);

@@ -13,8 +13,8 @@ mod supervisor;
 use std::time::Duration;
 
 pub use liveness::Liveness;
-pub use metrics::ControlMetrics;
-pub use supervisor::{Control, ControlError, LeaderLoop};
+pub use metrics::{ControlMetrics, LoopLabel};
+pub use supervisor::{failpoint, Control, ControlError, LeaderLoop};
 
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
@@ -22,6 +22,9 @@ pub struct ControlConfig {
     pub node_timeout: Duration,
     /// A pass runs at least this often, besides after every apply.
     pub tick: Duration,
+    /// A new leader's first pass waits until every Raft member has sent it a heartbeat,
+    /// or this long.
+    pub placement_grace: Duration,
 }
 
 impl Default for ControlConfig {
@@ -29,6 +32,7 @@ impl Default for ControlConfig {
         ControlConfig {
             node_timeout: Duration::from_secs(4),
             tick: Duration::from_secs(1),
+            placement_grace: Duration::from_secs(2),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! What the leader's loops count for `/metrics`: handles into the node's registry (the
 //! node registers them; cloning a handle shares the series).
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 #[derive(Clone)]
@@ -15,6 +17,14 @@ pub struct ControlMetrics {
     pub restarts: Counter,
     /// Nodes a pass marked down.
     pub nodes_down: Counter,
+    /// Leader loops that panicked (and were started again), by loop.
+    pub loop_panics: Family<LoopLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoopLabel {
+    /// `scheduler`, `membership`, …
+    pub r#loop: String,
 }
 
 impl Default for ControlMetrics {
@@ -25,6 +35,7 @@ impl Default for ControlMetrics {
             placements: Counter::default(),
             restarts: Counter::default(),
             nodes_down: Counter::default(),
+            loop_panics: Family::default(),
         }
     }
 }

@@ -28,9 +28,99 @@ pub enum ControlError {
     Unexpected(String),
 }
 
-/// A loop that runs while this node leads: started anew (by calling it) on every term
-/// this node leads, aborted when it steps down.
-pub type LeaderLoop = Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+/// A loop that runs while this node leads: started anew (by calling `start`) on every
+/// term this node leads, aborted when it steps down, and started again (after a backoff)
+/// when it panics.
+pub struct LeaderLoop {
+    /// For logs and the `loop` label of `flotilla_leader_loop_panics_total`.
+    pub name: &'static str,
+    pub start: Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>,
+}
+
+impl LeaderLoop {
+    pub fn new(name: &'static str, start: impl Fn() -> BoxFuture<'static, ()> + Send + Sync + 'static) -> Self {
+        LeaderLoop {
+            name,
+            start: Arc::new(start),
+        }
+    }
+}
+
+/// The first pause before a panicked leader loop starts again; it doubles on each panic
+/// in a row, up to [`RESTART_BACKOFF_MAX`].
+const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A loop that ran this long before it panicked starts again after the shortest pause.
+const RESTART_BACKOFF_RESET: Duration = Duration::from_secs(60);
+
+/// Runs `start()` for as long as this task lives: a panic is logged, counted and the loop
+/// started again after a backoff; a loop that returns is done. Aborting this task drops
+/// the loop with it (the loop runs inside it, not in a task of its own).
+async fn supervise(name: &'static str, metrics: ControlMetrics, start: impl Fn() -> BoxFuture<'static, ()>) {
+    use futures::FutureExt;
+    let mut backoff = RESTART_BACKOFF_MIN;
+    loop {
+        let began = std::time::Instant::now();
+        match std::panic::AssertUnwindSafe(start()).catch_unwind().await {
+            Ok(()) => return,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic with no message".into());
+                if began.elapsed() >= RESTART_BACKOFF_RESET {
+                    backoff = RESTART_BACKOFF_MIN;
+                }
+                metrics
+                    .loop_panics
+                    .get_or_create(&crate::metrics::LoopLabel { r#loop: name.into() })
+                    .inc();
+                tracing::error!(
+                    r#loop = name,
+                    panic = %what,
+                    restart_in_ms = backoff.as_millis() as u64,
+                    "leader loop panicked; starting it again"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Test-only fault injection for real agents: `FLOTILLA_FAILPOINTS=name[=count],…` makes
+/// [`failpoint`]`(name)` true `count` times (default once) in this process. Unset in
+/// production, where every call is one atomic load after the first.
+pub fn failpoint(name: &str) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static POINTS: OnceLock<Option<Mutex<HashMap<String, u32>>>> = OnceLock::new();
+    let points = POINTS.get_or_init(|| {
+        let spec = std::env::var("FLOTILLA_FAILPOINTS")
+            .ok()
+            .filter(|s| !s.trim().is_empty())?;
+        let map = spec
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| match p.trim().split_once('=') {
+                Some((n, c)) => (n.to_string(), c.parse().unwrap_or(1)),
+                None => (p.trim().to_string(), 1),
+            })
+            .collect();
+        Some(Mutex::new(map))
+    });
+    let Some(points) = points else { return false };
+    let mut points = points.lock().unwrap_or_else(|e| e.into_inner());
+    match points.get_mut(name) {
+        Some(left) if *left > 0 => {
+            *left -= 1;
+            tracing::warn!(failpoint = name, "failpoint fired (FLOTILLA_FAILPOINTS)");
+            true
+        }
+        _ => false,
+    }
+}
 
 pub struct Control {
     raft: Raft,
@@ -78,8 +168,19 @@ impl Control {
                 if leading && running.is_none() {
                     tracing::info!(term, "became leader: starting leader loops");
                     this.liveness.reset();
-                    let mut handles = vec![tokio::spawn(this.clone().lead())];
-                    handles.extend(loops.iter().map(|start| tokio::spawn(start())));
+                    let scheduler = this.clone();
+                    let mut handles = vec![tokio::spawn(supervise("scheduler", this.metrics.clone(), move || {
+                        Box::pin(scheduler.clone().lead())
+                    }))];
+                    handles.extend(
+                        loops
+                            .iter()
+                            .map(|l| {
+                                let start = l.start.clone();
+                                tokio::spawn(supervise(l.name, this.metrics.clone(), move || start()))
+                            })
+                            .collect::<Vec<_>>(),
+                    );
                     running = Some((term, handles));
                 }
                 if metrics.changed().await.is_err() {
@@ -98,6 +199,7 @@ impl Control {
             tracing::warn!(error = %e, "leader read barrier failed; retrying");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        self.await_members().await;
         let mut applied = self.state.subscribe();
         let mut tick = tokio::time::interval(self.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -130,6 +232,49 @@ impl Control {
         }
     }
 
+    /// Waits (at most `placement_grace` from the start of the term) until every Raft
+    /// member has registered: placing earlier would pile the work a starting cluster is
+    /// given on the first nodes to report. A member registered before (a failover, a
+    /// restart) is not waited for: a dead one is found by the node timeout as ever.
+    async fn await_members(&self) {
+        let deadline = tokio::time::Instant::now() + self.config.placement_grace;
+        let mut applied = self.state.subscribe();
+        loop {
+            applied.borrow_and_update();
+            let members: Vec<NodeId> = self
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect();
+            let waiting: Vec<NodeId> = {
+                let sm = self.state.read();
+                members
+                    .into_iter()
+                    .filter(|id| !sm.state.nodes.contains_key(id))
+                    .collect()
+            };
+            if waiting.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::info!(
+                    ?waiting,
+                    grace = ?self.config.placement_grace,
+                    "placing work without the members that have not registered yet"
+                );
+                return;
+            }
+            // The next apply (a registration), or the deadline.
+            if let Ok(Err(_)) = tokio::time::timeout_at(deadline, applied.changed()).await {
+                return; // the state machine is gone: the node is shutting down
+            }
+        }
+    }
+
     /// Runs one pass: reads one view, proposes one `ApplyPlan` when there is work.
     pub async fn pass(&self) -> Result<(), ControlError> {
         let started = std::time::Instant::now();
@@ -139,6 +284,9 @@ impl Control {
     }
 
     async fn plan_and_propose(&self) -> Result<(), ControlError> {
+        if failpoint("scheduler-panic") {
+            panic!("failpoint scheduler-panic");
+        }
         let now = now_ms();
         let update = {
             let sm = self.state.read();
@@ -190,6 +338,7 @@ impl Control {
                     && n.address == reg.address
                     && n.labels == reg.labels
                     && n.capacity == reg.capacity
+                    && (n.instance == reg.instance || reg.instance.is_empty())
             })
         };
         if current {

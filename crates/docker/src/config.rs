@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
-use flotilla_executor::ContainerSpec;
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding};
+use flotilla_executor::{ContainerSpec, LogRotation};
 
 /// Published ports are bound on loopback only: a workload is never exposed on the
 /// machine's public interfaces by accident.
 const PUBLISH_ADDRESS: &str = "127.0.0.1";
 
-pub(crate) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+pub(crate) fn create_body(spec: &ContainerSpec, logs: &LogRotation) -> ContainerCreateBody {
     let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for port in &spec.ports {
@@ -30,6 +30,15 @@ pub(crate) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         nano_cpus: (spec.cpu_millis > 0).then(|| i64::from(spec.cpu_millis) * 1_000_000),
         memory: (spec.memory_mb > 0).then(|| i64::from(spec.memory_mb) * 1024 * 1024),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
+        // Rotated, whatever the engine's default driver is: `json-file` is the one the
+        // logs API reads back on every engine.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), logs.max_size.to_string()),
+                ("max-file".to_string(), logs.max_files.to_string()),
+            ])),
+        }),
         ..HostConfig::default()
     };
     ContainerCreateBody {
@@ -76,7 +85,7 @@ mod tests {
                 },
             ],
         };
-        let body = create_body(&spec);
+        let body = create_body(&spec, &LogRotation::default());
         assert_eq!(body.entrypoint, Some(vec!["httpd".to_string()]));
         assert_eq!(body.cmd, Some(vec!["-f".to_string()]));
         assert_eq!(body.env, Some(vec!["A=1".to_string()]));
@@ -90,14 +99,21 @@ mod tests {
         let dns = bindings["53/udp"].as_ref().unwrap();
         assert_eq!(dns[0].host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(dns[0].host_port.as_deref(), Some(""));
+        let log = host.log_config.unwrap();
+        assert_eq!(log.typ.as_deref(), Some("json-file"));
+        let log = log.config.unwrap();
+        assert_eq!((log["max-size"].as_str(), log["max-file"].as_str()), ("10485760", "3"));
     }
 
     #[test]
     fn empty_command_and_limits_keep_the_image_defaults() {
-        let body = create_body(&ContainerSpec {
-            image: "img".into(),
-            ..ContainerSpec::default()
-        });
+        let body = create_body(
+            &ContainerSpec {
+                image: "img".into(),
+                ..ContainerSpec::default()
+            },
+            &LogRotation::default(),
+        );
         assert_eq!((body.entrypoint, body.cmd), (None, None));
         let host = body.host_config.unwrap();
         assert_eq!((host.nano_cpus, host.memory), (None, None));

@@ -9,7 +9,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use flotilla_executor::{
     ContainerId, ContainerSpec, ContainerStatus, Driver, DriverError, ExecOutput, ExecRequest, ExecSession, LogOptions,
-    Logs, TaskStats,
+    LogRotation, Logs, TaskStats,
 };
 use futures::StreamExt;
 
@@ -28,6 +28,11 @@ const STOP_SLACK: Duration = Duration::from_secs(60);
 pub struct DockerDriver {
     docker: Docker,
     host: String,
+    /// How long a pull of a missing image may run (see `crate::image`).
+    pull_deadline: Duration,
+    /// Rotation of each container's log (the engine's `json-file` driver, rotated by the
+    /// engine).
+    logs: LogRotation,
 }
 
 impl DockerDriver {
@@ -58,7 +63,21 @@ impl DockerDriver {
         Ok(DockerDriver {
             docker,
             host: host.to_string(),
+            pull_deadline: crate::image::DEFAULT_PULL_DEADLINE,
+            logs: LogRotation::default(),
         })
+    }
+
+    /// Pulls of missing images may run this long (default 10 minutes).
+    pub fn with_pull_deadline(mut self, deadline: Duration) -> Self {
+        self.pull_deadline = deadline;
+        self
+    }
+
+    /// How the containers this driver creates keep their logs.
+    pub fn with_log_rotation(mut self, logs: LogRotation) -> Self {
+        self.logs = logs;
+        self
     }
 
     /// The address this driver talks to.
@@ -79,7 +98,7 @@ impl DockerDriver {
         let options = (!spec.name.is_empty()).then(|| CreateContainerOptionsBuilder::new().name(&spec.name).build());
         let created = self
             .docker
-            .create_container(options, crate::config::create_body(spec))
+            .create_container(options, crate::config::create_body(spec, &self.logs))
             .await?;
         Ok(ContainerId(created.id))
     }
@@ -90,6 +109,7 @@ fn create_error(spec: &ContainerSpec, e: bollard::errors::Error) -> DriverError 
     match status(&e) {
         Some(404) => DriverError::ImageNotFound {
             image: spec.image.clone(),
+            reason: String::new(),
         },
         Some(409) => DriverError::AlreadyExists {
             name: spec.name.clone(),
@@ -108,7 +128,7 @@ impl Driver for DockerDriver {
         match self.create_once(spec).await {
             Ok(id) => Ok(id),
             Err(e) if status(&e) == Some(404) => {
-                crate::image::pull(&self.docker, &spec.image).await?;
+                crate::image::pull(&self.docker, &spec.image, self.pull_deadline).await?;
                 self.create_once(spec).await.map_err(|e| create_error(spec, e))
             }
             Err(e) => Err(create_error(spec, e)),

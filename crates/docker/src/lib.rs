@@ -12,3 +12,4 @@ mod stats;
 mod status;
 
 pub use driver::DockerDriver;
+pub use image::DEFAULT_PULL_DEADLINE;

@@ -18,7 +18,8 @@ pub trait Driver: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Creates without starting. Fails with `AlreadyExists` if the name is taken and
-    /// `ImageNotFound` if the image is missing and cannot be pulled quickly.
+    /// `ImageNotFound` if the image is missing and there is no such image to pull or
+    /// no registry to pull it from.
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, DriverError>;
 
     /// Starts a created (or exited) container; Ok if it is already running.

@@ -4,8 +4,10 @@ use std::time::Duration;
 /// `is_retryable()` errors mean "try again later", the rest fail the task.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("image not found: {image}")]
-    ImageNotFound { image: String },
+    /// The image is not present and cannot be had: the registry has no such image, or
+    /// there is no registry. `reason` is the engine's word for it (may be empty).
+    #[error("image not found: {image}{}", if reason.is_empty() { String::new() } else { format!(" ({reason})") })]
+    ImageNotFound { image: String, reason: String },
     #[error("container not found: {id}")]
     NotFound { id: String },
     #[error("container name already in use: {name}")]
@@ -62,8 +64,16 @@ mod tests {
 
     #[test]
     fn image_not_found_message_is_stable() {
-        let e = DriverError::ImageNotFound { image: "x/y:1".into() };
+        let e = DriverError::ImageNotFound {
+            image: "x/y:1".into(),
+            reason: String::new(),
+        };
         assert_eq!(e.to_string(), "image not found: x/y:1");
+        let e = DriverError::ImageNotFound {
+            image: "x/y:1".into(),
+            reason: "no registry reachable".into(),
+        };
+        assert_eq!(e.to_string(), "image not found: x/y:1 (no registry reachable)");
         assert!(!e.is_retryable());
     }
 

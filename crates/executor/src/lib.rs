@@ -7,6 +7,7 @@ mod clock;
 mod driver;
 mod error;
 pub mod labels;
+mod log_rotation;
 pub mod process;
 mod spec;
 mod status;
@@ -21,6 +22,7 @@ pub use driver::{
 };
 pub use error::DriverError;
 pub use labels::{LABEL_CLUSTER, LABEL_NODE, LABEL_SERVICE, LABEL_SLOT, LABEL_TASK};
+pub use log_rotation::LogRotation;
 pub use process::ProcessDriver;
 pub use spec::{ContainerId, ContainerSpec, PortMapping, Protocol};
 pub use status::{ContainerState, ContainerStatus};

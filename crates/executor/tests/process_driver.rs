@@ -160,3 +160,66 @@ async fn first_stdout_line(driver: &ProcessDriver, id: &flotilla_executor::Conta
     )
     .await
 }
+
+/// A chatty process's log is rotated at the size, only the count is kept, and `logs`
+/// goes on reading the current file after a rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_rotated_at_the_size_and_only_the_count_is_kept() {
+    let fixture = fixture();
+    let dir = state_dir(&fixture);
+    let rotation = flotilla_executor::LogRotation {
+        max_size: 8 * 1024,
+        max_files: 3,
+    };
+    let driver = Arc::new(ProcessDriver::new(dir.clone()).with_log_rotation(rotation));
+    let as_driver: Arc<dyn Driver> = driver.clone();
+    let scope = Scope::new(as_driver, "rotation");
+    scope
+        .run(async {
+            // About 100 bytes a line, a line a millisecond: 8 KiB in well under a second.
+            let pad = "x".repeat(90);
+            let spec = fixture.spec(
+                "rotation",
+                &format!("i=0; while :; do echo \"line $i {pad}\"; i=$((i+1)); usleep 1000; done"),
+            );
+            let id = scope.create(&spec).await;
+            driver.start(&id).await.unwrap();
+            let log = dir.join(id.as_str()).join("stdout.log");
+            let numbered = |n: u32| dir.join(id.as_str()).join(format!("stdout.log.{n}"));
+            // Two rotations at least: .1 and .2 exist.
+            wait_until_async("two rotations", Duration::from_secs(30), async || {
+                numbered(2).exists().then_some(())
+            })
+            .await;
+            assert!(!numbered(3).exists(), "only 3 files are kept");
+            let rotated = std::fs::metadata(numbered(1)).unwrap().len();
+            assert!(rotated >= rotation.max_size, "rotated at {rotated} bytes");
+            // Checked once a second: at most about a second of output past the size.
+            assert!(rotated < rotation.max_size + 256 * 1024, "rotated at {rotated} bytes");
+            // The current file starts where the last copy ended.
+            let last_rotated = std::fs::read_to_string(numbered(1)).unwrap();
+            let number = |line: &str| -> u64 { line.split_whitespace().nth(1).unwrap().parse().unwrap() };
+            let last = number(last_rotated.lines().last().unwrap());
+            let lines: Vec<String> = driver
+                .logs(&id, Default::default())
+                .take(5)
+                .map(|l| l.unwrap().text)
+                .collect()
+                .await;
+            assert!(!lines.is_empty());
+            assert!(
+                number(&lines[0]) > last,
+                "logs read the current file: {:?} after line {last}",
+                lines[0]
+            );
+            // After two more rotations still only three files.
+            let before = std::fs::read_to_string(numbered(2)).unwrap();
+            wait_until_async("two more rotations", Duration::from_secs(30), async || {
+                let now = std::fs::read_to_string(numbered(2)).unwrap_or_default();
+                (now != before && !now.is_empty()).then_some(())
+            })
+            .await;
+            assert!(log.exists() && !numbered(3).exists());
+        })
+        .await;
+}

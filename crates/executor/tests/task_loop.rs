@@ -63,6 +63,7 @@ fn task(id: &str) -> Task {
         message: String::new(),
         created_at: 0,
         updated_at: 0,
+        rebalanced_from: None,
     }
 }
 

@@ -92,6 +92,7 @@ fn registration(id: NodeId, zone: &str) -> NodeRegistration {
             cpu_millis: 4000,
             memory_mb: 8192,
         },
+        instance: format!("{id:032x}"),
     }
 }
 
@@ -104,6 +105,7 @@ fn new_task(service: &str, slot: u32, node: NodeId) -> NewTask {
         node: Some(node),
         message: String::new(),
         start_first: false,
+        rebalanced_from: None,
     }
 }
 
@@ -581,6 +583,7 @@ fn agent(s: &mut Seeds) {
             cpu_millis: 4000,
             memory_mb: 8192,
             epoch: 1,
+            instance: "0123456789abcdef0123456789abcdef".into(),
         },
     );
     s.proto(

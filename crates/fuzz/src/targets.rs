@@ -388,6 +388,7 @@ static AGENT_MESSAGES: &[Message] = &[
                 cpu_millis: r.cpu_millis,
                 memory_mb: r.memory_mb,
             },
+            instance: r.instance.clone(),
         };
         logged(Command::RegisterNode { node, at: 1 });
     }),

@@ -38,6 +38,7 @@ fn registration(req: &HeartbeatRequest) -> NodeRegistration {
             cpu_millis: req.cpu_millis,
             memory_mb: req.memory_mb,
         },
+        instance: req.instance.clone(),
     }
 }
 
@@ -97,7 +98,12 @@ impl AgentService for AgentApi {
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         leader_only(&self.node)?;
         sender_is(&req, req.get_ref().node_id)?;
-        crate::membership::admit_heartbeat(&self.node, req.get_ref().node_id, req.get_ref().epoch)?;
+        crate::membership::admit_heartbeat(
+            &self.node,
+            req.get_ref().node_id,
+            req.get_ref().epoch,
+            &req.get_ref().instance,
+        )?;
         self.node.metrics.saw_heartbeat(req.get_ref().node_id);
         self.control
             .heartbeat(registration(req.get_ref()))
@@ -221,6 +227,7 @@ pub async fn heartbeat_loop(node: Arc<Node>, control: Arc<Control>) {
         cpu_millis: cfg.capacity.cpu_millis,
         memory_mb: cfg.capacity.memory_mb,
         epoch: 0,
+        instance: node.epoch.instance.clone(),
     };
     let mut tick = tokio::time::interval(cfg.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -229,7 +229,7 @@ mod early_ack {
                     version: v,
                 })
             }
-            Command::By { cmd, .. } => speculate(cmd),
+            Command::By { cmd, .. } | Command::Request { cmd, .. } => speculate(cmd),
             _ => None,
         }
     }

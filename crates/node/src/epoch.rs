@@ -17,6 +17,8 @@ use crate::fence::Fence;
 
 pub const EPOCH_HEADER: &str = "x-flotilla-epoch";
 pub const NODE_HEADER: &str = "x-flotilla-node";
+/// On a vote answer: the instance id of the voter's data dir.
+pub const INSTANCE_HEADER: &str = "x-flotilla-instance";
 
 pub struct Epoch {
     value: AtomicU64,
@@ -26,6 +28,9 @@ pub struct Epoch {
     logged: Mutex<std::collections::HashMap<NodeId, Instant>>,
     /// This node's fence: a newer epoch seen on the wire fences it.
     pub fence: Fence,
+    /// The instance id of this node's data dir (`flotilla_store::instance`): sent with
+    /// every heartbeat and vote, so the cluster tells this dir from a wiped one.
+    pub instance: String,
 }
 
 impl Epoch {
@@ -46,7 +51,9 @@ impl Epoch {
             epoch = state.read().state.cluster_epoch();
             flotilla_store::write_epoch(&dir, id, epoch)?;
         }
+        let instance = flotilla_store::instance(&dir, id)?;
         Ok(Epoch {
+            instance,
             value: AtomicU64::new(epoch),
             dir,
             id,
@@ -81,7 +88,7 @@ impl Epoch {
         meta.insert(EPOCH_HEADER, self.get().to_string().parse().expect("ascii"));
     }
 
-    fn should_log(&self, sender: NodeId) -> bool {
+    pub(crate) fn should_log(&self, sender: NodeId) -> bool {
         let mut logged = self.logged.lock().expect("epoch log lock poisoned");
         let now = Instant::now();
         match logged.get(&sender) {

@@ -128,9 +128,10 @@ impl From<ApiError> for Status {
                 | CommandError::VersionNotFound { .. }
                 | CommandError::TokenNotFound { .. } => Status::not_found(msg),
                 CommandError::InvalidSpec(_) => Status::invalid_argument(msg),
-                CommandError::Rollout { .. } | CommandError::NodeRemoved { .. } | CommandError::Security { .. } => {
-                    Status::failed_precondition(msg)
-                }
+                CommandError::Rollout { .. }
+                | CommandError::NodeRemoved { .. }
+                | CommandError::Security { .. }
+                | CommandError::RequestForgotten { .. } => Status::failed_precondition(msg),
             },
             ApiError::NotFound(_) => Status::not_found(msg),
             ApiError::Invalid(_) => Status::invalid_argument(msg),

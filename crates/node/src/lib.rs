@@ -125,7 +125,13 @@ pub async fn run(
     let client_tls = tls
         .as_ref()
         .map_or(flotilla_security::ClientTls::Plain, |t| t.client_tls());
-    let network = network::Network::new(config.listen, epoch.clone(), contacts.clone(), client_tls);
+    let network = network::Network::new(
+        config.listen,
+        epoch.clone(),
+        contacts.clone(),
+        client_tls,
+        state.clone(),
+    );
     let raft = Raft::new(config.id, raft_config, network, log, sm)
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;

@@ -57,6 +57,8 @@ pub struct Network {
     /// Stamped on every request: the receiver refuses an older incarnation.
     epoch: Arc<crate::epoch::Epoch>,
     contacts: Contacts,
+    /// The replica: which data dir (instance) the cluster recorded for each member.
+    state: flotilla_store::SharedState,
 }
 
 impl Network {
@@ -66,12 +68,14 @@ impl Network {
         epoch: Arc<crate::epoch::Epoch>,
         contacts: Contacts,
         tls: flotilla_security::ClientTls,
+        state: flotilla_store::SharedState,
     ) -> Network {
         Network {
             local: source_ip(listen),
             tls,
             epoch,
             contacts,
+            state,
         }
     }
 }
@@ -110,6 +114,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.addr.clone(),
             epoch: self.epoch.clone(),
             contacts: self.contacts.clone(),
+            state: self.state.clone(),
+            answered_instance: None,
         }
     }
 }
@@ -142,6 +148,9 @@ pub struct PeerClient {
     client: Result<RaftServiceClient<Channel>, String>,
     epoch: Arc<crate::epoch::Epoch>,
     contacts: Contacts,
+    state: flotilla_store::SharedState,
+    /// The data dir instance the target named in its last answer, if it named one.
+    answered_instance: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +162,22 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, NetworkError> {
 }
 
 impl PeerClient {
+    /// Why the target's last answer does not count as a vote: it named a data dir other
+    /// than the one the cluster recorded for it (wiped or replaced). An answer that names
+    /// none (an agent older than instance ids) counts.
+    fn foreign_voter(&self) -> Option<String> {
+        let answered = self.answered_instance.as_deref()?;
+        let recorded = self
+            .state
+            .read()
+            .state
+            .nodes
+            .get(&self.target)
+            .map(|n| n.instance.clone())
+            .filter(|i| !i.is_empty())?;
+        (recorded != answered).then(|| crate::membership::foreign_instance(self.target, &recorded, answered))
+    }
+
     fn client(&self) -> Result<RaftServiceClient<Channel>, Unreachable> {
         self.client.clone().map_err(|e| Unreachable::new(&TransportError(e)))
     }
@@ -212,7 +237,14 @@ impl PeerClient {
                     StatusKind::Network(n) => RPCError::Network(n),
                 })
             }
-            Ok(Ok(r)) => r.into_inner(),
+            Ok(Ok(r)) => {
+                self.answered_instance = r
+                    .metadata()
+                    .get(crate::epoch::INSTANCE_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                r.into_inner()
+            }
         };
         self.contacts.record(self.target);
         let result: Result<Resp, E> = decode(&reply.data).map_err(RPCError::Network)?;
@@ -253,8 +285,19 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 
     async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> RpcResult<VoteResponse> {
-        self.call(&rpc, option.hard_ttl(), |mut c, m| async move { c.vote(m).await })
-            .await
+        self.answered_instance = None;
+        let mut answer: VoteResponse = self
+            .call(&rpc, option.hard_ttl(), |mut c, m| async move { c.vote(m).await })
+            .await?;
+        if answer.vote_granted {
+            if let Some(why) = self.foreign_voter() {
+                if self.epoch.should_log(self.target) {
+                    tracing::warn!(node = self.target, "not counting a granted vote: {why}");
+                }
+                answer.vote_granted = false;
+            }
+        }
+        Ok(answer)
     }
 
     /// Chunked snapshots are not used: `full_snapshot` streams the whole snapshot.
@@ -314,7 +357,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                     StatusKind::Network(n) => StreamingError::Network(n),
                 })
             }
-            Ok(Ok(r)) => r.into_inner(),
+            Ok(Ok(r)) => {
+                self.answered_instance = r
+                    .metadata()
+                    .get(crate::epoch::INSTANCE_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                r.into_inner()
+            }
         };
         self.contacts.record(self.target);
         let result: Result<SnapshotResponse, Fatal<NodeId>> = decode(&reply.data)?;

@@ -332,6 +332,15 @@ impl Node {
             cmd if !by.is_empty() => Command::By { by, cmd: Box::new(cmd) },
             cmd => cmd,
         };
+        // A routed write is applied once per request id: a repeat gets the first answer.
+        let cmd = match crate::routed::current_request_id() {
+            Some(id) => Command::Request {
+                id,
+                cmd: Box::new(cmd),
+                at: now_ms(),
+            },
+            None => cmd,
+        };
         let proposed = Instant::now();
         let write = self.batcher.write(cmd);
         tokio::pin!(write);
@@ -345,9 +354,15 @@ impl Node {
             }
         };
         match result {
-            Ok(r) => {
+            Ok((response, index)) => {
                 self.metrics.observe_commit(proposed.elapsed());
-                Ok(r)
+                match response {
+                    Response::Repeated(first) => {
+                        tracing::info!(index, "a repeated request id: answered with its first answer");
+                        Ok((*first, index))
+                    }
+                    response => Ok((response, index)),
+                }
             }
             Err(WriteError::NotLeader) => Err(ApiError::LostLeadership { node: self.id }),
             Err(WriteError::Failed(e)) => Err(ApiError::Internal(format!("raft write failed: {e}"))),

@@ -77,7 +77,13 @@ impl RaftService for RaftServer {
         self.epoch.check(caller, req.metadata(), &self.state, true)?;
         let rpc: openraft::raft::VoteRequest<NodeId> = decode(&req.into_inner().data, "vote request")?;
         sent_by(caller, &rpc.vote, "vote request")?;
-        reply(&self.raft.vote(rpc).await)
+        // Which data dir votes: a candidate does not count the vote of one the cluster
+        // does not know under this id (a wiped voter would vote for any log).
+        let mut answer = reply(&self.raft.vote(rpc).await)?;
+        if let Ok(v) = self.epoch.instance.parse() {
+            answer.metadata_mut().insert(crate::epoch::INSTANCE_HEADER, v);
+        }
+        Ok(answer)
     }
 
     async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftMessage>, Status> {

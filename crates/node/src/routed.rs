@@ -7,7 +7,7 @@
 
 use std::future::Future;
 
-use flotilla_proto::{ClusterRpc, FORWARDED_HEADER};
+use flotilla_proto::{ClusterRpc, FORWARDED_HEADER, REQUEST_ID_HEADER};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -50,18 +50,82 @@ pub trait Routed: ClusterRpc {
     fn run(api: &ClusterApi, input: &Self::Input) -> impl Future<Output = Result<Self::Reply, ApiError>> + Send;
 }
 
+/// The request id of the routed write being served (see [`request_id`]), and how many
+/// writes its handler has made so far.
+pub struct RequestScope {
+    id: String,
+    writes: std::sync::atomic::AtomicU32,
+}
+
+tokio::task_local! {
+    static REQUEST_ID: Option<std::sync::Arc<RequestScope>>;
+}
+
+/// The id of the next write of the client request this task serves, if any:
+/// [`Node::write`](crate::node::Node::write) records the write under it. A handler may
+/// write more than once (`node remove` drains, then removes): its first write takes the
+/// request's id, the n-th `requests::nth_write_id(id, n)`. A handler runs its writes in
+/// the same order every time it runs, so a retried request repeats each of them by id.
+pub fn current_request_id() -> Option<String> {
+    use std::sync::atomic::Ordering;
+    REQUEST_ID
+        .try_with(|scope| {
+            scope.as_ref().map(|s| {
+                let n = s.writes.fetch_add(1, Ordering::Relaxed) + 1;
+                flotilla_types::requests::nth_write_id(&s.id, n)
+            })
+        })
+        .ok()
+        .flatten()
+}
+
+/// A handler starts (again) from its first write.
+fn restart_writes() {
+    let _ = REQUEST_ID.try_with(|scope| {
+        if let Some(s) = scope {
+            s.writes.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+}
+
+/// The id of a write: the caller's `x-flotilla-request-id`, checked, else a new one made
+/// here, so that this node's own retries (and the leader's memory) share it.
+fn request_id<T>(req: &Request<T>) -> Result<String, ApiError> {
+    match req.metadata().get(REQUEST_ID_HEADER) {
+        Some(v) => {
+            let id = v
+                .to_str()
+                .map_err(|_| ApiError::Invalid(format!("{REQUEST_ID_HEADER} is not printable ASCII")))?;
+            flotilla_types::requests::parse_request_id(id).map_err(ApiError::Invalid)?;
+            Ok(id.to_string())
+        }
+        None => Ok(flotilla_types::requests::new_request_id(
+            crate::node::now_ms(),
+            rand::random(),
+        )),
+    }
+}
+
 pub fn forwarded<T>(req: &Request<T>) -> bool {
     req.metadata().contains_key(FORWARDED_HEADER)
 }
 
 /// The request a follower sends its leader: marked forwarded, with the caller's own
-/// credential (the leader checks the caller, not the follower).
-fn forward<T>(msg: T, credential: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>) -> Request<T> {
+/// credential (the leader checks the caller, not the follower) and the write's request id
+/// (the same on every retry).
+fn forward<T>(
+    msg: T,
+    credential: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    request_id: Option<&str>,
+) -> Request<T> {
     let mut r = Request::new(msg);
     r.metadata_mut()
         .insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
     if let Some(c) = credential {
         r.metadata_mut().insert("authorization", c.clone());
+    }
+    if let Some(v) = request_id.and_then(|id| id.parse().ok()) {
+        r.metadata_mut().insert(REQUEST_ID_HEADER, v);
     }
     r
 }
@@ -72,6 +136,16 @@ impl ClusterApi {
         let fwd = forwarded(&req);
         let caller = crate::auth::caller(&req);
         let credential = req.metadata().get("authorization").cloned();
+        let id = match R::KIND {
+            Kind::Write => Some(request_id(&req)?),
+            Kind::Read => None,
+        };
+        let scoped_id = id.clone().map(|id| {
+            std::sync::Arc::new(RequestScope {
+                id,
+                writes: std::sync::atomic::AtomicU32::new(0),
+            })
+        });
         let msg = req.into_inner();
         let span = tracing::debug_span!("rpc", method = R::METHOD, node = self.node.id, forwarded = fwd);
         let answer = async move {
@@ -80,26 +154,29 @@ impl ClusterApi {
             if read && msg.stale() {
                 return Ok(Response::new(R::run(self, &input).await?));
             }
-            let (input, msg, credential) = (&input, &msg, credential.as_ref());
+            let (input, msg, credential, id) = (&input, &msg, credential.as_ref(), id.as_deref());
             let reply = self
                 .node
                 .on_leader(
                     fwd,
                     R::retry(input),
                     || async move {
+                        restart_writes();
                         if read {
                             self.node.read_barrier().await?;
                         }
                         R::run(self, input).await
                     },
-                    |client| R::invoke(client, forward(msg.clone(), credential)),
+                    |client| R::invoke(client, forward(msg.clone(), credential, id)),
                 )
                 .await
                 .inspect_err(|e| tracing::debug!(error = %e, "rpc failed"))?;
             Ok(self.with_leader(reply))
         }
         .instrument(span);
-        crate::auth::CALLER.scope(caller, answer).await
+        REQUEST_ID
+            .scope(scoped_id, crate::auth::CALLER.scope(caller, answer))
+            .await
     }
 
     /// Wraps an answer with the leader's address (`x-flotilla-leader`), so the CLI can go

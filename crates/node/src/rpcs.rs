@@ -114,8 +114,12 @@ impl Routed for DeleteServiceRequest {
     fn prepare(&self) -> Result<String, ApiError> {
         Ok(self.name.clone())
     }
-    // Retried only when it did not run (the default for writes): a repeat after a lost
-    // answer would fail with "not found", or delete a service created again meanwhile.
+    /// A repeat after a lost answer carries the same request id, so the leader answers it
+    /// with the first answer instead of deleting again (which would fail with "not
+    /// found", or delete a service created again meanwhile).
+    fn retry(_: &String) -> Retry {
+        Retry::Safe
+    }
     async fn run(api: &ClusterApi, name: &String) -> Result<DeleteServiceResponse, ApiError> {
         let cmd = Command::DeleteService {
             name: name.clone(),
@@ -369,12 +373,10 @@ impl Routed for RolloutControlRequest {
             .map_err(|_| ApiError::Invalid("rollout action is not one of pause, resume, undo".into()))?;
         Ok((self.name.clone(), op))
     }
-    /// Pause and resume are idempotent; an undo retried after a lost answer could undo twice.
-    fn retry((_, op): &(String, RolloutOp)) -> Retry {
-        match op {
-            RolloutOp::Undo { .. } => Retry::IfNotRun,
-            RolloutOp::Pause | RolloutOp::Resume => Retry::Safe,
-        }
+    /// Pause and resume are idempotent; an undo retried after a lost answer carries the
+    /// same request id and is answered, not applied, the second time.
+    fn retry(_: &(String, RolloutOp)) -> Retry {
+        Retry::Safe
     }
     async fn run(api: &ClusterApi, (name, op): &(String, RolloutOp)) -> Result<RolloutInfo, ApiError> {
         let cmd = Command::Rollout {

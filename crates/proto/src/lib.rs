@@ -17,6 +17,10 @@ pub use v1::*;
 /// forwarded at most once.
 pub const FORWARDED_HEADER: &str = "x-flotilla-forwarded";
 
+/// The id of a client write (`flotilla_types::requests`): the CLI sets one per write and
+/// keeps it across its retries; the cluster applies a write of one id at most once.
+pub const REQUEST_ID_HEADER: &str = "x-flotilla-request-id";
+
 /// gRPC response metadata key carrying the leader's address, when known.
 pub const LEADER_HEADER: &str = "x-flotilla-leader";
 

@@ -24,6 +24,7 @@ fn node(id: u64) -> Node {
         availability: Availability::Active,
         status: NodeStatus::Ready,
         registered_at: 0,
+        instance: String::new(),
         updated_at: 0,
     }
 }
@@ -106,6 +107,7 @@ fn bench_reconcile(c: &mut Criterion) {
                     message: String::new(),
                     created_at: 0,
                     updated_at: 0,
+                    rebalanced_from: None,
                 },
             );
         }

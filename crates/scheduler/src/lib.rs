@@ -5,12 +5,14 @@
 
 mod place;
 mod plan;
+mod rebalance;
 mod reconcile;
 mod rollout;
 mod view;
 
 pub use place::{place, PendingTask, Placements, Reason, Unplaced};
 pub use plan::plan;
+pub use rebalance::{FAILED_MOVE_PAUSE, MOVES_IN_FLIGHT};
 pub use reconcile::{backoff, reconcile, HISTORY_PER_SLOT};
 pub use rollout::{rollout_report, BatchReport, RolloutReport};
 pub use view::ClusterView;

@@ -79,5 +79,8 @@ pub fn plan(view: &ClusterView<'_>, down: &[NodeId], now: Millis) -> PlanUpdate 
             (Seat::New(c), Err(why)) => c.message = why.to_string(),
         }
     }
+    // A move whose copy found no better node is not made (see `rebalance`).
+    plan.create
+        .retain(|c| c.rebalanced_from.is_none() || crate::rebalance::improves(&view, c));
     plan
 }

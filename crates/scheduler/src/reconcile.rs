@@ -25,6 +25,7 @@ pub(crate) fn new_task(service: &str, slot: u32, spec_version: u64, attempt: u32
         node: None,
         message: String::new(),
         start_first,
+        rebalanced_from: None,
     }
 }
 
@@ -84,6 +85,7 @@ pub fn reconcile(view: &ClusterView<'_>, now: Millis) -> PlanUpdate {
         }
     }
 
+    let mut moves = crate::rebalance::moves_in_flight(view, now);
     for (name, svc) in view.services {
         let slots = by_service.get(name.as_str());
         let mut progress = Vec::with_capacity(svc.spec.replicas as usize);
@@ -91,8 +93,9 @@ pub fn reconcile(view: &ClusterView<'_>, now: Millis) -> PlanUpdate {
             let tasks: &[&Task] = slots.and_then(|s| s.get(&slot)).map_or(&[], Vec::as_slice);
             progress.push(reconcile_slot(view, svc, slot, tasks, now, &finished, &mut plan));
         }
-        let service_tasks = slots.into_iter().flat_map(|s| s.values().flatten().copied());
-        drive_rollout(svc, &progress, service_tasks, now, &mut plan);
+        let service_tasks = || slots.into_iter().flat_map(|s| s.values().flatten().copied());
+        drive_rollout(svc, &progress, service_tasks(), now, &mut plan);
+        crate::rebalance::rebalance(view, svc, &progress, service_tasks(), now, &mut moves, &mut plan);
     }
     plan
 }
@@ -182,6 +185,22 @@ fn slot_tasks<'a>(
         .find(|t| t.desired == DesiredState::Running)
         .or_else(|| tasks.last())
         .copied()?;
+    // A rebalancing copy that ended or was stopped before it took over: the move is
+    // given up, and the task it was to replace stays the slot's.
+    if newest.rebalanced_from.is_some() && (finished(newest) || newest.desired != DesiredState::Running) {
+        if let Some(kept) = tasks.iter().rev().find(|t| {
+            t.seq < newest.seq
+                && t.desired == DesiredState::Running
+                && !finished(t)
+                && t.spec_version == newest.spec_version
+        }) {
+            return Some(SlotTasks {
+                current: kept,
+                outgoing: None,
+                reverted: None,
+            });
+        }
+    }
     // A start-first pair caught by a rollback: the older task runs the target again,
     // so it stays and its replacement goes.
     let mut reverted = None;
@@ -209,8 +228,9 @@ fn slot_tasks<'a>(
             t.seq < current.seq
                 && t.desired == DesiredState::Running
                 && !finished(t)
-                && t.spec_version != current.spec_version
-                && current.spec_version == target
+                && ((t.spec_version != current.spec_version && current.spec_version == target)
+                    // The task a rebalancing copy is moving off its node.
+                    || (current.rebalanced_from.is_some() && t.spec_version == current.spec_version))
         })
         .copied();
     Some(SlotTasks {
@@ -357,7 +377,12 @@ fn running_slot<'a>(
         Some(at) => {
             if let Some(old) = outgoing {
                 // The replacement proved itself: the old task may go.
-                plan.stop.push((old.id.clone(), StopReason::Outdated));
+                let reason = if current.rebalanced_from.is_some() && old.spec_version == current.spec_version {
+                    StopReason::Rebalanced
+                } else {
+                    StopReason::Outdated
+                };
+                plan.stop.push((old.id.clone(), reason));
             }
             SlotProgress::Done { task: current, at }
         }

@@ -41,6 +41,7 @@ fn created(replicas: u32, update: &str) -> State {
                     cpu_millis: 100_000,
                     memory_mb: 100_000,
                 },
+                instance: String::new(),
             },
             at: 0,
         });
@@ -438,6 +439,7 @@ fn a_start_first_task_may_only_join_a_slot_of_another_version() {
         node: Some(1),
         message: String::new(),
         start_first,
+        rebalanced_from: None,
     };
     let apply = |s: &mut State, t: NewTask| {
         s.apply(&Command::ApplyPlan {

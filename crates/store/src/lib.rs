@@ -122,6 +122,56 @@ struct Identity {
     /// The cluster incarnation this dir belongs to; 0 until known (see `read_epoch`).
     #[serde(default, skip_serializing_if = "is_zero")]
     epoch: u64,
+    /// Random, made when the dir is created (or first opened by a binary that knows it):
+    /// the cluster records it when the node first registers, and so tells this dir from a
+    /// wiped or replaced one under the same node id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    instance: String,
+}
+
+fn new_instance() -> String {
+    format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
+}
+
+fn read_identity(dir: &DataDir) -> Result<Option<Identity>, StoreError> {
+    let path = dir.identity_file();
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<Identity>(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("{} is not a node identity file: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::Io { path, source: e }),
+    }
+}
+
+fn write_identity(dir: &DataDir, ident: &Identity) -> Result<(), StoreError> {
+    let path = dir.identity_file();
+    let body = serde_json::to_vec(ident).expect("serializable");
+    snapshot_file::write_atomically(&path, &body).map_err(|e| StoreError::Io { path, source: e })
+}
+
+/// This data dir's instance id; a dir written by an earlier binary gets one now.
+pub fn instance(dir: &DataDir, id: NodeId) -> Result<String, StoreError> {
+    match read_identity(dir)? {
+        Some(ident) if !ident.instance.is_empty() => Ok(ident.instance),
+        Some(ident) => {
+            let ident = Identity {
+                instance: new_instance(),
+                ..ident
+            };
+            write_identity(dir, &ident)?;
+            Ok(ident.instance)
+        }
+        None => {
+            let ident = Identity {
+                node_id: id,
+                epoch: 0,
+                instance: new_instance(),
+            };
+            write_identity(dir, &ident)?;
+            Ok(ident.instance)
+        }
+    }
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -130,21 +180,20 @@ fn is_zero(v: &u64) -> bool {
 
 /// The cluster epoch recorded in `dir`'s identity file (0 when none is recorded).
 pub fn read_epoch(dir: &DataDir) -> Result<u64, StoreError> {
-    let path = dir.identity_file();
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<Identity>(&bytes)
-            .map(|i| i.epoch)
-            .map_err(|e| StoreError::Corrupt(format!("{} is not a node identity file: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(StoreError::Io { path, source: e }),
-    }
+    Ok(read_identity(dir)?.map_or(0, |i| i.epoch))
 }
 
-/// Records the cluster epoch node `id` belongs to, atomically.
+/// Records the cluster epoch node `id` belongs to, atomically (the instance id stays).
 pub fn write_epoch(dir: &DataDir, id: NodeId, epoch: u64) -> Result<(), StoreError> {
-    let path = dir.identity_file();
-    let body = serde_json::to_vec(&Identity { node_id: id, epoch }).expect("serializable");
-    snapshot_file::write_atomically(&path, &body).map_err(|e| StoreError::Io { path, source: e })
+    let instance = read_identity(dir)?.map(|i| i.instance).unwrap_or_default();
+    write_identity(
+        dir,
+        &Identity {
+            node_id: id,
+            epoch,
+            instance,
+        },
+    )
 }
 
 /// Returns true when the dir is new (and claims it for `id`).
@@ -176,8 +225,14 @@ fn check_identity(dir: &DataDir, id: NodeId) -> Result<bool, StoreError> {
                 )));
             }
             snapshot_file::create_private_dir(dir.root()).map_err(io)?;
-            let body = serde_json::to_vec(&Identity { node_id: id, epoch: 0 }).expect("serializable");
-            snapshot_file::write_atomically(&path, &body).map_err(io)?;
+            write_identity(
+                dir,
+                &Identity {
+                    node_id: id,
+                    epoch: 0,
+                    instance: new_instance(),
+                },
+            )?;
             Ok(true)
         }
         Err(e) => Err(io(e)),

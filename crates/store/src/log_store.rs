@@ -52,9 +52,15 @@ impl LogStore {
         opts.create_if_missing(fresh);
         opts.create_missing_column_families(fresh);
         opts.set_paranoid_checks(true);
-        // Every write we rely on is synced, so a process kill cannot tear a record: any WAL
-        // corruption is real damage and must stop the node rather than drop acked entries.
-        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::AbsoluteConsistency);
+        // Every write Raft relies on (entries, votes, truncations, purges) is synced before
+        // it is acknowledged, so a torn record can only be the last one, written while the
+        // machine lost power and never acknowledged: recovery drops that incomplete tail
+        // and keeps everything before it. A record that fails its checksum anywhere else is
+        // real damage and stops the node. (Not `PointInTimeRecovery`: it stops silently at
+        // the first bad record, which can drop synced, acknowledged entries after it. The
+        // committed-index hint is written unsynced; losing it costs nothing, the leader
+        // tells it again.)
+        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
         opts.set_keep_log_file_num(2);
         let cfs = [CF_LOGS, CF_META].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         if !fresh && !path.join("CURRENT").exists() {

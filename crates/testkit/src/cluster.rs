@@ -83,9 +83,16 @@ pub struct ClusterBuilder {
     distinct_ips: bool,
     insecure: bool,
     metrics: bool,
+    env: Vec<(String, String)>,
 }
 
 impl ClusterBuilder {
+    /// An environment variable for every agent, e.g. `FLOTILLA_FAILPOINTS`.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     /// Extra flags for every agent, e.g. `["--snapshot-interval", "20"]`.
     pub fn agent_args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|s| s.to_string()));
@@ -192,6 +199,7 @@ impl ClusterBuilder {
             initial_peers,
             creds,
             metrics: self.metrics,
+            env: self.env,
         };
         for id in 1..=self.size {
             cluster.start_agent(id);
@@ -214,6 +222,8 @@ pub struct Cluster {
     pub creds: Credentials,
     /// Agents serve `/metrics` on their `metrics_addr`.
     metrics: bool,
+    /// Extra environment of every agent.
+    env: Vec<(String, String)>,
 }
 
 /// Set on every agent (and so inherited by the processes it starts) to find them again.
@@ -300,6 +310,7 @@ impl Cluster {
             distinct_ips: false,
             insecure: false,
             metrics: true,
+            env: Vec::new(),
         }
     }
 
@@ -407,6 +418,7 @@ impl Cluster {
                 std::env::var("FLOTILLA_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
             )
             .env(MARKER, &self.name)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         cmd
     }

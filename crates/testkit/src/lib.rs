@@ -11,6 +11,7 @@ pub mod faulty;
 mod http;
 mod in_process;
 pub mod partition;
+pub mod proxy;
 mod wait;
 
 pub use cluster::{flotilla_bin, wait_child, Agent, Cluster, ClusterBuilder};
@@ -19,4 +20,5 @@ pub use flotilla_node::RaftTuning;
 pub use flotilla_security::config::ClientConfigFile;
 pub use http::http_get;
 pub use in_process::InProcessCluster;
+pub use proxy::Proxy;
 pub use wait::{wait_until, wait_until_async};

@@ -83,6 +83,14 @@ pub enum Command {
         by: String,
         at: Millis,
     },
+    /// A client's write with its request id (`requests.rs`): applied once; a repeat of
+    /// the id is answered with the first answer ([`Response::Repeated`]) and changes
+    /// nothing.
+    Request {
+        id: String,
+        cmd: Box<Command>,
+        at: Millis,
+    },
     /// Someone ran a command inside a task (`flotilla exec`): changes nothing, leaves a
     /// `task.exec` event (wrapped in `By`, which names the token). `cmd` is capped.
     Exec {
@@ -110,7 +118,7 @@ impl Command {
             Command::RemoveNode { .. } => "remove_node",
             Command::Security { .. } => "security",
             Command::Exec { .. } => "exec",
-            Command::By { cmd, .. } => cmd.kind(),
+            Command::By { cmd, .. } | Command::Request { cmd, .. } => cmd.kind(),
         }
     }
 }
@@ -163,6 +171,8 @@ pub enum Response {
     Security,
     /// An exec was recorded.
     Exec,
+    /// The answer to a request id applied before (`Command::Request`): nothing changed.
+    Repeated(Box<Response>),
     /// One response per command of a `Command::Batch`, in order.
     Batch(Vec<Response>),
     Error(CommandError),

@@ -51,6 +51,13 @@ pub enum CommandError {
     NodeRemoved { id: u64 },
     #[error("token {name:?} not found")]
     TokenNotFound { name: String },
+    /// A write whose request id may be one the cluster applied and has since forgotten:
+    /// refused rather than risk applying it twice.
+    #[error(
+        "request {id}: the cluster no longer remembers requests this old (its id's time is not after {upto} ms, \
+         the newest it forgot); if this is not a retry, this client's clock may be behind: check it and try again"
+    )]
+    RequestForgotten { id: String, upto: u64 },
     /// A security change that does not fit the state (a second CA, a name in use).
     #[error("{reason}")]
     Security { reason: String },

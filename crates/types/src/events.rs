@@ -53,6 +53,9 @@ fn collect(index: u64, cmd: &Command, resp: &Response, after: &State, out: &mut 
                 e.message = format!("{} (by token {by:?})", e.message);
             }
         }
+        // A repeat changed nothing and says nothing new.
+        (Command::Request { .. }, Response::Repeated(_)) => {}
+        (Command::Request { cmd, .. }, resp) => collect(index, cmd, resp, after, out),
         (Command::ApplyPlan { plan, at }, Response::Planned { .. }) => plan_events(index, *at, plan, after, out),
         (Command::ReportStatus { reports, at, .. }, Response::Reported { unknown }) => {
             report_events(index, *at, reports, unknown, after, out)
@@ -224,6 +227,13 @@ fn plan_events(index: u64, at: Millis, plan: &PlanUpdate, after: &State, out: &m
     }
     for t in after.tasks.values().filter(|t| t.created_at == at) {
         match t.node {
+            Some(n) if t.rebalanced_from.is_some() => out.push(ev(
+                index,
+                at,
+                "task.placed",
+                &t.id,
+                format!("placed on node {n} ({})", t.message),
+            )),
             Some(n) => out.push(ev(index, at, "task.placed", &t.id, format!("placed on node {n}"))),
             None => out.push(ev(index, at, "task.pending", &t.id, t.message.clone())),
         }

@@ -8,6 +8,7 @@ pub mod duration;
 pub mod error;
 pub mod events;
 pub mod model;
+pub mod requests;
 pub mod rollout;
 pub mod security;
 pub mod spec;

@@ -121,6 +121,9 @@ pub enum StopReason {
     /// Ran to completion: exited with code 0 under a restart policy that does not restart
     /// it (`never`, `on-failure`). The slot is done; its container goes after a while.
     Completed,
+    /// A copy of it on a node with fewer of the service's tasks passed `monitor`: moved
+    /// to even out the spread.
+    Rebalanced,
 }
 
 impl StopReason {
@@ -134,6 +137,7 @@ impl StopReason {
             StopReason::NodeDown => "node down",
             StopReason::Removed => "removed",
             StopReason::Completed => "completed",
+            StopReason::Rebalanced => "moved to even out the spread",
         }
     }
 }
@@ -182,6 +186,10 @@ pub struct Task {
     pub message: String,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// A rebalancing copy: made to move the slot off this node (its task there stops once
+    /// this one passed `monitor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalanced_from: Option<NodeId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -229,6 +237,10 @@ pub struct Node {
     pub status: NodeStatus,
     pub registered_at: Millis,
     pub updated_at: Millis,
+    /// The instance id of the node's data dir, recorded when it first registered: a
+    /// node answering with another one under this id had its data dir wiped or replaced.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
 }
 
 /// What an agent says about itself when it registers.
@@ -238,6 +250,9 @@ pub struct NodeRegistration {
     pub address: String,
     pub labels: BTreeMap<String, String>,
     pub capacity: Capacity,
+    /// Its data dir's instance id (empty from an agent older than instance ids).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
 }
 
 /// A task the leader creates in a plan.
@@ -255,6 +270,10 @@ pub struct NewTask {
     /// instead of into an empty slot.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub start_first: bool,
+    /// A rebalancing move off this node: starts beside the slot's task of the same
+    /// version, which stops once this one passed `monitor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalanced_from: Option<NodeId>,
 }
 
 /// One pass of the leader, applied as one Raft entry.

@@ -44,6 +44,18 @@ pub struct ServiceSpec {
     /// How a change of the task template rolls out.
     #[serde(default, skip_serializing_if = "UpdatePolicy::is_default")]
     pub update: UpdatePolicy,
+    /// Whether tasks move, one health-gated move at a time, to even out a spread that
+    /// became uneven (a node came back or joined). Default true.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub rebalance: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn default_replicas() -> u32 {
@@ -258,6 +270,7 @@ impl ServiceSpec {
         let mut a = self.clone();
         a.replicas = other.replicas;
         a.update = other.update;
+        a.rebalance = other.rebalance;
         a == *other
     }
 }

@@ -57,6 +57,9 @@ pub struct State {
     /// an `--insecure` one) until a node creates them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<crate::security::Security>,
+    /// Recent client writes' request ids and first answers (exactly-once writes).
+    #[serde(default, skip_serializing_if = "crate::requests::RequestLog::is_empty")]
+    pub requests: crate::requests::RequestLog,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -81,8 +84,28 @@ impl State {
             Command::RemoveNode { id, at } => self.remove_node(*id, *at),
             Command::Security { op, at, .. } => self.security_op(op, *at),
             Command::By { cmd, .. } => self.apply(cmd),
+            Command::Request { id, cmd, at } => self.apply_request(id, cmd, *at),
             Command::Exec { .. } => Response::Exec,
         }
+    }
+
+    fn apply_request(&mut self, id: &str, cmd: &Command, at: Millis) -> Response {
+        use crate::requests::{parse_request_id, Seen};
+        // Checked by the node that took the request; a bad one in the log is applied
+        // without memory rather than refused, so replicas agree whatever wrote it.
+        let Ok(client) = parse_request_id(id) else {
+            return self.apply(cmd);
+        };
+        match self.requests.seen(id, client) {
+            Seen::Answered(first) => return Response::Repeated(Box::new(first.clone())),
+            Seen::Forgotten { upto } => {
+                return Response::Error(CommandError::RequestForgotten { id: id.into(), upto });
+            }
+            Seen::New => {}
+        }
+        let response = self.apply(cmd);
+        self.requests.remember(id, client, at, response.clone());
+        response
     }
 
     fn security_op(&mut self, op: &crate::security::SecurityOp, at: Millis) -> Response {

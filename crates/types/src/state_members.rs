@@ -71,6 +71,7 @@ mod tests {
                     cpu_millis: 1000,
                     memory_mb: 1024,
                 },
+                instance: String::new(),
             },
             at: 1,
         }

@@ -29,7 +29,13 @@ impl State {
             status: NodeStatus::Ready,
             registered_at: at,
             updated_at: at,
+            instance: String::new(),
         });
+        // Recorded once; a different one is refused before it gets here (the leader checks
+        // every heartbeat), and never overwrites the recorded one.
+        if node.instance.is_empty() {
+            node.instance = reg.instance.clone();
+        }
         node.address = reg.address.clone();
         node.labels = reg.labels.clone();
         node.capacity = reg.capacity;
@@ -106,7 +112,7 @@ impl State {
             let live = occupied.entry((new.service.clone(), new.slot)).or_default();
             let fits = match live.as_slice() {
                 [] => true,
-                [other] => new.start_first && *other != new.spec_version,
+                [other] => new.start_first && (*other != new.spec_version || new.rebalanced_from.is_some()),
                 _ => false,
             };
             let created = fits && self.create_task(new, at);
@@ -252,13 +258,15 @@ impl State {
             stop_reason: None,
             container_id: None,
             exit_code: None,
-            message: if node.is_some() {
+            // A placed task has no message, but a rebalancing copy says why it exists.
+            message: if node.is_some() && new.rebalanced_from.is_none() {
                 String::new()
             } else {
                 new.message.clone()
             },
             created_at: at,
             updated_at: at,
+            rebalanced_from: new.rebalanced_from,
         };
         self.tasks.insert(id, task);
         true

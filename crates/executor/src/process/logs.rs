@@ -147,6 +147,10 @@ impl Cursor {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
             Err(e) => return Err(e.into()),
         };
+        if file.metadata().await?.len() < self.offset {
+            // Rotated (copied away and truncated): go on from the start of the new file.
+            self.offset = 0;
+        }
         file.seek(SeekFrom::Start(self.offset)).await?;
         let before = self.partial.len();
         let read = file.take(CHUNK).read_to_end(&mut self.partial).await?;

@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     /// is running until that task has written its exit code; this keeps inspect from
     /// briefly reporting the "died unwatched" code -1 between exit and record.
     watched: Mutex<HashMap<ContainerId, i32>>,
+    /// How the children's log files are rotated (by their exit waiters).
+    rotation: crate::LogRotation,
 }
 
 impl ProcessDriver {
@@ -57,8 +59,19 @@ impl ProcessDriver {
                 layout: Layout::new(state_dir),
                 write_lock: tokio::sync::Mutex::new(()),
                 watched: Mutex::new(HashMap::new()),
+                rotation: crate::LogRotation::default(),
             }),
         }
+    }
+
+    /// How the log files of the processes this driver starts are rotated.
+    pub fn with_log_rotation(mut self, rotation: crate::LogRotation) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.rotation = rotation,
+            // Shared already (never, for a driver just made): keep the default.
+            None => tracing::warn!("log rotation set on a driver in use; ignored"),
+        }
+        self
     }
 
     pub fn state_dir(&self) -> &Path {

@@ -77,7 +77,16 @@ async fn wait_exit(
         id: id.clone(),
         pid: run.pid,
     };
-    let code = match child.wait().await {
+    // While it runs, its log files are rotated when they grow past the limit.
+    let mut rotate = tokio::time::interval(ROTATE_CHECK);
+    rotate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let waited = loop {
+        tokio::select! {
+            waited = child.wait() => break waited,
+            _ = rotate.tick() => rotate_logs(&inner.rotation, &id, &dir).await,
+        }
+    };
+    let code = match waited {
         Ok(status) => exit_code(status),
         Err(e) => {
             tracing::warn!(container = %id, error = %e, "waiting on process failed");
@@ -108,6 +117,23 @@ async fn wait_exit(
     current.finished_at_ms = Some(now_ms());
     if let Err(e) = save(&dir, &record).await {
         tracing::warn!(container = %id, error = %e, "cannot record exit code");
+    }
+}
+
+/// How often a running process's log files are checked against the rotation limit.
+const ROTATE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn rotate_logs(rotation: &crate::LogRotation, id: &ContainerId, dir: &Path) {
+    for stream in [LogStream::Stdout, LogStream::Stderr] {
+        let path = Layout::log(dir, stream);
+        let rotation = *rotation;
+        let rotated = tokio::task::spawn_blocking(move || rotation.rotate(&path)).await;
+        match rotated {
+            Ok(Ok(true)) => tracing::debug!(container = %id, ?stream, "log rotated"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(container = %id, ?stream, error = %e, "cannot rotate log"),
+            Err(e) => tracing::warn!(container = %id, error = %e, "log rotation task failed"),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ const ROUND: Duration = Duration::from_secs(1);
 
 /// The membership loop as the supervisor starts it on every new term.
 pub fn leader_loop(node: Arc<Node>) -> flotilla_control::LeaderLoop {
-    Box::new(move || Box::pin(lead(node.clone())))
+    flotilla_control::LeaderLoop::new("membership", move || Box::pin(lead(node.clone())))
 }
 
 async fn lead(node: Arc<Node>) {

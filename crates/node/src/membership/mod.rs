@@ -373,7 +373,28 @@ async fn drain(node: &Node, id: NodeId) -> Result<u32, ApiError> {
 
 /// Refuses a heartbeat from a removed node or one of an older epoch: it must not register
 /// again, or tasks would be placed on it.
-pub fn admit_heartbeat(node: &Node, id: NodeId, epoch: u64) -> Result<(), ApiError> {
+/// Why node `id`, answering with data dir `instance`, may not take part: the cluster knows
+/// it by `recorded`.
+pub fn foreign_instance(id: NodeId, recorded: &str, instance: &str) -> String {
+    format!(
+        "node {id}'s data dir is not the one this cluster knows (instance {instance}, the cluster recorded \
+         {recorded}): it was wiped or replaced, and its Raft log and vote are gone, so its votes are not \
+         counted. Remove it (flotilla node remove {id}) and start it again with --join and a new id"
+    )
+}
+
+pub fn admit_heartbeat(node: &Node, id: NodeId, epoch: u64, instance: &str) -> Result<(), ApiError> {
+    let recorded = node
+        .state
+        .read()
+        .state
+        .nodes
+        .get(&id)
+        .map(|n| n.instance.clone())
+        .unwrap_or_default();
+    if !recorded.is_empty() && !instance.is_empty() && recorded != instance {
+        return Err(ApiError::Fenced(foreign_instance(id, &recorded, instance)));
+    }
     if node.state.read().state.removed.contains(&id) {
         return Err(ApiError::Fenced(format!(
             "node {id} was removed from this cluster and cannot take part again; wipe its data dir \

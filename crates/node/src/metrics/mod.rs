@@ -7,6 +7,7 @@ pub mod driver;
 pub mod http;
 pub mod page;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -295,6 +296,11 @@ impl Metrics {
             "Nodes the leader's passes marked down",
             m.control.nodes_down.clone(),
         );
+        r.register(
+            "leader_loop_panics",
+            "Leader loops (scheduler, membership) that panicked and were started again, by loop",
+            m.control.loop_panics.clone(),
+        );
         m
     }
 
@@ -424,9 +430,56 @@ impl Metrics {
         self.refresh_state(node);
     }
 
+    /// The replica gauges. The replica is read once, under its read lock, into counts
+    /// keyed by borrowed names (nothing allocated per task: the lock holds up applies);
+    /// the families are written after it is released.
     fn refresh_state(&self, node: &Node) {
-        let data = node.state.read();
-        let state = &data.state;
+        #[derive(Default)]
+        struct Counts {
+            desired: i64,
+            running: i64,
+            healthy: i64,
+            restarts: i64,
+        }
+        let (services, tasks, pending, nodes) = {
+            let data = node.state.read();
+            let state = &data.state;
+            let mut services: HashMap<&str, Counts> = state
+                .services
+                .iter()
+                .map(|(name, svc)| {
+                    let counts = Counts {
+                        desired: i64::from(svc.spec.replicas),
+                        ..Counts::default()
+                    };
+                    (name.as_str(), counts)
+                })
+                .collect();
+            let mut tasks: HashMap<&'static str, i64> = HashMap::new();
+            let mut pending: HashMap<&'static str, i64> = HashMap::new();
+            for t in state.tasks.values() {
+                *tasks.entry(t.state.as_str()).or_default() += 1;
+                if t.desired != flotilla_types::DesiredState::Running {
+                    continue;
+                }
+                let Some(counts) = services.get_mut(t.service.as_str()) else {
+                    continue;
+                };
+                if t.state == TaskState::Pending && t.node.is_none() {
+                    *pending.entry(pending_reason(&t.message)).or_default() += 1;
+                }
+                counts.running += i64::from(matches!(t.state, TaskState::Running | TaskState::Healthy));
+                counts.healthy += i64::from(t.state == TaskState::Healthy);
+                counts.restarts += i64::from(t.attempt);
+            }
+            let services: Vec<(String, Counts)> = services.into_iter().map(|(n, c)| (n.to_string(), c)).collect();
+            let nodes: Vec<(u64, bool)> = state
+                .nodes
+                .values()
+                .map(|n| (n.id, n.status == NodeStatus::Ready))
+                .collect();
+            (services, tasks, pending, nodes)
+        };
         for family in [
             &self.desired_replicas,
             &self.running_replicas,
@@ -438,46 +491,25 @@ impl Metrics {
         self.tasks.clear();
         self.node_up.clear();
         self.tasks_pending.clear();
-        for (name, svc) in &state.services {
-            let label = ServiceLabel { service: name.clone() };
-            self.desired_replicas
-                .get_or_create(&label)
-                .set(i64::from(svc.spec.replicas));
-            self.running_replicas.get_or_create(&label).set(0);
-            self.healthy_replicas.get_or_create(&label).set(0);
-            self.task_restarts.get_or_create(&label).set(0);
+        for (service, counts) in services {
+            let label = ServiceLabel { service };
+            self.desired_replicas.get_or_create(&label).set(counts.desired);
+            self.running_replicas.get_or_create(&label).set(counts.running);
+            self.healthy_replicas.get_or_create(&label).set(counts.healthy);
+            self.task_restarts.get_or_create(&label).set(counts.restarts);
         }
-        for t in state.tasks.values() {
-            self.tasks
-                .get_or_create(&TaskStateLabel {
-                    state: t.state.as_str().to_string(),
-                })
-                .inc();
-            if t.desired != flotilla_types::DesiredState::Running || !state.services.contains_key(&t.service) {
-                continue;
-            }
-            if t.state == TaskState::Pending && t.node.is_none() {
-                self.tasks_pending
-                    .get_or_create(&PendingReason {
-                        reason: pending_reason(&t.message).into(),
-                    })
-                    .inc();
-            }
-            let label = ServiceLabel {
-                service: t.service.clone(),
-            };
-            if matches!(t.state, TaskState::Running | TaskState::Healthy) {
-                self.running_replicas.get_or_create(&label).inc();
-            }
-            if t.state == TaskState::Healthy {
-                self.healthy_replicas.get_or_create(&label).inc();
-            }
-            self.task_restarts.get_or_create(&label).inc_by(i64::from(t.attempt));
+        for (state, n) in tasks {
+            self.tasks.get_or_create(&TaskStateLabel { state: state.into() }).set(n);
         }
-        for n in state.nodes.values() {
+        for (reason, n) in pending {
+            self.tasks_pending
+                .get_or_create(&PendingReason { reason: reason.into() })
+                .set(n);
+        }
+        for (id, up) in nodes {
             self.node_up
-                .get_or_create(&NodeLabel { node: n.id.to_string() })
-                .set(i64::from(n.status == NodeStatus::Ready));
+                .get_or_create(&NodeLabel { node: id.to_string() })
+                .set(i64::from(up));
         }
     }
 }

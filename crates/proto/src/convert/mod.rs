@@ -136,7 +136,7 @@ pub(crate) mod tests {
         assert_eq!(said(DesiredState::ALL, DesiredState::word), "running,shutdown");
         assert_eq!(
             said(StopReason::ALL, StopReason::word),
-            "scaled down,service deleted,unhealthy,replaced by a newer version,node drained,node down,removed,completed"
+            "scaled down,service deleted,unhealthy,replaced by a newer version,node drained,node down,removed,completed,moved to even out the spread"
         );
         assert_eq!(
             said(NodeAvailability::ALL, NodeAvailability::word),

@@ -22,6 +22,7 @@ impl From<&Task> for TaskInfo {
                 .into(),
             created_at_ms: t.created_at,
             updated_at_ms: t.updated_at,
+            rebalanced_from: t.rebalanced_from.unwrap_or(0),
         }
     }
 }

@@ -33,6 +33,7 @@ pub fn node(id: u64, cpu: u64, mem: u64) -> Node {
         availability: Availability::Active,
         status: NodeStatus::Ready,
         registered_at: 0,
+        instance: String::new(),
         updated_at: 0,
     }
 }
@@ -58,6 +59,7 @@ pub fn task(svc: &str, slot: u32, seq: u64, node: Option<u64>, state: TaskState)
         message: String::new(),
         created_at: 0,
         updated_at: 0,
+        rebalanced_from: None,
     }
 }
 
@@ -71,6 +73,7 @@ pub fn new_task(svc: &str, slot: u32, attempt: u32) -> NewTask {
         node: None,
         message: String::new(),
         start_first: false,
+        rebalanced_from: None,
     }
 }
 
