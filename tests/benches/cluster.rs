@@ -164,6 +164,42 @@ fn cpu_time(pid: &str) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// Scrapes measured one after another on the leader for `scrape_cost`.
+const SCRAPE_COST_SAMPLES: u32 = 1000;
+
+/// What one `/metrics` scrape costs the leader, measured directly: its CPU time over
+/// `SCRAPE_COST_SAMPLES` scrapes back to back, less its CPU time over as long a pause
+/// without scrapes (heartbeats, the scheduler), on the cluster the runs left.
+async fn scrape_cost(cluster: &Cluster) {
+    let leader = cluster.wait_for_leader(WAIT).await;
+    let agent = cluster.agent(leader);
+    let Some(pid) = agent.pid().map(|p| p.to_string()) else {
+        println!("  scrape cost: the leader has no pid");
+        return;
+    };
+    let (before, began) = (cpu_time(&pid), Instant::now());
+    let (mut done, mut bytes) = (0u32, 0usize);
+    for _ in 0..SCRAPE_COST_SAMPLES {
+        if let Some((_, body)) = flotilla_testkit::http_get(&agent.metrics_addr, "/metrics") {
+            done += 1;
+            bytes = body.len();
+        }
+    }
+    let (busy, wall) = (cpu_time(&pid) - before, began.elapsed());
+    let idle_before = cpu_time(&pid);
+    tokio::time::sleep(wall).await;
+    let idle = cpu_time(&pid) - idle_before;
+    let per_scrape_ms = ms(busy.saturating_sub(idle)) / f64::from(done.max(1));
+    println!(
+        "  scrape cost on the leader: {done} scrapes of {bytes} bytes back to back in {:.1} s; leader CPU {:.0} ms \
+         (idle over as long: {:.0} ms) = {per_scrape_ms:.2} CPU ms per scrape, {:.3} % of one core at one scrape a second",
+        wall.as_secs_f64(),
+        ms(busy),
+        ms(idle),
+        per_scrape_ms / 10.0
+    );
+}
+
 /// CPU time of every running agent (by id) and of this process.
 struct CpuSample {
     agents: BTreeMap<u64, Duration>,
@@ -715,6 +751,7 @@ fn main() {
         let scrapes = scraper.join().expect("scraper");
         if config.metrics {
             println!("  /metrics scraped {scrapes} times during the runs");
+            scrape_cost(&cluster).await;
         }
         if !tp.is_empty() {
             print_throughput(&tp, cores);
