@@ -80,10 +80,14 @@ docs: build
 # seeded fault schedule, then the checks. SEEDS runs; CHAOS_SEED=S replays one seed.
 SEEDS ?= 5
 BROKEN_TARGET := $(HOME)/.cache/flotilla/target-broken
-.PHONY: chaos chaos-broken
+.PHONY: chaos chaos-broken soak
 chaos: images
 	cargo build -p flotilla -p flotilla-tests --bin flotilla --bin chaos
 	SEEDS=$(SEEDS) $(CARGO_TARGET_DIR)/debug/chaos
+
+# The long run, never part of `make test`: 20 seeds (about 20 minutes).
+soak:
+	$(MAKE) chaos SEEDS=20
 
 # Proof the checker can fail: a build that acknowledges writes before they commit
 # (feature unsafe-early-ack, its own target dir) must be caught within a few seeds.

@@ -348,6 +348,19 @@ impl Cluster {
         self.partitions.isolate_only(me, self.agents.values().map(|a| a.ip))
     }
 
+    /// Drops what agent `from` sends to agent `to` (one direction; the other still
+    /// flows), all of it or each packet with `probability`. Cuts add up until [`Cluster::heal`].
+    /// Needs [`ClusterBuilder::distinct_ips`].
+    pub fn drop_between(&mut self, from: u64, to: u64, probability: Option<f64>) -> Result<(), String> {
+        let (src, dst) = (self.agents[&from].ip, self.agents[&to].ip);
+        if src == dst {
+            return Err(format!(
+                "agents {from} and {to} share {src}: give each its own (distinct_ips)"
+            ));
+        }
+        self.partitions.drop_packets(src, dst, probability)
+    }
+
     /// Removes every cut.
     pub fn heal(&mut self) {
         self.partitions.heal();

@@ -96,27 +96,42 @@ impl Partitions {
     pub fn isolate(&mut self, node: IpAddr, others: &[IpAddr]) -> Result<(), String> {
         for other in others.iter().filter(|o| **o != node) {
             for (src, dst) in [(node, *other), (*other, node)] {
-                let spec: Vec<String> = [
-                    "-s",
-                    &src.to_string(),
-                    "-d",
-                    &dst.to_string(),
-                    "-m",
-                    "comment",
-                    "--comment",
-                    &self.tag,
-                    "-j",
-                    "DROP",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-                let mut args = vec!["-I", CHAIN];
-                args.extend(spec.iter().map(String::as_str));
-                iptables(&args)?;
-                self.rules.push(spec);
+                self.drop_packets(src, dst, None)?;
             }
         }
+        Ok(())
+    }
+
+    /// Drops packets from `src` to `dst` (one direction): all of them, or each with
+    /// `probability` (iptables `statistic`, for packet loss).
+    pub fn drop_packets(&mut self, src: IpAddr, dst: IpAddr, probability: Option<f64>) -> Result<(), String> {
+        let mut spec: Vec<String> = ["-s", &src.to_string(), "-d", &dst.to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if let Some(p) = probability {
+            spec.extend(
+                [
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    &format!("{p:.3}"),
+                ]
+                .iter()
+                .map(|s| s.to_string()),
+            );
+        }
+        spec.extend(
+            ["-m", "comment", "--comment", &self.tag, "-j", "DROP"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        let mut args = vec!["-I", CHAIN];
+        args.extend(spec.iter().map(String::as_str));
+        iptables(&args)?;
+        self.rules.push(spec);
         Ok(())
     }
 

@@ -112,7 +112,8 @@ pub fn verify(cluster: &Cluster, deadline: Duration) -> Result<String, String> {
 }
 
 /// (d) + (e): every live service has exactly its replica count of tasks, each running,
-/// in distinct slots; deleted services have none; on the engine (Docker driver) one
+/// in distinct slots, spread over the nodes within one task per node; deleted services
+/// have none; on the engine (Docker driver) one
 /// running container per wanted task, no slot with two, none the state does not want.
 /// Returns the time it took, or what was still wrong at the bound.
 pub async fn converge(
@@ -172,6 +173,21 @@ async fn converged(cluster: &Cluster, finals: &BTreeMap<String, Ret>, with_docke
                 "{service}: want {want} running tasks, have {} wanted in slots {slots:?}, {running} running",
                 mine.len()
             ));
+        }
+        // A balanced spread: every node up at the end, so no node may hold two more of the
+        // service's tasks than another (rebalancing evens out what failures skewed).
+        let mut per_node: BTreeMap<u64, usize> = cluster.ids().into_iter().map(|id| (id, 0)).collect();
+        for t in &mine {
+            if let Some(n) = per_node.get_mut(&t.node_id) {
+                *n += 1;
+            }
+        }
+        let (most, fewest) = (
+            per_node.values().max().copied().unwrap_or(0),
+            per_node.values().min().copied().unwrap_or(0),
+        );
+        if most > fewest + 1 {
+            p.push(format!("{service}: spread not balanced, tasks per node {per_node:?}"));
         }
     }
     if with_docker {

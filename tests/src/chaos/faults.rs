@@ -1,7 +1,8 @@
-//! The seeded fault schedule: one fault at a time (the cluster keeps a quorum), each
-//! injected, held for a while, then healed. The leader is picked more often.
+//! The seeded fault schedule: one fault at a time, each injected, held for a while, then
+//! healed. The leader is picked more often. All but `QuorumLoss` leave a quorum.
 //! Partitions are iptables cuts between the agents' own loopback addresses (see
 //! `flotilla_testkit::partition`): the node keeps running and clients still reach it.
+//! Packet loss is iptables `statistic` on the same addresses (this kernel has no netem).
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,15 @@ pub enum Kind {
     Restart,
     /// Cut off from both other nodes (not from clients), then healed.
     Partition,
+    /// What the node sends to the others is dropped; what they send it arrives.
+    OneWay,
+    /// The node sees both others, they do not see each other.
+    Bridge,
+    /// 20-40 % of the packets between every two nodes dropped, both ways.
+    Loss,
+    /// The node and one other killed for a bounded time: no quorum, so writes must fail
+    /// or stay unknown, never be acknowledged and lost.
+    QuorumLoss,
 }
 
 /// The leader as the running agents see it.
@@ -52,22 +62,33 @@ pub async fn run(
             _ => ids[rng.random_range(0..ids.len())],
         };
         let kind = match rng.random_range(0..100) {
-            0..35 => Kind::Kill,
-            35..55 => Kind::Pause,
-            55..70 => Kind::Restart,
-            _ => Kind::Partition,
+            0..25 => Kind::Kill,
+            25..38 => Kind::Pause,
+            38..50 => Kind::Restart,
+            50..65 => Kind::Partition,
+            65..74 => Kind::OneWay,
+            74..83 => Kind::Bridge,
+            83..92 => Kind::Loss,
+            _ => Kind::QuorumLoss,
         };
         let hold = match kind {
-            Kind::Partition => Duration::from_millis(rng.random_range(1000..5000)),
+            Kind::Partition | Kind::OneWay | Kind::Bridge | Kind::Loss => {
+                Duration::from_millis(rng.random_range(1000..5000))
+            }
+            Kind::QuorumLoss => Duration::from_millis(rng.random_range(500..3000)),
             _ => Duration::from_millis(rng.random_range(500..4000)),
         };
+        let loss = rng.random_range(0.2..0.4);
         let kind = match kind {
-            Kind::Partition if !partitions => Kind::Pause,
+            Kind::Partition | Kind::OneWay | Kind::Bridge | Kind::Loss if !partitions => Kind::Pause,
             k => k,
         };
+        let others: Vec<u64> = ids.iter().copied().filter(|id| *id != target).collect();
         let role = if leader == Some(target) { "leader" } else { "follower" };
         let held = match kind {
             Kind::Restart => String::new(),
+            Kind::Loss => format!(" ({:.0} % loss) for {:.1}s", loss * 100.0, hold.as_secs_f64()),
+            Kind::QuorumLoss => format!(" and node {} for {:.1}s", others[0], hold.as_secs_f64()),
             _ => format!(" for {:.1}s", hold.as_secs_f64()),
         };
         log.push(format!(
@@ -86,6 +107,32 @@ pub async fn run(
                 cluster.resume(target);
             }
             Kind::Restart => cluster.restart(target),
+            Kind::OneWay | Kind::Bridge | Kind::Loss => {
+                let cuts: Vec<(u64, u64, Option<f64>)> = match kind {
+                    Kind::OneWay => others.iter().map(|o| (target, *o, None)).collect(),
+                    Kind::Bridge => vec![(others[0], others[1], None), (others[1], others[0], None)],
+                    _ => ids
+                        .iter()
+                        .flat_map(|a| ids.iter().filter(move |b| *b != a).map(move |b| (*a, *b, Some(loss))))
+                        .collect(),
+                };
+                for (from, to, p) in cuts {
+                    if let Err(e) = cluster.drop_between(from, to, p) {
+                        if let Some(last) = log.last_mut() {
+                            last.push_str(&format!(" (cut failed: {e})"));
+                        }
+                    }
+                }
+                tokio::time::sleep(hold).await;
+                cluster.heal();
+            }
+            Kind::QuorumLoss => {
+                cluster.kill(target);
+                cluster.kill(others[0]);
+                tokio::time::sleep(hold).await;
+                cluster.start_agent(target);
+                cluster.start_agent(others[0]);
+            }
             Kind::Partition => {
                 if let Err(e) = cluster.isolate(target) {
                     if let Some(last) = log.last_mut() {

@@ -53,7 +53,8 @@ impl Config {
     }
 
     pub fn convergence_bound(&self) -> Duration {
-        self.node_timeout + Duration::from_secs(10)
+        // A move to even out a spread takes a copy's start plus `monitor` (5 s).
+        self.node_timeout + Duration::from_secs(20)
     }
 }
 
