@@ -413,3 +413,62 @@ async fn a_node_killed_and_restarted_gets_its_share_back_one_health_gated_move_a
     assert!(events.contains("moved to even out the spread"), "{events}");
     assert!(events.contains("rebalance: moving from node"), "{events}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_declared_dead_has_its_tasks_replaced_without_waiting_for_the_node_timeout() {
+    // A node timeout far beyond the test: only the declaration can mark the node down.
+    let mut cluster = Cluster::builder(3).agent_args(&["--node-timeout", "300s"]).start();
+    let leader = cluster.wait_for_leader(T).await;
+    all_registered(&cluster).await;
+    let file = cluster.write_file("dd.yaml", &spec("dd", 3));
+    ok(cluster.cli(&["apply", "-f", file.to_str().expect("utf-8")]));
+    let running = |cluster: &Cluster| -> Option<BTreeMap<u64, usize>> {
+        let tasks = json(cluster.cli(&["get", "tasks", "--service", "dd", "-o", "json"]));
+        let mut per_node = BTreeMap::new();
+        for t in tasks.as_array()? {
+            if t["state"] == "running" && t["desired"] == "running" {
+                *per_node.entry(t["node"].as_u64()?).or_default() += 1;
+            }
+        }
+        Some(per_node)
+    };
+    wait_until_async("3 running tasks of dd, one per node", T, || async {
+        running(&cluster).filter(|n| n.len() == 3)
+    })
+    .await;
+    let victim = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+    cluster.kill(victim);
+
+    // The leader answers: it is not dead. An unknown node is not found.
+    let o = cluster.cli(&["node", "declare-dead", &leader.to_string()]);
+    assert!(!o.status.success(), "declaring the leader dead was accepted");
+    assert!(
+        flotilla_tests::stderr(&o).contains("is not dead"),
+        "{}",
+        flotilla_tests::stderr(&o)
+    );
+    let o = cluster.cli(&["node", "declare-dead", "9"]);
+    assert!(!o.status.success());
+    assert!(
+        flotilla_tests::stderr(&o).contains("node 9 not found"),
+        "{}",
+        flotilla_tests::stderr(&o)
+    );
+
+    let out = ok(cluster.cli(&["node", "declare-dead", &victim.to_string()]));
+    assert!(out.contains(&format!("node/{victim} declared dead")), "{out}");
+    let replaced = wait_until_async("dd running on the two live nodes", T, || async {
+        running(&cluster).filter(|n| n.values().sum::<usize>() == 3 && !n.contains_key(&victim))
+    })
+    .await;
+    assert_eq!(replaced.len(), 2, "{replaced:?}");
+    let nodes = flotilla_tests::node_status(&cluster).expect("get nodes");
+    assert_eq!(nodes.get(&victim).map(String::as_str), Some("down"), "{nodes:?}");
+    let events = ok(cluster.cli(&["events"]));
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("node.down") && l.contains(&format!("node/{victim}"))),
+        "{events}"
+    );
+}

@@ -378,6 +378,10 @@ pub enum NodeWhat {
     /// then it leaves the Raft membership (a learner is promoted if voters fall short).
     /// Its id is never reused.
     Remove { id: u64 },
+    /// Mark the node down now, without waiting for --node-timeout: its tasks are
+    /// replaced on the others at once. For a machine known to be gone (admin); a node
+    /// that was alive after all comes back empty at its next heartbeat.
+    DeclareDead { id: u64 },
 }
 
 #[derive(Subcommand, Debug)]

@@ -819,6 +819,7 @@ fn client(s: &mut Seeds) {
         .concat(),
     );
     s.add("TopRequest", "0", Vec::new());
+    s.proto("0", &v1::DeclareNodeDeadRequest { id: 2 });
 }
 
 fn credentials(s: &mut Seeds) {

@@ -518,6 +518,11 @@ static CLIENT_MESSAGES: &[Message] = &[
     proto!(ExecInput),
     proto!(RecordExecRequest),
     proto!(TopRequest),
+    proto!(DeclareNodeDeadRequest, |r| logged(Command::SetNodeStatus {
+        id: r.id,
+        status: flotilla_types::NodeStatus::Down,
+        at: 1
+    })),
 ];
 
 pub const CLIENT_REQUEST: Target = Target {

@@ -66,6 +66,7 @@ pub const TABLE: &[(&str, Need)] = &[
     ("ClusterService/Top", Need::Client(Viewer)),
     // ClusterService: membership, snapshots, credentials
     ("ClusterService/RemoveNode", Need::Client(Admin)),
+    ("ClusterService/DeclareNodeDead", Need::Client(Admin)),
     ("ClusterService/SaveSnapshot", Need::Client(Admin)),
     ("ClusterService/CreateToken", Need::Client(Admin)),
     ("ClusterService/ListTokens", Need::Client(Admin)),

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use flotilla_proto::v1::cluster_service_server::ClusterService;
 use flotilla_proto::v1::{
-    ApplyRequest, ApplyResponse, ClusterStatusRequest, ClusterStatusResponse, DeleteServiceRequest,
-    DeleteServiceResponse, GetServiceRequest, ListNodesRequest, ListNodesResponse, ListServicesRequest,
-    ListServicesResponse, ListTasksRequest, ListTasksResponse, MemberStatus, NodeInfo, NodeStatusRequest,
-    ScaleServiceRequest, ScaleServiceResponse, ServiceInfo, SetNodeAvailabilityRequest,
+    ApplyRequest, ApplyResponse, ClusterStatusRequest, ClusterStatusResponse, DeclareNodeDeadRequest,
+    DeleteServiceRequest, DeleteServiceResponse, GetServiceRequest, ListNodesRequest, ListNodesResponse,
+    ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse, MemberStatus, NodeInfo,
+    NodeStatusRequest, ScaleServiceRequest, ScaleServiceResponse, ServiceInfo, SetNodeAvailabilityRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -97,6 +97,10 @@ impl ClusterService for ClusterApi {
         &self,
         req: Request<SetNodeAvailabilityRequest>,
     ) -> Result<Response<NodeInfo>, Status> {
+        self.route(req).await
+    }
+
+    async fn declare_node_dead(&self, req: Request<DeclareNodeDeadRequest>) -> Result<Response<NodeInfo>, Status> {
         self.route(req).await
     }
 

@@ -2,8 +2,8 @@
 //! write), whether a retry is safe, and its handler. `routed.rs` routes them all.
 
 use flotilla_proto::v1::{
-    ApplyOutcome, ApplyRequest, ApplyResponse, DeleteServiceRequest, DeleteServiceResponse, DryRunRequest,
-    DryRunResponse, GetServiceRequest, JoinRequest, JoinResponse, ListNodesRequest, ListNodesResponse,
+    ApplyOutcome, ApplyRequest, ApplyResponse, DeclareNodeDeadRequest, DeleteServiceRequest, DeleteServiceResponse,
+    DryRunRequest, DryRunResponse, GetServiceRequest, JoinRequest, JoinResponse, ListNodesRequest, ListNodesResponse,
     ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse, NodeInfo, RemoveNodeRequest,
     RemoveNodeResponse, RolloutControlRequest, RolloutHistoryRequest, RolloutHistoryResponse, RolloutInfo,
     RolloutRequest, SaveSnapshotRequest, SaveSnapshotResponse, ScaleServiceRequest, ScaleServiceResponse, ServiceInfo,
@@ -277,6 +277,49 @@ impl Routed for SetNodeAvailabilityRequest {
         let cmd = Command::SetAvailability {
             id,
             availability,
+            at: now_ms(),
+        };
+        match api.node.command(cmd).await? {
+            (CmdResponse::Node { id }, _) => {
+                let sm = api.node.state.read();
+                let node = sm
+                    .state
+                    .nodes
+                    .get(&id)
+                    .ok_or_else(|| ApiError::NotFound(format!("node {id} not found")))?;
+                Ok(NodeInfo::from_state(node, &sm.state))
+            }
+            (other, _) => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Routed for DeclareNodeDeadRequest {
+    type Input = NodeId;
+    const KIND: Kind = Kind::Write;
+    fn prepare(&self) -> Result<NodeId, ApiError> {
+        if self.id == 0 {
+            return Err(ApiError::Invalid("node id 0 does not exist: ids start at 1".into()));
+        }
+        Ok(self.id)
+    }
+    /// Declaring a node dead twice leaves it as once.
+    fn retry(_: &NodeId) -> Retry {
+        Retry::Safe
+    }
+    async fn run(api: &ClusterApi, &id: &NodeId) -> Result<NodeInfo, ApiError> {
+        if id == api.node.id {
+            return Err(ApiError::Invalid(format!(
+                "node {id} leads the cluster and answers: it is not dead (to take it out: flotilla node remove {id})"
+            )));
+        }
+        if !api.node.state.read().state.nodes.contains_key(&id) {
+            return Err(ApiError::NotFound(format!("node {id} not found")));
+        }
+        tracing::warn!(node = id, "declared dead by an operator: its tasks are replaced now");
+        let cmd = Command::SetNodeStatus {
+            id,
+            status: flotilla_types::NodeStatus::Down,
             at: now_ms(),
         };
         match api.node.command(cmd).await? {

@@ -63,6 +63,7 @@ cluster_rpcs! {
     ListTasksRequest => list_tasks -> ListTasksResponse;
     ListNodesRequest => list_nodes -> ListNodesResponse;
     SetNodeAvailabilityRequest => set_node_availability -> NodeInfo;
+    DeclareNodeDeadRequest => declare_node_dead -> NodeInfo;
     LogsRequest => logs -> Streaming<LogChunk>;
     InspectTaskRequest => inspect_task -> TaskContainer;
     VerifyRequest => verify -> VerifyResponse;

@@ -1,8 +1,8 @@
 //! `get nodes`, `node drain|pause|activate`.
 
 use flotilla_proto::v1::{
-    ClusterStatusRequest, DesiredState, ListNodesRequest, MemberStatus, NodeAvailability, NodeInfo,
-    SetNodeAvailabilityRequest,
+    ClusterStatusRequest, DeclareNodeDeadRequest, DesiredState, ListNodesRequest, MemberStatus, NodeAvailability,
+    NodeInfo, SetNodeAvailabilityRequest,
 };
 use serde::Serialize;
 
@@ -112,6 +112,16 @@ pub async fn set_availability(client: &Client, out: Format, what: NodeWhat) -> R
         NodeWhat::Pause { id } => (id, NodeAvailability::Pause, "paused: no new tasks are placed on it"),
         NodeWhat::Activate { id } => (id, NodeAvailability::Active, "active"),
         NodeWhat::Remove { .. } => unreachable!("handled by members::remove"),
+        NodeWhat::DeclareDead { id } => {
+            let n = client.send(DeclareNodeDeadRequest { id }).await?;
+            let v = NodeView::from(&n);
+            return print(out, &v, || {
+                format!(
+                    "node/{} declared dead: its tasks are replaced on the other nodes\n",
+                    v.id
+                )
+            });
+        }
     };
     let n = client
         .send(SetNodeAvailabilityRequest {
