@@ -245,11 +245,7 @@ async fn a_slow_pull_that_makes_progress_finishes_and_the_deadline_ends_one_that
         took < Duration::from_secs(5),
         "the deadline did not end the pull: {took:?}"
     );
-    // The engine goes on with the pull by itself; remove what it leaves once done.
-    let done = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < done && !driver.image_exists(&image).await.unwrap_or(true) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // The engine drops a pull whose client went away; remove whatever it kept.
     remove_image(&image).await;
 }
 

@@ -162,6 +162,15 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, NetworkError> {
 }
 
 impl PeerClient {
+    /// Keeps the data-dir instance the target named in its answer (see `foreign_voter`).
+    fn note_instance<T>(&mut self, r: &tonic::Response<T>) {
+        self.answered_instance = r
+            .metadata()
+            .get(crate::epoch::INSTANCE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+    }
+
     /// Why the target's last answer does not count as a vote: it named a data dir other
     /// than the one the cluster recorded for it (wiped or replaced). An answer that names
     /// none (an agent older than instance ids) counts.
@@ -238,11 +247,7 @@ impl PeerClient {
                 })
             }
             Ok(Ok(r)) => {
-                self.answered_instance = r
-                    .metadata()
-                    .get(crate::epoch::INSTANCE_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
+                self.note_instance(&r);
                 r.into_inner()
             }
         };
@@ -358,11 +363,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                 })
             }
             Ok(Ok(r)) => {
-                self.answered_instance = r
-                    .metadata()
-                    .get(crate::epoch::INSTANCE_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
+                self.note_instance(&r);
                 r.into_inner()
             }
         };

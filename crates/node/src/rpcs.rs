@@ -280,18 +280,21 @@ impl Routed for SetNodeAvailabilityRequest {
             at: now_ms(),
         };
         match api.node.command(cmd).await? {
-            (CmdResponse::Node { id }, _) => {
-                let sm = api.node.state.read();
-                let node = sm
-                    .state
-                    .nodes
-                    .get(&id)
-                    .ok_or_else(|| ApiError::NotFound(format!("node {id} not found")))?;
-                Ok(NodeInfo::from_state(node, &sm.state))
-            }
+            (CmdResponse::Node { id }, _) => node_info(api, id),
             (other, _) => Err(unexpected(other)),
         }
     }
+}
+
+/// Node `id` as the replica holds it now.
+fn node_info(api: &ClusterApi, id: NodeId) -> Result<NodeInfo, ApiError> {
+    let sm = api.node.state.read();
+    let node = sm
+        .state
+        .nodes
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("node {id} not found")))?;
+    Ok(NodeInfo::from_state(node, &sm.state))
 }
 
 impl Routed for DeclareNodeDeadRequest {
@@ -323,15 +326,7 @@ impl Routed for DeclareNodeDeadRequest {
             at: now_ms(),
         };
         match api.node.command(cmd).await? {
-            (CmdResponse::Node { id }, _) => {
-                let sm = api.node.state.read();
-                let node = sm
-                    .state
-                    .nodes
-                    .get(&id)
-                    .ok_or_else(|| ApiError::NotFound(format!("node {id} not found")))?;
-                Ok(NodeInfo::from_state(node, &sm.state))
-            }
+            (CmdResponse::Node { id }, _) => node_info(api, id),
             (other, _) => Err(unexpected(other)),
         }
     }
