@@ -472,3 +472,122 @@ async fn a_node_declared_dead_has_its_tasks_replaced_without_waiting_for_the_nod
         "{events}"
     );
 }
+
+/// Running containers of `service` in cluster `name`, per slot, as `docker ps` shows
+/// them: (node, task) of each.
+fn running_per_slot(name: &str, service: &str) -> BTreeMap<String, Vec<(String, String)>> {
+    use flotilla_testkit::docker;
+    let mut slots: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for c in docker::running_containers(&[("flotilla.cluster", name), ("flotilla.service", service)]) {
+        let slot = c.label("flotilla.slot").unwrap_or("?").to_string();
+        let node = c.label("flotilla.node").unwrap_or("?").to_string();
+        let task = c.label("flotilla.task").unwrap_or("?").to_string();
+        slots.entry(slot).or_default().push((node, task));
+    }
+    slots
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_service_on_a_cut_off_node_never_runs_two_copies_of_a_slot() {
+    use flotilla_testkit::docker;
+    if !docker::docker_or_skip("a_fence_service_on_a_cut_off_node_never_runs_two_copies_of_a_slot") {
+        return;
+    }
+    let mut cluster = Cluster::builder(3).distinct_ips().driver("docker").start();
+    let leader = cluster.wait_for_leader(T).await;
+    all_registered(&cluster).await;
+    let doc = format!(
+        "name: db\nimage: {}\ncommand: [\"sleep\", \"3600\"]\nreplicas: 3\nstop_grace: 1s\n\
+         on_disconnect: fence\nstop_after: 3s\n",
+        docker::WORKLOAD_IMAGE
+    );
+    let file = cluster.write_file("db.yaml", &doc);
+    ok(cluster.cli(&["apply", "-f", file.to_str().expect("utf-8")]));
+    let name = cluster.name().to_string();
+    let before = wait_until_async("one running db container per node", T, || async {
+        let slots = running_per_slot(&name, "db");
+        let nodes: std::collections::BTreeSet<String> = slots.values().flatten().map(|(n, _)| n.clone()).collect();
+        (slots.len() == 3 && slots.values().all(|c| c.len() == 1) && nodes.len() == 3).then_some(slots)
+    })
+    .await;
+    let victim = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+    let (slot, (_, old_task)) = before
+        .iter()
+        .map(|(s, c)| (s.clone(), c[0].clone()))
+        .find(|(_, (n, _))| *n == victim.to_string())
+        .expect("the victim runs a task");
+
+    // `docker ps` every 200 ms while the node is cut off and after it returns.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let (stop, name) = (stop.clone(), name.clone());
+        move || {
+            let (mut samples, mut twice) = (0usize, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let slots = running_per_slot(&name, "db");
+                samples += 1;
+                twice.extend(slots.into_iter().filter(|(_, c)| c.len() > 1));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            (samples, twice)
+        }
+    });
+
+    let cut = std::time::Instant::now();
+    cluster.isolate(victim).expect("iptables (root)");
+    let (gone, replaced) = {
+        let mut gone = None;
+        loop {
+            let slots = running_per_slot(&name, "db");
+            let here = slots.get(&slot).cloned().unwrap_or_default();
+            if gone.is_none() && !here.iter().any(|(_, t)| *t == old_task) {
+                gone = Some(cut.elapsed());
+            }
+            if here.iter().any(|(n, _)| *n != victim.to_string()) {
+                break (gone, cut.elapsed());
+            }
+            assert!(
+                cut.elapsed() < Duration::from_secs(40),
+                "slot {slot} not replaced: {slots:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let gone = gone.expect("the cut-off copy stopped before its replacement ran");
+    eprintln!("cut-off copy stopped after {gone:?}, replacement running after {replaced:?}");
+    // stop_after 3 s + stop_grace 1 s + margin 1 s after the leader last heard from it;
+    // then one pass, a create and a start.
+    assert!(gone >= Duration::from_secs(2), "stopped before stop_after: {gone:?}");
+    assert!(
+        replaced >= Duration::from_secs(4),
+        "replaced before the node could stop it: {replaced:?}"
+    );
+    assert!(replaced < Duration::from_secs(15), "replacement too slow: {replaced:?}");
+
+    // Back in touch: the old copy is not started again; the slot keeps one copy.
+    cluster.heal();
+    all_registered(&cluster).await;
+    let tasks = wait_until_async("the fenced task reported stopped", T, || async {
+        let tasks = json(cluster.cli(&["get", "tasks", "--all", "--service", "db", "-o", "json"]));
+        let old = tasks.as_array()?.iter().find(|t| t["id"] == old_task.as_str())?.clone();
+        (old["state"] == "stopped").then_some(old)
+    })
+    .await;
+    assert_eq!(tasks["desired"], "shutdown", "{tasks}");
+    // A few more samples after the return, then the verdict.
+    let settle = std::time::Instant::now();
+    while settle.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (samples, twice) = sampler.join().expect("sampler");
+    assert!(samples >= 20, "only {samples} samples");
+    assert!(twice.is_empty(), "a slot ran twice: {twice:?}");
+    let after = running_per_slot(&name, "db");
+    assert!(after.values().all(|c| c.len() == 1) && after.len() == 3, "{after:?}");
+    assert!(
+        !after.values().flatten().any(|(_, t)| *t == old_task),
+        "the fenced copy started again: {after:?}"
+    );
+    cluster.cleanup_workloads();
+}

@@ -27,6 +27,15 @@ pub struct ControlConfig {
     pub placement_grace: Duration,
 }
 
+impl ControlConfig {
+    /// The `stop_after` of an `on_disconnect: fence` service whose spec sets none: a
+    /// little under the node timeout (three quarters of it), and at least
+    /// [`flotilla_types::spec::MIN_STOP_AFTER`].
+    pub fn default_stop_after(&self) -> Duration {
+        (self.node_timeout * 3 / 4).max(flotilla_types::spec::MIN_STOP_AFTER)
+    }
+}
+
 impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig {

@@ -52,6 +52,19 @@ impl Liveness {
             .collect()
     }
 
+    /// How long each of `ids` has not been heard from (since this term began, for one
+    /// not heard from in it).
+    pub fn quiet_for(&self, ids: impl IntoIterator<Item = NodeId>) -> std::collections::BTreeMap<NodeId, Duration> {
+        let inner = self.lock();
+        let now = Instant::now();
+        ids.into_iter()
+            .map(|id| {
+                let last = inner.last_seen.get(&id).copied().unwrap_or(inner.epoch);
+                (id, now.duration_since(last))
+            })
+            .collect()
+    }
+
     /// The earliest moment one of `ids` would become silent for longer than `timeout`.
     pub fn next_deadline(&self, ids: impl IntoIterator<Item = NodeId>, timeout: Duration) -> Option<Instant> {
         let inner = self.lock();

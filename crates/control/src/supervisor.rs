@@ -214,7 +214,15 @@ impl Control {
                     .values()
                     .filter(|n| n.status == NodeStatus::Ready)
                     .map(|n| n.id);
-                self.liveness.next_deadline(ready, self.config.node_timeout)
+                let down = self.liveness.next_deadline(ready, self.config.node_timeout);
+                // A fenced task on a down node may be replaced once its wait is over.
+                let view = ClusterView::of(&sm.state);
+                let silence = self.silence(&sm.state);
+                let fenced = flotilla_scheduler::fence_waits(&view.with_silence(&silence))
+                    .into_iter()
+                    .map(|(_, left)| std::time::Instant::now() + left)
+                    .min();
+                down.into_iter().chain(fenced).min()
             };
             let wake = deadline.map_or(self.config.tick, |d| {
                 // At least 50 ms: a pass that could not write must not spin.
@@ -298,7 +306,8 @@ impl Control {
                 .map(|n| n.id)
                 .collect();
             let down = self.liveness.silent(ready, self.config.node_timeout);
-            flotilla_scheduler::plan(&ClusterView::of(&sm.state), &down, now)
+            let silence = self.silence(&sm.state);
+            flotilla_scheduler::plan(&ClusterView::of(&sm.state).with_silence(&silence), &down, now)
         };
         if update.is_empty() {
             return Ok(());
@@ -325,6 +334,14 @@ impl Control {
         self.metrics.restarts.inc_by(restarts as u64);
         self.metrics.nodes_down.inc_by(nodes_down as u64);
         Ok(())
+    }
+
+    /// How long this leader has not heard from each node, for `on_disconnect: fence`.
+    fn silence(&self, state: &flotilla_types::State) -> flotilla_scheduler::Silence {
+        flotilla_scheduler::Silence {
+            quiet_for: self.liveness.quiet_for(state.nodes.keys().copied()),
+            default_stop_after: self.config.default_stop_after(),
+        }
     }
 
     /// A heartbeat reached this leader: the node is alive; (re)register it when the

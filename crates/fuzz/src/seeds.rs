@@ -193,6 +193,7 @@ fn report(task: &str, state: TaskState) -> TaskReport {
         container_id: Some("c0ntainer".into()),
         exit_code: Some(137),
         message: "killed".into(),
+        stop_reason: None,
     }
 }
 
@@ -225,6 +226,7 @@ pub fn commands() -> Vec<Command> {
             availability: Availability::Drain,
             at: 10,
         },
+        Command::DeclareNodeDead { id: 2, at: 10 },
         Command::ApplyPlan {
             plan: PlanUpdate {
                 nodes_down: vec![2],

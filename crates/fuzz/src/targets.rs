@@ -518,9 +518,8 @@ static CLIENT_MESSAGES: &[Message] = &[
     proto!(ExecInput),
     proto!(RecordExecRequest),
     proto!(TopRequest),
-    proto!(DeclareNodeDeadRequest, |r| logged(Command::SetNodeStatus {
+    proto!(DeclareNodeDeadRequest, |r| logged(Command::DeclareNodeDead {
         id: r.id,
-        status: flotilla_types::NodeStatus::Down,
         at: 1
     })),
 ];

@@ -111,6 +111,7 @@ impl AgentService for AgentApi {
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         Ok(Response::new(HeartbeatResponse {
             leader_id: self.node.id,
+            quorum_age_ms: self.node.quorum_age().map(|d| d.as_millis() as u64),
         }))
     }
 
@@ -233,11 +234,18 @@ pub async fn heartbeat_loop(node: Arc<Node>, control: Arc<Control>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let sent = std::time::Instant::now();
         let result = match leader_client(&node) {
             Err(e) => Err(e.to_string()),
             Ok(None) => {
                 node.metrics.saw_heartbeat(node.id);
-                control.heartbeat(registration(&req)).await.map_err(|e| e.to_string())
+                let acked = control.heartbeat(registration(&req)).await.map_err(|e| e.to_string());
+                if acked.is_ok() {
+                    if let Some(age) = node.quorum_age() {
+                        node.cutoff.acknowledged(sent, age);
+                    }
+                }
+                acked
             }
             Ok(Some(mut client)) => {
                 let req = HeartbeatRequest {
@@ -245,7 +253,12 @@ pub async fn heartbeat_loop(node: Arc<Node>, control: Arc<Control>) {
                     ..req.clone()
                 };
                 match tokio::time::timeout(Duration::from_secs(1), client.heartbeat(req)).await {
-                    Ok(Ok(_)) => Ok(()),
+                    Ok(Ok(answer)) => {
+                        if let Some(age) = answer.get_ref().quorum_age_ms {
+                            node.cutoff.acknowledged(sent, Duration::from_millis(age));
+                        }
+                        Ok(())
+                    }
                     Ok(Err(s)) if crate::error::is_fenced(&s) => {
                         node.fence().fence(format!("refused by the leader: {}", s.message()));
                         Err(s.message().to_string())

@@ -9,6 +9,7 @@ use flotilla_executor::task_loop::{DesiredSource, ReportError, Reporter};
 use flotilla_store::SharedState;
 use flotilla_types::{NodeId, ServiceSpec, Task, TaskReport};
 
+use crate::cutoff::Cutoff;
 use crate::fence::Fence;
 use crate::node::Node;
 
@@ -16,10 +17,21 @@ pub struct ReplicaSource {
     pub state: SharedState,
     pub node: NodeId,
     pub fence: Fence,
+    /// Turns a fence service's tasks into ones to stop once the node is cut off.
+    pub cutoff: Arc<Cutoff>,
 }
 
 impl DesiredSource for ReplicaSource {
     fn assignments(&self) -> Vec<(Task, Option<ServiceSpec>)> {
+        let mut assignments = self.replica();
+        self.cutoff.apply(&mut assignments);
+        assignments
+    }
+}
+
+impl ReplicaSource {
+    /// The tasks the replica places on this node, each with the spec of its version.
+    fn replica(&self) -> Vec<(Task, Option<ServiceSpec>)> {
         // A fenced node (removed, or of an older epoch) runs nothing: its replica is stale.
         if self.fence.is_fenced() {
             return Vec::new();
@@ -39,7 +51,35 @@ impl DesiredSource for ReplicaSource {
             })
             .collect()
     }
+
+    /// Wakes the executor (bumps `wake`) on every apply to the replica, and as soon as a
+    /// fence service's task here is due to be stopped for the node being cut off (no
+    /// apply arrives then). Checked every [`FENCE_CHECK`]; the replica is read only once
+    /// the node has been cut off for the shortest `stop_after` there is.
+    pub async fn wake_loop(self: Arc<Self>, wake: tokio::sync::watch::Sender<u64>) {
+        let mut applied = self.state.subscribe();
+        loop {
+            tokio::select! {
+                changed = applied.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep(FENCE_CHECK) => {
+                    if self.cutoff.silent_for() < flotilla_types::spec::MIN_STOP_AFTER
+                        || !self.cutoff.due(&self.replica())
+                    {
+                        continue;
+                    }
+                }
+            }
+            wake.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
 }
+
+/// How often a node looks whether a fence service's task is due to be stopped.
+pub const FENCE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub struct LeaderReporter {
     pub node: Arc<Node>,

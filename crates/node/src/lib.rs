@@ -12,6 +12,7 @@ mod batcher;
 mod bootstrap;
 mod cluster_service;
 pub mod config;
+mod cutoff;
 mod epoch;
 pub mod error;
 mod events;
@@ -226,13 +227,16 @@ fn spawn_loops(
 ) -> Vec<JoinHandle<()>> {
     let config = &node.config;
     tracing::info!(driver = driver.name(), cluster = %config.cluster, "executor started");
+    let source = Arc::new(executor::ReplicaSource {
+        state: node.state.clone(),
+        node: config.id,
+        fence: node.fence().clone(),
+        cutoff: node.cutoff.clone(),
+    });
+    let (wake, wake_rx) = tokio::sync::watch::channel(0u64);
     let executor = flotilla_executor::task_loop::Executor::new(
         driver.clone(),
-        Arc::new(executor::ReplicaSource {
-            state: node.state.clone(),
-            node: config.id,
-            fence: node.fence().clone(),
-        }),
+        source.clone(),
         Arc::new(executor::LeaderReporter {
             node: node.clone(),
             control: control.clone(),
@@ -253,7 +257,8 @@ fn spawn_loops(
         tokio::spawn(events::watch_leader(node.clone())),
         control.spawn(vec![membership::leader_loop(node.clone())]),
         tokio::spawn(agent_service::heartbeat_loop(node.clone(), control.clone())),
-        tokio::spawn(executor.run(node.state.subscribe())),
+        tokio::spawn(source.wake_loop(wake)),
+        tokio::spawn(executor.run(wake_rx)),
     ]
 }
 

@@ -81,22 +81,71 @@ impl Network {
 }
 
 /// When a Raft RPC to each member last got an answer (on a leader: its last heartbeat
-/// round trip). One per node; clones share it.
+/// round trip), and when the last append each member accepted as from this leader was
+/// sent. One per node; clones share it.
 #[derive(Clone, Default)]
-pub struct Contacts(Arc<Mutex<HashMap<NodeId, Instant>>>);
+pub struct Contacts(Arc<Mutex<ContactsInner>>);
+
+#[derive(Default)]
+struct ContactsInner {
+    answered: HashMap<NodeId, Instant>,
+    /// Per member: the term and send time of the last append it accepted (answered
+    /// with anything but a higher vote).
+    accepted: HashMap<NodeId, (u64, Instant)>,
+}
 
 impl Contacts {
     /// How long ago member `id` last answered; `None` when never.
     pub fn last(&self, id: NodeId) -> Option<Duration> {
-        let c = self.0.lock().expect("contacts lock poisoned");
-        c.get(&id).map(|t| t.elapsed())
+        self.lock().answered.get(&id).map(|t| t.elapsed())
     }
 
     fn record(&self, id: NodeId) {
-        self.0
-            .lock()
-            .expect("contacts lock poisoned")
-            .insert(id, Instant::now());
+        self.lock().answered.insert(id, Instant::now());
+    }
+
+    fn accepted(&self, id: NodeId, term: u64, sent: Instant) {
+        let mut c = self.lock();
+        let newer = c.accepted.get(&id).is_none_or(|&(t, s)| (t, s) < (term, sent));
+        if newer {
+            c.accepted.insert(id, (term, sent));
+        }
+    }
+
+    /// How long ago a quorum of each of `configs` (a joint membership has two) last
+    /// accepted this node as the leader of `term`, measured from when this node sent the
+    /// appends they accepted: no member can have voted for another leader before then.
+    /// `me` counts as just now. `None` when some config has no such quorum.
+    pub fn quorum_age(&self, me: NodeId, term: u64, configs: &[Vec<NodeId>]) -> Option<Duration> {
+        let c = self.lock();
+        let now = Instant::now();
+        let age = |id: &NodeId| -> Option<Duration> {
+            if *id == me {
+                return Some(Duration::ZERO);
+            }
+            c.accepted
+                .get(id)
+                .filter(|(t, _)| *t == term)
+                .map(|(_, sent)| now.saturating_duration_since(*sent))
+        };
+        let mut oldest = Duration::ZERO;
+        for voters in configs {
+            if voters.is_empty() {
+                continue;
+            }
+            let mut ages: Vec<Duration> = voters.iter().filter_map(age).collect();
+            let majority = voters.len() / 2 + 1;
+            if ages.len() < majority {
+                return None;
+            }
+            ages.sort();
+            oldest = oldest.max(ages[majority - 1]);
+        }
+        Some(oldest)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ContactsInner> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -281,12 +330,18 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                 openraft::error::PayloadTooLarge::new_entries_hint(hint),
             ));
         }
-        self.send(
-            data,
-            option.hard_ttl(),
-            |mut c, m| async move { c.append_entries(m).await },
-        )
-        .await
+        let (term, sent) = (rpc.vote.leader_id().term, Instant::now());
+        let answer: AppendEntriesResponse = self
+            .send(
+                data,
+                option.hard_ttl(),
+                |mut c, m| async move { c.append_entries(m).await },
+            )
+            .await?;
+        if !matches!(answer, AppendEntriesResponse::HigherVote(_)) {
+            self.contacts.accepted(self.target, term, sent);
+        }
+        Ok(answer)
     }
 
     async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> RpcResult<VoteResponse> {
@@ -380,7 +435,29 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
 #[cfg(test)]
 mod tests {
-    use super::fewer_entries;
+    use super::{fewer_entries, Contacts};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_quorum_age_is_the_majoritys_oldest_acceptance_in_this_term() {
+        let c = Contacts::default();
+        let now = Instant::now();
+        let voters = vec![vec![1, 2, 3]];
+        assert_eq!(c.quorum_age(1, 5, &voters), None, "only itself");
+        c.accepted(2, 5, now - Duration::from_secs(2));
+        c.accepted(3, 4, now - Duration::from_millis(10));
+        let age = c.quorum_age(1, 5, &voters).unwrap();
+        assert!(age >= Duration::from_secs(2) && age < Duration::from_secs(3), "{age:?}");
+        // An acceptance from an earlier term does not count; a newer one does.
+        c.accepted(3, 5, now - Duration::from_millis(10));
+        assert!(c.quorum_age(1, 5, &voters).unwrap() < Duration::from_secs(1));
+        // An older report never replaces a newer one.
+        c.accepted(3, 5, now - Duration::from_secs(9));
+        assert!(c.quorum_age(1, 5, &voters).unwrap() < Duration::from_secs(1));
+        // A joint config needs a quorum of each.
+        assert_eq!(c.quorum_age(1, 5, &[vec![1, 2, 3], vec![4, 5, 6]]), None);
+        assert_eq!(c.quorum_age(1, 5, &[vec![1]]), Some(Duration::ZERO), "a single voter");
+    }
 
     #[test]
     fn an_append_over_the_limit_asks_for_a_share_that_fits_and_one_entry_always_goes() {

@@ -46,6 +46,9 @@ pub struct Node {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// This node's certificate and TLS configurations; `None` on an `--insecure` node.
     pub tls: Option<std::sync::Arc<crate::security::NodeSecurity>>,
+    /// How long this node has been cut off from a leader with a quorum, and the tasks
+    /// it stopped for that (`on_disconnect: fence`).
+    pub cutoff: std::sync::Arc<crate::cutoff::Cutoff>,
 }
 
 /// Where a request that needs the leader goes.
@@ -76,6 +79,7 @@ impl Node {
         contacts: Contacts,
         tls: Option<std::sync::Arc<crate::security::NodeSecurity>>,
     ) -> Self {
+        let cutoff = std::sync::Arc::new(crate::cutoff::Cutoff::new(config.control.default_stop_after()));
         Node {
             tls,
             epoch,
@@ -88,6 +92,7 @@ impl Node {
             channels: Mutex::new(HashMap::new()),
             membership_changes: tokio::sync::Mutex::new(()),
             metrics: Default::default(),
+            cutoff,
         }
     }
 
@@ -163,6 +168,29 @@ impl Node {
 
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// On a leader: how long ago a quorum of voters last accepted it as leader (see
+    /// [`Contacts::quorum_age`]); `None` when this node does not lead or has no quorum
+    /// that recent in this term. A heartbeat it acknowledges holds off fencing only by
+    /// what is left of `stop_after` after this age.
+    pub fn quorum_age(&self) -> Option<Duration> {
+        let (term, configs) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            if m.state != ServerState::Leader {
+                return None;
+            }
+            let configs: Vec<Vec<NodeId>> = m
+                .membership_config
+                .membership()
+                .get_joint_config()
+                .iter()
+                .map(|c| c.iter().copied().collect())
+                .collect();
+            (m.current_term, configs)
+        };
+        self.contacts.quorum_age(self.id, term, &configs)
     }
 
     /// Address of a member, from the replicated membership.

@@ -320,11 +320,7 @@ impl Routed for DeclareNodeDeadRequest {
             return Err(ApiError::NotFound(format!("node {id} not found")));
         }
         tracing::warn!(node = id, "declared dead by an operator: its tasks are replaced now");
-        let cmd = Command::SetNodeStatus {
-            id,
-            status: flotilla_types::NodeStatus::Down,
-            at: now_ms(),
-        };
+        let cmd = Command::DeclareNodeDead { id, at: now_ms() };
         match api.node.command(cmd).await? {
             (CmdResponse::Node { id }, _) => node_info(api, id),
             (other, _) => Err(unexpected(other)),

@@ -25,6 +25,7 @@ fn node(id: u64) -> Node {
         status: NodeStatus::Ready,
         registered_at: 0,
         instance: String::new(),
+        declared_dead: false,
         updated_at: 0,
     }
 }

@@ -3,6 +3,7 @@
 //! waiting task or says why none fits. All take plain data (time included) and return
 //! plain data: the `PlanUpdate` the leader proposes. No tokio, rocksdb, tonic or clock.
 
+mod fence;
 mod place;
 mod plan;
 mod rebalance;
@@ -10,9 +11,10 @@ mod reconcile;
 mod rollout;
 mod view;
 
+pub use fence::{fence_waits, wait_left};
 pub use place::{place, PendingTask, Placements, Reason, Unplaced};
 pub use plan::plan;
 pub use rebalance::{FAILED_MOVE_PAUSE, MOVES_IN_FLIGHT};
 pub use reconcile::{backoff, reconcile, HISTORY_PER_SLOT};
 pub use rollout::{rollout_report, BatchReport, RolloutReport};
-pub use view::ClusterView;
+pub use view::{ClusterView, Silence, NO_SILENCE};

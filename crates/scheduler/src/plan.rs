@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use flotilla_types::{DesiredState, Millis, NewTask, Node, NodeId, NodeStatus, PlanUpdate, Task, TaskState};
+use flotilla_types::{
+    DesiredState, Millis, NewTask, Node, NodeId, NodeStatus, PlanUpdate, StopReason, Task, TaskState,
+};
 
 use crate::place::{place, PendingTask};
 use crate::reconcile::reconcile;
@@ -79,8 +81,23 @@ pub fn plan(view: &ClusterView<'_>, down: &[NodeId], now: Millis) -> PlanUpdate 
             (Seat::New(c), Err(why)) => c.message = why.to_string(),
         }
     }
-    // A move whose copy found no better node is not made (see `rebalance`).
-    plan.create
-        .retain(|c| c.rebalanced_from.is_none() || crate::rebalance::improves(&view, c));
+    // A move whose copy found no better node is not made (see `rebalance`); a
+    // stop-first move (a fenced service's) keeps its task then.
+    let mut unmoved = HashSet::new();
+    plan.create.retain(|c| {
+        let keep = c.rebalanced_from.is_none() || crate::rebalance::improves(&view, c);
+        if !keep {
+            unmoved.insert((c.service.clone(), c.slot));
+        }
+        keep
+    });
+    plan.stop.retain(|(id, reason)| {
+        *reason != StopReason::Rebalanced
+            || view
+                .tasks
+                .get(id)
+                .is_none_or(|t| !unmoved.contains(&(t.service.clone(), t.slot)))
+    });
+    crate::fence::hold_second_copies(&view, &mut plan);
     plan
 }

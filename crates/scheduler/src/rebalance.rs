@@ -96,7 +96,12 @@ pub(crate) fn rebalance<'a>(
     let Some(task) = current.iter().filter(|t| t.node == Some(from)).max_by_key(|t| t.slot) else {
         return;
     };
-    let mut copy: NewTask = new_task(&svc.spec.name, task.slot, task.spec_version, task.attempt, true);
+    // A fenced service moves stop-first: its copy starts once the task has stopped.
+    let stop_first = svc.spec.fenced();
+    if stop_first {
+        plan.stop.push((task.id.clone(), StopReason::Rebalanced));
+    }
+    let mut copy: NewTask = new_task(&svc.spec.name, task.slot, task.spec_version, task.attempt, !stop_first);
     copy.rebalanced_from = Some(from);
     copy.message = format!(
         "rebalance: moving from node {from} ({most} tasks of {} there, {fewest} on node {to})",

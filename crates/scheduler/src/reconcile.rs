@@ -46,7 +46,7 @@ pub fn reconcile(view: &ClusterView<'_>, now: Millis) -> PlanUpdate {
     };
     let mut lost: HashSet<&str> = HashSet::new();
     for t in view.tasks.values() {
-        if !t.state.is_terminal() && node_down(t) {
+        if !t.state.is_terminal() && node_down(t) && crate::fence::wait_left(view, t).is_none() {
             lost.insert(&t.id);
             plan.lost.push(t.id.clone());
         }
@@ -314,7 +314,10 @@ fn replace_current<'a>(
     let failed = if current.desired != DesiredState::Running {
         match current.stop_reason {
             Some(StopReason::Unhealthy) => true,
-            Some(StopReason::Drained) | Some(StopReason::NodeDown) | Some(StopReason::Removed) => {
+            Some(StopReason::Drained)
+            | Some(StopReason::NodeDown)
+            | Some(StopReason::Removed)
+            | Some(StopReason::Fenced) => {
                 plan.create.push(create(version, current.attempt, beside));
                 false
             }

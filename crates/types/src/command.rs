@@ -44,6 +44,13 @@ pub enum Command {
         availability: Availability,
         at: Millis,
     },
+    /// An operator says the node is gone (`flotilla node declare-dead`): it is down now,
+    /// and its `on_disconnect: fence` tasks are replaced without waiting for them to
+    /// have stopped themselves. Undone when the node registers again.
+    DeclareNodeDead {
+        id: NodeId,
+        at: Millis,
+    },
     /// One scheduling pass of the leader.
     ApplyPlan {
         plan: PlanUpdate,
@@ -111,6 +118,7 @@ impl Command {
             Command::RegisterNode { .. } => "register_node",
             Command::SetNodeStatus { .. } => "set_node_status",
             Command::SetAvailability { .. } => "set_availability",
+            Command::DeclareNodeDead { .. } => "declare_node_dead",
             Command::ApplyPlan { .. } => "apply_plan",
             Command::ReportStatus { .. } => "report_status",
             Command::Rollout { .. } => "rollout",

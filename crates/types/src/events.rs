@@ -120,6 +120,13 @@ fn single_event(index: u64, cmd: &Command, resp: &Response, after: &State) -> Op
             };
             Some(ev(index, *at, kind, format!("node/{id}"), status.as_str()))
         }
+        (Command::DeclareNodeDead { id, at }, Response::Node { .. }) => Some(ev(
+            index,
+            *at,
+            "node.down",
+            format!("node/{id}"),
+            "declared dead by an operator: its tasks are replaced now",
+        )),
         (Command::SetAvailability { id, availability, at }, Response::Node { .. }) => Some(ev(
             index,
             *at,

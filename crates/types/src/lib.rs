@@ -30,7 +30,8 @@ pub use rollout::{Batch, Revision, Rollout, RolloutChange, RolloutOp, RolloutPha
 pub use security::{ClientRole, ClientToken, Security, SecurityOp};
 pub use spec::{Constraint, ConstraintOp};
 pub use spec::{
-    HealthCheck, HealthCheckKind, Placement, Port, Protocol, Resources, RestartCondition, RestartPolicy, ServiceSpec,
+    HealthCheck, HealthCheckKind, OnDisconnect, Placement, Port, Protocol, Resources, RestartCondition, RestartPolicy,
+    ServiceSpec, FENCE_MARGIN,
 };
 pub use state::{Service, State};
 pub use update::{FailureAction, Ratio, UpdateOrder, UpdatePolicy};

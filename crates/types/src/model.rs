@@ -124,6 +124,9 @@ pub enum StopReason {
     /// A copy of it on a node with fewer of the service's tasks passed `monitor`: moved
     /// to even out the spread.
     Rebalanced,
+    /// Its node stopped it itself (`on_disconnect: fence`): it went `stop_after` without
+    /// a heartbeat acknowledged by a leader with a quorum. Replaced like a lost task.
+    Fenced,
 }
 
 impl StopReason {
@@ -138,6 +141,7 @@ impl StopReason {
             StopReason::Removed => "removed",
             StopReason::Completed => "completed",
             StopReason::Rebalanced => "moved to even out the spread",
+            StopReason::Fenced => "fenced: its node was cut off from the leader",
         }
     }
 }
@@ -241,6 +245,10 @@ pub struct Node {
     /// node answering with another one under this id had its data dir wiped or replaced.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub instance: String,
+    /// An operator declared it dead (`flotilla node declare-dead`) and it has not
+    /// registered since: its fenced tasks are replaced without waiting.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub declared_dead: bool,
 }
 
 /// What an agent says about itself when it registers.
@@ -326,4 +334,7 @@ pub struct TaskReport {
     pub exit_code: Option<i64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Set with `Stopped` when the node stopped the task on its own: `Fenced`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<StopReason>,
 }

@@ -48,6 +48,78 @@ pub struct ServiceSpec {
     /// became uneven (a node came back or joined). Default true.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub rebalance: bool,
+    /// What becomes of a task whose node is cut off from the leader: `replace` (it may
+    /// keep running while its replacement runs elsewhere) or `fence` (it stops itself
+    /// first: never two running copies of a slot).
+    #[serde(default, skip_serializing_if = "OnDisconnect::is_default")]
+    pub on_disconnect: OnDisconnect,
+    /// With `on_disconnect: fence`: how long a node goes without an acknowledged
+    /// heartbeat before it stops the task itself. Unset: the cluster's default, a little
+    /// under the node timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after: Option<Duration>,
+}
+
+/// `on_disconnect`: what a service's tasks do when their node is cut off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDisconnect {
+    /// The leader replaces the task once the node is down (after `node_timeout`); the
+    /// cut-off copy may keep running until the node comes back. Fastest recovery.
+    #[default]
+    Replace,
+    /// The cut-off node stops the task after `stop_after` without an acknowledged
+    /// heartbeat, and the leader replaces it only after that (plus the stop grace and a
+    /// margin): never two running copies of a slot.
+    Fence,
+}
+
+impl OnDisconnect {
+    pub fn is_default(&self) -> bool {
+        *self == OnDisconnect::Replace
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDisconnect::Replace => "replace",
+            OnDisconnect::Fence => "fence",
+        }
+    }
+}
+
+/// How much longer than a fenced task's `stop_after` plus stop grace the leader waits
+/// before it replaces the task: covers the node's check interval and the rate drift of
+/// two monotonic clocks (see `docs/RELIABILITY.md`).
+pub const FENCE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The shortest `stop_after` a spec may ask for: a node heartbeats the leader every
+/// second, so a shorter one would stop tasks after a single late heartbeat.
+pub const MIN_STOP_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The longest `stop_after` a spec may ask for.
+pub const MAX_STOP_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl ServiceSpec {
+    /// Whether the service's tasks are fenced when their node is cut off.
+    pub fn fenced(&self) -> bool {
+        self.on_disconnect == OnDisconnect::Fence
+    }
+
+    /// A fenced task's `stop_after`, with `default` (the cluster's) when the spec has none.
+    pub fn stop_after_or(&self, default: std::time::Duration) -> std::time::Duration {
+        self.stop_after.map_or(default, |d| d.0)
+    }
+
+    /// How long after the leader last heard from a cut-off node it may replace this
+    /// service's tasks there: at once for `replace`; for `fence`, once the node has
+    /// stopped them itself (`stop_after` + `stop_grace` + [`FENCE_MARGIN`]).
+    pub fn replace_after(&self, default_stop_after: std::time::Duration) -> std::time::Duration {
+        if self.fenced() {
+            self.stop_after_or(default_stop_after) + self.stop_grace.0 + FENCE_MARGIN
+        } else {
+            std::time::Duration::ZERO
+        }
+    }
 }
 
 fn default_true() -> bool {

@@ -77,6 +77,7 @@ impl State {
             Command::RegisterNode { node, at } => self.register_node(node, *at),
             Command::SetNodeStatus { id, status, at } => self.set_node_status(*id, *status, *at),
             Command::SetAvailability { id, availability, at } => self.set_availability(*id, *availability, *at),
+            Command::DeclareNodeDead { id, at } => self.declare_node_dead(*id, *at),
             Command::ApplyPlan { plan, at } => self.apply_plan(plan, *at),
             Command::ReportStatus { node, reports, at } => self.report_status(*node, reports, *at),
             Command::Rollout { name, op, at } => self.rollout_op(name, op, *at),

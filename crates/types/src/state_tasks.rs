@@ -30,6 +30,7 @@ impl State {
             registered_at: at,
             updated_at: at,
             instance: String::new(),
+            declared_dead: false,
         });
         // Recorded once; a different one is refused before it gets here (the leader checks
         // every heartbeat), and never overwrites the recorded one.
@@ -40,6 +41,7 @@ impl State {
         node.labels = reg.labels.clone();
         node.capacity = reg.capacity;
         node.status = NodeStatus::Ready;
+        node.declared_dead = false;
         node.updated_at = at;
         Response::Node { id: reg.id }
     }
@@ -48,6 +50,18 @@ impl State {
         match self.nodes.get_mut(&id) {
             Some(n) => {
                 n.status = status;
+                n.updated_at = at;
+                Response::Node { id }
+            }
+            None => Response::Error(CommandError::NodeNotFound { id }),
+        }
+    }
+
+    pub(crate) fn declare_node_dead(&mut self, id: NodeId, at: Millis) -> Response {
+        match self.nodes.get_mut(&id) {
+            Some(n) => {
+                n.status = NodeStatus::Down;
+                n.declared_dead = true;
                 n.updated_at = at;
                 Response::Node { id }
             }
@@ -309,6 +323,12 @@ impl State {
             }
             if r.state == TaskState::Pending || r.state == TaskState::Lost {
                 continue; // not states an executor reports
+            }
+            if r.state == TaskState::Stopped && r.stop_reason == Some(StopReason::Fenced) {
+                // Its node stopped it, cut off from the leader: it is not to run again
+                // (a replacement fills the slot), even if the node is back.
+                t.desired = DesiredState::Shutdown;
+                t.stop_reason = Some(StopReason::Fenced);
             }
             if t.state != r.state {
                 t.state_since = at;

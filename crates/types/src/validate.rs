@@ -82,6 +82,7 @@ impl ServiceSpec {
 
     fn check_engine_bounds(&self) -> Result<(), SpecError> {
         check_image_case(&self.image)?;
+        self.validate_fence()?;
         let r = &self.resources;
         engine_least("resources.cpu_millis", r.cpu_millis, MIN_CPU_MILLIS, "CPU", "0.01 CPU")?;
         engine_least("resources.memory_mb", r.memory_mb, MIN_MEMORY_MB, "memory", "6 MB")
@@ -114,6 +115,34 @@ impl ServiceSpec {
 
 /// `value` is at least `least`, the least `what` (`plainly` in the engine's own words) the
 /// container engine accepts.
+impl ServiceSpec {
+    /// `on_disconnect` and `stop_after` (checked at apply only: they came after specs
+    /// the log already holds).
+    fn validate_fence(&self) -> Result<(), SpecError> {
+        if let Some(after) = self.stop_after {
+            if !self.fenced() {
+                return Err(SpecError::invalid(
+                    "stop_after",
+                    "applies only with on_disconnect: fence (a replace service's tasks are not stopped)",
+                ));
+            }
+            if after.0 < crate::spec::MIN_STOP_AFTER || after.0 > crate::spec::MAX_STOP_AFTER {
+                return Err(SpecError::invalid(
+                    "stop_after",
+                    format!("must be between 2s and 1h, got {after}"),
+                ));
+            }
+        }
+        if self.fenced() && self.update.order == crate::UpdateOrder::StartFirst {
+            return Err(SpecError::invalid(
+                "update.order",
+                "start-first runs two copies of a slot, which on_disconnect: fence forbids; use stop-first",
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn engine_least(field: &str, value: u32, least: u32, what: &str, plainly: &str) -> Result<(), SpecError> {
     if value >= least {
         return Ok(());

@@ -354,3 +354,87 @@ fn the_output_of_get_can_be_applied_again() {
     let err = ServiceSpec::parse("name: web\nimage: x\nspec: {}\nextra: 1\n").unwrap_err();
     assert!(err.to_string().starts_with("spec: unknown field"), "{err}");
 }
+
+#[test]
+fn on_disconnect_and_stop_after_are_checked_and_named() {
+    let spec = ServiceSpec::parse("name: db\nimage: x\non_disconnect: fence\nstop_after: 5s\n").unwrap();
+    assert!(spec.fenced());
+    assert_eq!(spec.stop_after_or(std::time::Duration::from_secs(3)).as_secs(), 5);
+    assert!(
+        !ServiceSpec::parse("name: db\nimage: x\n").unwrap().fenced(),
+        "replace is the default"
+    );
+
+    assert_eq!(
+        field_of("name: db\nimage: x\nstop_after: 5s\n"),
+        "stop_after",
+        "needs fence"
+    );
+    assert_eq!(
+        field_of("name: db\nimage: x\non_disconnect: fence\nstop_after: 1s\n"),
+        "stop_after"
+    );
+    assert_eq!(
+        field_of("name: db\nimage: x\non_disconnect: fence\nstop_after: 2h\n"),
+        "stop_after"
+    );
+    assert_eq!(
+        field_of("name: db\nimage: x\non_disconnect: fence\nupdate:\n  order: start-first\n"),
+        "update.order",
+        "start-first would run two copies"
+    );
+    assert!(message_of("name: db\nimage: x\non_disconnect: sometimes\n").contains("on_disconnect"));
+}
+
+#[test]
+fn a_node_stopping_a_fenced_task_ends_it_for_good() {
+    use flotilla_types::{DesiredState, StopReason, TaskReport, TaskState};
+    let mut state = State::default();
+    let spec = ServiceSpec::parse("name: db\nimage: x\non_disconnect: fence\n").unwrap();
+    state.apply(&Command::PutService { spec, at: 1 });
+    state.apply(&Command::RegisterNode {
+        node: flotilla_types::NodeRegistration {
+            id: 1,
+            address: "127.0.0.1:1".into(),
+            labels: Default::default(),
+            capacity: flotilla_types::Capacity {
+                cpu_millis: 1000,
+                memory_mb: 1000,
+            },
+            instance: String::new(),
+        },
+        at: 1,
+    });
+    let plan = flotilla_types::PlanUpdate {
+        create: vec![flotilla_types::NewTask {
+            service: "db".into(),
+            slot: 0,
+            spec_version: 1,
+            attempt: 0,
+            node: Some(1),
+            message: String::new(),
+            start_first: false,
+            rebalanced_from: None,
+        }],
+        ..Default::default()
+    };
+    state.apply(&Command::ApplyPlan { plan, at: 2 });
+    let id = state.tasks.keys().next().unwrap().clone();
+    let report = TaskReport {
+        task: id.clone(),
+        state: TaskState::Stopped,
+        container_id: None,
+        exit_code: None,
+        message: "fenced: node cut off".into(),
+        stop_reason: Some(StopReason::Fenced),
+    };
+    state.apply(&Command::ReportStatus {
+        node: 1,
+        reports: vec![report],
+        at: 3,
+    });
+    let t = &state.tasks[&id];
+    assert_eq!(t.state, TaskState::Stopped);
+    assert_eq!(t.desired, DesiredState::Shutdown);
+    assert_eq!(t.stop_reason, Some(StopReason::Fenced));
+}

@@ -44,6 +44,7 @@ fn report(task: &Task, tracked: &Tracked, state: TaskState, exit_code: Option<i6
         container_id: tracked.container.as_ref().map(|c| c.as_str().to_string()),
         exit_code,
         message,
+        stop_reason: None,
     }
 }
 
@@ -240,7 +241,14 @@ async fn stop_step(ctx: &Ctx<'_>, task: &Task, tracked: &mut Tracked, grace: Dur
             return Outcome::Idle;
         }
         return match change(task, tracked, TaskState::Stopped, task.message.clone()) {
-            Some(r) => Outcome::Done(Some(r)),
+            Some(mut r) => {
+                // A task its node stopped on its own says so: the leader must not wait
+                // for it nor start it again.
+                if task.stop_reason == Some(StopReason::Fenced) {
+                    r.stop_reason = task.stop_reason;
+                }
+                Outcome::Done(Some(r))
+            }
             None => Outcome::Idle,
         };
     };

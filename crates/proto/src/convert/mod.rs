@@ -136,7 +136,7 @@ pub(crate) mod tests {
         assert_eq!(said(DesiredState::ALL, DesiredState::word), "running,shutdown");
         assert_eq!(
             said(StopReason::ALL, StopReason::word),
-            "scaled down,service deleted,unhealthy,replaced by a newer version,node drained,node down,removed,completed,moved to even out the spread"
+            "scaled down,service deleted,unhealthy,replaced by a newer version,node drained,node down,removed,completed,moved to even out the spread,fenced: its node was cut off from the leader"
         );
         assert_eq!(
             said(NodeAvailability::ALL, NodeAvailability::word),

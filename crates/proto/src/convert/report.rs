@@ -1,4 +1,4 @@
-use flotilla_types::{TaskReport, TaskState};
+use flotilla_types::{StopReason, TaskReport, TaskState};
 
 use crate::v1::TaskStatusReport;
 
@@ -10,6 +10,7 @@ impl From<&TaskReport> for TaskStatusReport {
             container_id: r.container_id.clone().unwrap_or_default(),
             exit_code: r.exit_code,
             message: r.message.clone(),
+            stop_reason: r.stop_reason.map(|s| crate::v1::StopReason::from(s).into()),
         }
     }
 }
@@ -24,6 +25,13 @@ impl TryFrom<&TaskStatusReport> for TaskReport {
             container_id: (!r.container_id.is_empty()).then(|| r.container_id.clone()),
             exit_code: r.exit_code,
             message: r.message.clone(),
+            stop_reason: match r.stop_reason {
+                None => None,
+                Some(s) => Some(
+                    StopReason::try_from(crate::v1::StopReason::try_from(s).map_err(|e| e.to_string())?)
+                        .map_err(|e| e.to_string())?,
+                ),
+            },
         })
     }
 }

@@ -21,6 +21,16 @@ pub fn service(name: &str, replicas: u32) -> Service {
     }
 }
 
+/// `service` with `on_disconnect: fence` and `extra` spec lines.
+pub fn fenced_service(name: &str, replicas: u32, extra: &str) -> Service {
+    let mut svc = service(name, replicas);
+    svc.spec = ServiceSpec::parse(&format!(
+        "name: {name}\nimage: busybox\nreplicas: {replicas}\non_disconnect: fence\n{extra}"
+    ))
+    .unwrap();
+    svc
+}
+
 pub fn node(id: u64, cpu: u64, mem: u64) -> Node {
     Node {
         id,
@@ -35,6 +45,7 @@ pub fn node(id: u64, cpu: u64, mem: u64) -> Node {
         registered_at: 0,
         instance: String::new(),
         updated_at: 0,
+        declared_dead: false,
     }
 }
 
