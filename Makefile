@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/flotilla/target
 BIN := $(CARGO_TARGET_DIR)/debug/flotilla
 export FLOTILLA_BIN ?= $(BIN)
 
-.PHONY: deps build test demo demo-stop bench images lint fmt docs release
+.PHONY: deps build test demo demo-stop bench bench-fence images lint fmt docs release
 
 deps:
 	@bash scripts/deps.sh
@@ -47,6 +47,13 @@ bench: build images
 	cargo bench -p flotilla-scheduler --bench scheduler
 	cargo bench --profile dev -p flotilla-tests --bench cluster
 	cargo bench --profile dev -p flotilla-tests --bench executor
+	$(MAKE) bench-fence
+
+# How long a cut-off node's slot takes to run again elsewhere, on_disconnect fence against
+# replace, over FENCE_CUTS cuts (default 10; real agents, Docker, iptables).
+bench-fence: build images
+	FENCE_CUTS=$(or $(FENCE_CUTS),10) cargo nextest run -p flotilla-tests --test one_copy \
+		--run-ignored only --no-capture bench_replacement_after_a_cut_fence_against_replace
 
 # An optimised binary for real use, at $(CARGO_TARGET_DIR)/release/flotilla. The release
 # profile compiles every dependency again, RocksDB's C++ included: see README.md, "Building

@@ -591,3 +591,99 @@ async fn a_fence_service_on_a_cut_off_node_never_runs_two_copies_of_a_slot() {
     );
     cluster.cleanup_workloads();
 }
+
+/// `make bench-fence`: how long after a node is cut off its slot runs again elsewhere,
+/// for a `fence` service (stop_after 3 s, stop_grace 1 s) and a `replace` one side by
+/// side, over `FENCE_CUTS` cuts (default 10) of a follower running one task of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make bench-fence"]
+async fn bench_replacement_after_a_cut_fence_against_replace() {
+    use flotilla_testkit::docker;
+    assert!(docker::docker_or_skip(
+        "bench_replacement_after_a_cut_fence_against_replace"
+    ));
+    let cuts: usize = std::env::var("FENCE_CUTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut cluster = Cluster::builder(3).distinct_ips().driver("docker").start();
+    let leader = cluster.wait_for_leader(T).await;
+    all_registered(&cluster).await;
+    let image = docker::WORKLOAD_IMAGE;
+    let common = format!("image: {image}\ncommand: [\"sleep\", \"3600\"]\nreplicas: 3\nstop_grace: 1s\n");
+    let fence = cluster.write_file(
+        "f.yaml",
+        &format!("name: f\n{common}on_disconnect: fence\nstop_after: 3s\n"),
+    );
+    let replace = cluster.write_file("r.yaml", &format!("name: r\n{common}"));
+    ok(cluster.cli(&["apply", "-f", fence.to_str().expect("utf-8")]));
+    ok(cluster.cli(&["apply", "-f", replace.to_str().expect("utf-8")]));
+    let name = cluster.name().to_string();
+    let one_per_node = |service: &str| {
+        let slots = running_per_slot(&name, service);
+        let nodes: std::collections::BTreeSet<String> = slots.values().flatten().map(|(n, _)| n.clone()).collect();
+        slots.len() == 3 && slots.values().all(|c| c.len() == 1) && nodes.len() == 3
+    };
+    let followers: Vec<u64> = cluster.ids().into_iter().filter(|id| *id != leader).collect();
+    let (mut took_fence, mut took_replace) = (Vec::new(), Vec::new());
+    for cut in 0..cuts {
+        wait_until_async(
+            "one running container of f and of r per node",
+            Duration::from_secs(120),
+            || async { (one_per_node("f") && one_per_node("r")).then_some(()) },
+        )
+        .await;
+        let victim = followers[cut % followers.len()].to_string();
+        let slot_of = |service: &str| {
+            running_per_slot(&name, service)
+                .into_iter()
+                .find(|(_, c)| c[0].0 == victim)
+                .map(|(s, _)| s)
+                .expect("the victim runs one")
+        };
+        let (f_slot, r_slot) = (slot_of("f"), slot_of("r"));
+        let began = std::time::Instant::now();
+        cluster.isolate(victim.parse().expect("id")).expect("iptables (root)");
+        let (mut f_at, mut r_at) = (None, None);
+        while f_at.is_none() || r_at.is_none() {
+            let elsewhere = |service: &str, slot: &str| {
+                running_per_slot(&name, service)
+                    .get(slot)
+                    .is_some_and(|c| c.iter().any(|(n, _)| *n != victim))
+            };
+            if f_at.is_none() && elsewhere("f", &f_slot) {
+                f_at = Some(began.elapsed());
+            }
+            if r_at.is_none() && elsewhere("r", &r_slot) {
+                r_at = Some(began.elapsed());
+            }
+            assert!(began.elapsed() < Duration::from_secs(60), "cut {cut}: not replaced");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cluster.heal();
+        all_registered(&cluster).await;
+        eprintln!(
+            "cut {cut} (node {victim}): fence {:?}, replace {:?}",
+            f_at.unwrap(),
+            r_at.unwrap()
+        );
+        took_fence.push(f_at.expect("measured"));
+        took_replace.push(r_at.expect("measured"));
+    }
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    };
+    for (what, v) in [("fence", &mut took_fence), ("replace", &mut took_replace)] {
+        let (p50, p99) = (pct(v, 0.5), pct(v, 0.99));
+        println!(
+            "replacement after a cut, {what}: {} cuts, p50 {:.2} s, p99 {:.2} s, min {:.2} s, max {:.2} s",
+            v.len(),
+            p50.as_secs_f64(),
+            p99.as_secs_f64(),
+            v[0].as_secs_f64(),
+            v[v.len() - 1].as_secs_f64()
+        );
+    }
+    cluster.cleanup_workloads();
+}
