@@ -42,7 +42,7 @@ case "${1:-start}" in
     for i in 1 2 3; do
       "$BIN" agent --id "$i" --listen "127.0.0.1:700$i" --data-dir "$DIR/node$i" --peers "$PEERS" \
         --token-file "$DIR/bootstrap.token" \
-        --cluster-name demo --driver auto --metrics-listen "127.0.0.1:910$i" \
+        --cluster-name demo --driver auto --metrics-listen "127.0.0.1:910$i" --publish-addr 127.0.0.1 \
         >"$DIR/node$i.log" 2>&1 &
       echo $! >"$DIR/node$i.pid"
     done

@@ -577,3 +577,33 @@ async fn a_voter_dead_past_the_timeout_is_replaced_by_a_learner() {
     let still: Vec<u64> = roles(&s).iter().filter(|(_, (v, _))| *v).map(|(id, _)| *id).collect();
     assert_eq!(still, voters, "{s}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_under_its_advertise_addr_and_is_reached_there() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_for_leader(T).await;
+    let core = cluster.addrs();
+    wait_members(&cluster, &core, &[1, 2, 3], &[]).await;
+    // Node 4 listens on 127.0.0.1 but tells the cluster a name for itself.
+    cluster.add_agent(4, &[]);
+    let port = cluster
+        .addr(4)
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .expect("a port");
+    let advertised = format!("localhost:{port}");
+    cluster.set_membership_args(4, &["--join", &core, "--advertise-addr", &advertised]);
+    cluster.start_agent(4);
+    let s = wait_members(&cluster, &core, &[1, 2, 3], &[4]).await;
+    let four = s["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["id"] == 4))
+        .cloned()
+        .expect("member 4");
+    assert_eq!(four["address"], advertised.as_str(), "{four}");
+    // The others replicate to it at that address: it holds what is written after it joined.
+    ok(apply(&cluster, &core, "after-join", 0));
+    let leader = s["leader"].as_u64().expect("a leader");
+    let index = cluster.status(leader).await.expect("leader status").applied_index;
+    cluster.wait_applied(4, index, T).await;
+}

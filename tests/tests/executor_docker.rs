@@ -339,6 +339,58 @@ async fn docker_an_unknown_image_fails_the_task_quickly() {
     assert!(created.is_empty(), "{created:#?}");
 }
 
+/// An HTTP/1.0 GET of `/` at `addr`: the body, or why not.
+fn http_get(addr: std::net::SocketAddr) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    Ok(answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_published_ports_bind_on_the_agents_publish_addr() {
+    if !docker::docker_or_skip("docker_publish_addr") {
+        return;
+    }
+    let publish: std::net::IpAddr = "127.0.0.77".parse().expect("ip");
+    let cluster = Cluster::builder(1)
+        .driver("docker")
+        .agent_args(&["--publish-addr", "127.0.0.77"])
+        .start();
+    cluster.wait_for_leader(T).await;
+    let port = std::net::TcpListener::bind((publish, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let spec = format!(
+        r#"name: pub
+image: {WORKLOAD_IMAGE}
+command: ["sh", "-c", "mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 8080 -h /www"]
+replicas: 1
+ports: [{{container: 8080, host: {port}}}]
+stop_grace: 1s
+"#
+    );
+    let file = cluster.write_file("pub.yaml", &spec);
+    ok(cluster.cli(&["apply", "-f", file.to_str().expect("utf-8 path")]));
+    let answer = wait_until_async("the page on the publish address", T, || async {
+        http_get((publish, port).into())
+            .ok()
+            .filter(|a| a.contains("published"))
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1."), "{answer}");
+    // Nowhere else: not on 127.0.0.1.
+    let elsewhere = http_get(([127, 0, 0, 1], port).into());
+    assert!(elsewhere.is_err(), "the port answered on 127.0.0.1 too: {elsewhere:?}");
+    let c = docker::running_containers(&labels(cluster.name(), &[("flotilla.service", "pub")]));
+    assert_eq!(c.len(), 1, "{c:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_a_container_that_cannot_start_fails_with_the_engine_s_reason() {
     let Some(cluster) = docker_cluster("docker_start_refused", "2s") else {

@@ -289,6 +289,27 @@ async fn a_wiped_voter_of_a_secured_cluster_is_refused_its_certificate_and_told_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wiped_node_that_made_the_ca_stops_and_says_to_join_anew_instead_of_waiting_forever() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_for_leader(T).await;
+    all_registered(&cluster).await;
+    // Node 1, the lowest --peers id, made the cluster's CA at the first start.
+    cluster.kill(1);
+    cluster.wipe(1);
+    cluster.start_agent(1);
+    let status = cluster
+        .wait_exit(1, T)
+        .expect("a wiped node 1 must not wait for a majority that speaks another CA");
+    assert!(!status.success());
+    let log = cluster.log(1);
+    assert!(log.contains("already serves a cluster"), "{log}");
+    assert!(log.contains("flotilla node remove 1"), "{log}");
+    // The two others go on taking writes.
+    let file = cluster.write_file("after.yaml", &spec("after", 0));
+    ok(cluster.cli(&["apply", "-f", file.to_str().expect("utf-8")]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nine_replicas_applied_the_instant_a_leader_exists_end_three_per_node() {
     let cluster = Cluster::start(3);
     cluster.wait_for_leader(T).await;
@@ -311,6 +332,13 @@ async fn nine_replicas_applied_the_instant_a_leader_exists_end_three_per_node() 
         vec![3, 3, 3],
         "{per_node:?}"
     );
+}
+
+/// The first move `rollout status` lists for `service`, if any.
+fn rollout_move(cluster: &Cluster, service: &str) -> Option<serde_json::Value> {
+    let o = cluster.cli(&["rollout", "status", service, "-o", "json"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+    r["moves"].as_array()?.first().cloned()
 }
 
 /// Running tasks of `service` per node, with how many of them are healthy and how many
@@ -382,6 +410,7 @@ async fn a_node_killed_and_restarted_gets_its_share_back_one_health_gated_move_a
     let bound = Duration::from_secs(60);
     let mut samples = 0;
     let mut most_live = 0;
+    let mut seen_move = None;
     loop {
         if let Some((even, healthy, live)) = spread(&cluster, "even") {
             samples += 1;
@@ -394,6 +423,9 @@ async fn a_node_killed_and_restarted_gets_its_share_back_one_health_gated_move_a
                 "more than one move at a time: {live} tasks meant to run ({even:?})"
             );
             most_live = most_live.max(live);
+            if live == 7 && seen_move.is_none() {
+                seen_move = rollout_move(&cluster, "even");
+            }
             if three.iter().all(|n| even.get(n) == Some(&2)) && live == 6 {
                 break;
             }
@@ -406,6 +438,15 @@ async fn a_node_killed_and_restarted_gets_its_share_back_one_health_gated_move_a
     assert_eq!(
         most_live, 7,
         "the moves were start-first: a copy ran beside the task it moved"
+    );
+    // `rollout status` showed a move while a copy ran beside the task it moved.
+    let m = seen_move.expect("rollout status listed no move while one was under way");
+    assert_eq!(m["to"], victim, "{m}");
+    assert!(
+        m["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("rebalance: moving from node")),
+        "{m}"
     );
     let (pinned_after, _, _) = spread(&cluster, "pinned").expect("pinned");
     assert_eq!(pinned_after, pinned_before, "rebalance: false keeps its spread");

@@ -101,6 +101,7 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
     let config = NodeConfig {
         id: args.id,
         listen: args.listen,
+        advertise: args.advertise_addr,
         data_dir: args.data_dir,
         peers,
         raft: RaftTuning {
@@ -134,7 +135,14 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
         max_size: args.task_log_max_size,
         max_files: args.task_log_max_files,
     };
-    let driver = driver(args.driver, &config.data_dir, args.pull_deadline, logs).await?;
+    let driver = driver(
+        args.driver,
+        &config.data_dir,
+        args.pull_deadline,
+        logs,
+        args.publish_addr,
+    )
+    .await?;
     flotilla_node::run(config, driver, shutdown_signal())
         .await
         .map_err(|e| CliError::Failed(e.to_string()))
@@ -146,6 +154,7 @@ async fn driver(
     data_dir: &std::path::Path,
     pull_deadline: std::time::Duration,
     logs: flotilla_executor::LogRotation,
+    publish: std::net::IpAddr,
 ) -> Result<Arc<dyn Driver>, CliError> {
     let process = || -> Result<Arc<dyn Driver>, CliError> {
         Ok(Arc::new(
@@ -153,7 +162,11 @@ async fn driver(
         ))
     };
     let docker = |d: flotilla_docker::DockerDriver| -> Arc<dyn Driver> {
-        Arc::new(d.with_pull_deadline(pull_deadline).with_log_rotation(logs))
+        Arc::new(
+            d.with_pull_deadline(pull_deadline)
+                .with_log_rotation(logs)
+                .with_publish_addr(publish),
+        )
     };
     match kind {
         DriverKind::Process => process(),

@@ -72,6 +72,30 @@ fn parse_voters(s: &str) -> Result<usize, String> {
 
 /// A size in bytes: a whole number with an optional unit (B, KiB, MiB, GiB; KB, MB, GB
 /// are taken as the binary units too).
+/// `HOST:PORT` (a name, an IPv4 address or a bracketed IPv6 address, and a port 1-65535).
+pub fn parse_host_port(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let (host, port) = t
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{t:?} is not HOST:PORT (no port)"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{t:?}: the port {port:?} is not a number from 1 to 65535"))?;
+    if port == 0 {
+        return Err(format!("{t:?}: port 0 cannot be reached"));
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.is_empty() {
+        return Err(format!("{t:?} has no host"));
+    }
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        if ip.is_unspecified() {
+            return Err(format!("{t:?}: {ip} is not an address others can reach"));
+        }
+    }
+    Ok(t.to_string())
+}
+
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -477,6 +501,14 @@ pub struct AgentArgs {
     /// Address the gRPC server binds.
     #[arg(long)]
     pub listen: SocketAddr,
+    /// The address other nodes and clients use for this node, HOST:PORT (default: its
+    /// entry in --peers, else --listen; give it when --listen is 0.0.0.0 or behind NAT).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+    pub advertise_addr: Option<String>,
+    /// Where the ports of this node's containers are published (`ports:` entries with a
+    /// `host` number). 0.0.0.0 publishes on every interface of the machine.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    pub publish_addr: std::net::IpAddr,
     /// Where the Raft log, snapshots and node state live.
     #[arg(long)]
     pub data_dir: PathBuf,
@@ -607,7 +639,21 @@ pub enum DriverKind {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_host_port, parse_size};
+
+    #[test]
+    fn an_advertised_address_is_host_and_port_that_others_can_reach() {
+        assert_eq!(parse_host_port("10.0.0.5:7000").as_deref(), Ok("10.0.0.5:7000"));
+        assert_eq!(parse_host_port("node1.lan:7000").as_deref(), Ok("node1.lan:7000"));
+        assert_eq!(parse_host_port("[fd00::5]:7000").as_deref(), Ok("[fd00::5]:7000"));
+        assert!(parse_host_port("10.0.0.5").unwrap_err().contains("no port"));
+        assert!(parse_host_port("10.0.0.5:http").unwrap_err().contains("not a number"));
+        assert!(parse_host_port("10.0.0.5:0").unwrap_err().contains("port 0"));
+        assert!(parse_host_port(":7000").unwrap_err().contains("no host"));
+        assert!(parse_host_port("0.0.0.0:7000")
+            .unwrap_err()
+            .contains("others can reach"));
+    }
 
     #[test]
     fn sizes_take_binary_units_and_refuse_nonsense() {

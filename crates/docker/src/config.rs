@@ -1,21 +1,24 @@
 //! A `ContainerSpec` as the engine's create request.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding};
 use flotilla_executor::{ContainerSpec, LogRotation};
 
-/// Published ports are bound on loopback only: a workload is never exposed on the
-/// machine's public interfaces by accident.
-const PUBLISH_ADDRESS: &str = "127.0.0.1";
+/// Where a driver publishes ports unless told otherwise (`DockerDriver::with_publish_addr`;
+/// the agent's `--publish-addr` defaults to 0.0.0.0): loopback, so that a workload is never
+/// exposed on the machine's interfaces by a library user's accident.
+pub(crate) const DEFAULT_PUBLISH_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-pub(crate) fn create_body(spec: &ContainerSpec, logs: &LogRotation) -> ContainerCreateBody {
+/// The create request of `spec`, its ports published on `publish`.
+pub(crate) fn create_body(spec: &ContainerSpec, logs: &LogRotation, publish: IpAddr) -> ContainerCreateBody {
     let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for port in &spec.ports {
         let key = format!("{}/{}", port.container, port.protocol.as_str());
         let binding = PortBinding {
-            host_ip: Some(PUBLISH_ADDRESS.to_string()),
+            host_ip: Some(publish.to_string()),
             // Empty lets the engine choose a free port.
             host_port: Some(port.host.map(|p| p.to_string()).unwrap_or_default()),
         };
@@ -85,7 +88,7 @@ mod tests {
                 },
             ],
         };
-        let body = create_body(&spec, &LogRotation::default());
+        let body = create_body(&spec, &LogRotation::default(), DEFAULT_PUBLISH_ADDRESS);
         assert_eq!(body.entrypoint, Some(vec!["httpd".to_string()]));
         assert_eq!(body.cmd, Some(vec!["-f".to_string()]));
         assert_eq!(body.env, Some(vec!["A=1".to_string()]));
@@ -103,6 +106,13 @@ mod tests {
         assert_eq!(log.typ.as_deref(), Some("json-file"));
         let log = log.config.unwrap();
         assert_eq!((log["max-size"].as_str(), log["max-file"].as_str()), ("10485760", "3"));
+
+        // `--publish-addr`: every published port binds there.
+        let body = create_body(&spec, &LogRotation::default(), "0.0.0.0".parse().unwrap());
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        for key in ["80/tcp", "53/udp"] {
+            assert_eq!(bindings[key].as_ref().unwrap()[0].host_ip.as_deref(), Some("0.0.0.0"));
+        }
     }
 
     #[test]
@@ -113,6 +123,7 @@ mod tests {
                 ..ContainerSpec::default()
             },
             &LogRotation::default(),
+            DEFAULT_PUBLISH_ADDRESS,
         );
         assert_eq!((body.entrypoint, body.cmd), (None, None));
         let host = body.host_config.unwrap();

@@ -33,6 +33,8 @@ pub struct DockerDriver {
     /// Rotation of each container's log (the engine's `json-file` driver, rotated by the
     /// engine).
     logs: LogRotation,
+    /// Where published ports bind.
+    publish: std::net::IpAddr,
 }
 
 impl DockerDriver {
@@ -65,6 +67,7 @@ impl DockerDriver {
             host: host.to_string(),
             pull_deadline: crate::image::DEFAULT_PULL_DEADLINE,
             logs: LogRotation::default(),
+            publish: crate::config::DEFAULT_PUBLISH_ADDRESS,
         })
     }
 
@@ -77,6 +80,12 @@ impl DockerDriver {
     /// How the containers this driver creates keep their logs.
     pub fn with_log_rotation(mut self, logs: LogRotation) -> Self {
         self.logs = logs;
+        self
+    }
+
+    /// Publish the containers' ports on `addr` (default 127.0.0.1).
+    pub fn with_publish_addr(mut self, addr: std::net::IpAddr) -> Self {
+        self.publish = addr;
         self
     }
 
@@ -98,7 +107,7 @@ impl DockerDriver {
         let options = (!spec.name.is_empty()).then(|| CreateContainerOptionsBuilder::new().name(&spec.name).build());
         let created = self
             .docker
-            .create_container(options, crate::config::create_body(spec, &self.logs))
+            .create_container(options, crate::config::create_body(spec, &self.logs, self.publish))
             .await?;
         Ok(ContainerId(created.id))
     }

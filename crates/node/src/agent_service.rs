@@ -96,6 +96,7 @@ impl AgentService for AgentApi {
     }
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+        crate::injected::peer_delay().await;
         leader_only(&self.node)?;
         sender_is(&req, req.get_ref().node_id)?;
         crate::membership::admit_heartbeat(
@@ -116,6 +117,7 @@ impl AgentService for AgentApi {
     }
 
     async fn report_status(&self, req: Request<ReportStatusRequest>) -> Result<Response<ReportStatusResponse>, Status> {
+        crate::injected::peer_delay().await;
         leader_only(&self.node)?;
         sender_is(&req, req.get_ref().node_id)?;
         let req = req.into_inner();

@@ -14,6 +14,9 @@ pub struct NodeConfig {
     pub id: NodeId,
     /// Where the gRPC server binds.
     pub listen: SocketAddr,
+    /// The address other nodes and clients use for this node (`--advertise-addr`), when
+    /// it is not the one in `peers` or the listen address.
+    pub advertise: Option<String>,
     pub data_dir: PathBuf,
     /// Every initial member's id and address, this node included.
     pub peers: BTreeMap<NodeId, String>,
@@ -92,12 +95,12 @@ impl Default for RaftTuning {
 }
 
 impl NodeConfig {
-    /// The address other nodes and clients use for this node: its entry in `--peers`,
-    /// else the listen address.
+    /// The address other nodes and clients use for this node: `--advertise-addr`, else its
+    /// entry in `--peers`, else the listen address.
     pub fn advertised(&self) -> String {
-        self.peers
-            .get(&self.id)
-            .cloned()
+        self.advertise
+            .clone()
+            .or_else(|| self.peers.get(&self.id).cloned())
             .unwrap_or_else(|| self.listen.to_string())
     }
 

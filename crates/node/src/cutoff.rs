@@ -96,6 +96,24 @@ impl Cutoff {
         }
     }
 
+    /// When the first fence service's task in `assignments` (to run here, not fenced yet)
+    /// is due to be stopped if no acknowledgement comes before: the executor must not be
+    /// busy elsewhere (e.g. reporting to an unreachable leader) past it.
+    pub fn deadline(&self, assignments: &[(Task, Option<ServiceSpec>)]) -> Option<Instant> {
+        let inner = self.lock();
+        assignments
+            .iter()
+            .filter_map(|(t, spec)| {
+                let s = spec.as_ref()?;
+                (s.fenced()
+                    && t.desired == DesiredState::Running
+                    && !t.state.is_terminal()
+                    && !inner.fenced.contains(&t.id))
+                .then(|| inner.vouched + s.stop_after_or(self.default_stop_after))
+            })
+            .min()
+    }
+
     /// Whether a fence service's task listed in `assignments` is due to be fenced now
     /// and not yet: the executor should take a pass.
     pub fn due(&self, assignments: &[(Task, Option<ServiceSpec>)]) -> bool {
@@ -142,6 +160,16 @@ mod tests {
     #[test]
     fn a_fence_task_stops_once_the_node_is_cut_off_for_stop_after_and_never_runs_again() {
         let c = cutoff_silent_for(Duration::from_secs(4));
+        let before = Instant::now();
+        let d = c
+            .deadline(&[assignment("on_disconnect: fence\nstop_after: 3s\n", TaskState::Running)])
+            .expect("a fence task has a deadline");
+        assert!(
+            d <= before - Duration::from_secs(1),
+            "vouched 4 s ago + 3 s: {:?}",
+            before - d
+        );
+        assert_eq!(c.deadline(&[assignment("", TaskState::Running)]), None, "replace: none");
         let mut a = vec![assignment("on_disconnect: fence\nstop_after: 5s\n", TaskState::Healthy)];
         assert!(!c.due(&a));
         c.apply(&mut a);

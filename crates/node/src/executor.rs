@@ -27,6 +27,10 @@ impl DesiredSource for ReplicaSource {
         self.cutoff.apply(&mut assignments);
         assignments
     }
+
+    fn act_by(&self) -> Option<std::time::Instant> {
+        self.cutoff.deadline(&self.replica())
+    }
 }
 
 impl ReplicaSource {

@@ -19,6 +19,7 @@ mod events;
 mod exec;
 mod executor;
 mod fence;
+pub mod injected;
 mod inspect;
 mod join;
 mod logs;

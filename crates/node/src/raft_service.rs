@@ -58,6 +58,7 @@ fn reply<T: serde::Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
 #[tonic::async_trait]
 impl RaftService for RaftServer {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        crate::injected::peer_delay().await;
         let caller = crate::auth::caller(&req).node;
         self.epoch.check(caller, req.metadata(), &self.state, false)?;
         let rpc: openraft::raft::AppendEntriesRequest<flotilla_raft_types::TypeConfig> =
@@ -73,6 +74,7 @@ impl RaftService for RaftServer {
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        crate::injected::peer_delay().await;
         let caller = crate::auth::caller(&req).node;
         self.epoch.check(caller, req.metadata(), &self.state, true)?;
         let rpc: openraft::raft::VoteRequest<NodeId> = decode(&req.into_inner().data, "vote request")?;
@@ -87,6 +89,7 @@ impl RaftService for RaftServer {
     }
 
     async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftMessage>, Status> {
+        crate::injected::peer_delay().await;
         let caller = crate::auth::caller(&req).node;
         self.epoch.check(caller, req.metadata(), &self.state, false)?;
         let mut stream = req.into_inner();

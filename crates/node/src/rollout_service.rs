@@ -86,5 +86,17 @@ fn report_message(r: RolloutReport) -> v1::RolloutReport {
                 started_at_ms: b.started_at,
             })
             .collect(),
+        moves: r
+            .moves
+            .into_iter()
+            .map(|m| v1::RolloutMove {
+                slot: m.slot,
+                task: m.task,
+                from_node: m.from,
+                to_node: m.to.unwrap_or(0),
+                state: m.state,
+                reason: m.reason,
+            })
+            .collect(),
     }
 }

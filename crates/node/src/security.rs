@@ -190,6 +190,9 @@ pub async fn obtain(config: &NodeConfig, state: &SharedState) -> Result<Option<A
         tracing::info!(id = config.id, "signed this node's certificate with the cluster CA");
         (signed, cert)
     } else if initializes(config) {
+        if !config.force_new_cluster {
+            refuse_if_a_peer_has_a_cluster(config).await?;
+        }
         let cluster_id = cred::new_secret()[..16].to_string();
         let ca = Ca::generate(&cluster_id, now).map_err(cert_err)?;
         save(&files.ca_key(), &ca.key_pem())?;
@@ -333,6 +336,36 @@ fn usable(cert_pem: &str, id: u64, now: SystemTime) -> bool {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     ident.id == id && ident.not_after > now + 60
+}
+
+/// The node that would create the CA holds none (a first start, or its data dir was
+/// wiped): if a peer already serves TLS, a cluster exists that this node is not part of
+/// any more, and a new CA would only leave it waiting for a majority that never answers.
+/// Refused, with what to do. Peers that do not answer (a first start, when they wait for
+/// this node) let it go on.
+async fn refuse_if_a_peer_has_a_cluster(config: &NodeConfig) -> Result<(), NodeError> {
+    for (id, addr) in config.peers.iter().filter(|(id, _)| **id != config.id) {
+        let Ok(client_config) = tls::unverified_client_config() else {
+            return Ok(());
+        };
+        let slot = Arc::new(Mutex::new(None));
+        let transport = ClientTls::Recording(Shared::new(client_config), slot.clone());
+        let _ = tls::connect_now(addr, transport, |e| {
+            e.connect_timeout(Duration::from_secs(1))
+                .timeout(Duration::from_secs(2))
+        })
+        .await;
+        if slot.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            return Err(NodeError::Fenced(format!(
+                "peer {id} at {addr} already serves a cluster, and this node's data dir holds none of \
+                 its state: the data dir was wiped or is new. A member whose data is gone joins with \
+                 a new id: `flotilla node remove {}` on the cluster, then start this node with \
+                 --join and a new id",
+                config.id
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether this node creates the CA when no one has one: the node that initializes (the

@@ -16,5 +16,5 @@ pub use place::{place, PendingTask, Placements, Reason, Unplaced};
 pub use plan::plan;
 pub use rebalance::{FAILED_MOVE_PAUSE, MOVES_IN_FLIGHT};
 pub use reconcile::{backoff, reconcile, HISTORY_PER_SLOT};
-pub use rollout::{rollout_report, BatchReport, RolloutReport};
+pub use rollout::{rollout_report, BatchReport, MoveReport, RolloutReport};
 pub use view::{ClusterView, Silence, NO_SILENCE};

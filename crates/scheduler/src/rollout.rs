@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use flotilla_types::{
-    Batch, DesiredState, FailureAction, Millis, PlanUpdate, Rollout, RolloutChange, RolloutPhase, Service, StopReason,
-    Task, TaskState, UpdateOrder,
+    Batch, DesiredState, FailureAction, Millis, NodeId, PlanUpdate, Rollout, RolloutChange, RolloutPhase, Service,
+    StopReason, Task, TaskState, UpdateOrder,
 };
 use serde::{Deserialize, Serialize};
 
@@ -294,6 +294,25 @@ pub struct RolloutReport {
     pub started_at: Millis,
     pub updated_at: Millis,
     pub batches: Vec<BatchReport>,
+    /// Rebalancing moves under way: copies placed to even out the spread that have not
+    /// yet taken over from the task they move.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<MoveReport>,
+}
+
+/// One rebalancing move under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveReport {
+    pub slot: u32,
+    /// The copy that takes the slot over.
+    pub task: String,
+    pub from: NodeId,
+    /// Unset while the copy waits for a node.
+    pub to: Option<NodeId>,
+    /// The copy's state.
+    pub state: String,
+    /// Why it moves, as the scheduler wrote it when it placed the copy.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -312,7 +331,9 @@ pub struct BatchReport {
 pub fn rollout_report<'a>(svc: &Service, tasks: impl Iterator<Item = &'a Task>, now: Millis) -> RolloutReport {
     let target = svc.template_version;
     let policy = &svc.spec.update;
-    let current = current_tasks(svc, tasks);
+    let tasks: Vec<&Task> = tasks.filter(|t| t.service == svc.spec.name).collect();
+    let moves = moves_under_way(svc, &tasks);
+    let current = current_tasks(svc, tasks.into_iter());
     let at_target: Vec<&&Task> = current.values().filter(|t| t.spec_version == target).collect();
     let updated = at_target.len() as u32;
     let serving = at_target.iter().filter(|t| is_serving(svc, t)).count() as u32;
@@ -352,7 +373,37 @@ pub fn rollout_report<'a>(svc: &Service, tasks: impl Iterator<Item = &'a Task>, 
         started_at: r.map_or(0, |r| r.started_at),
         updated_at: r.map_or(0, |r| r.updated_at),
         batches,
+        moves,
     }
+}
+
+/// The copies of `svc`'s rebalancing moves (all of `tasks` are the service's) that have not
+/// taken over yet: the task they move is still meant to run, or they are not serving.
+fn moves_under_way(svc: &Service, tasks: &[&Task]) -> Vec<MoveReport> {
+    let mut moves: Vec<MoveReport> = tasks
+        .iter()
+        .filter(|t| t.desired == DesiredState::Running)
+        .filter_map(|t| {
+            let from = t.rebalanced_from?;
+            let old_runs = tasks
+                .iter()
+                .any(|o| o.slot == t.slot && o.id != t.id && o.seq < t.seq && o.desired == DesiredState::Running);
+            (old_runs || !is_serving(svc, t)).then(|| MoveReport {
+                slot: t.slot,
+                task: t.id.clone(),
+                from,
+                to: t.node,
+                state: t.state.as_str().to_string(),
+                reason: if t.message.starts_with("rebalance") {
+                    t.message.clone()
+                } else {
+                    format!("rebalance: moving from node {from}")
+                },
+            })
+        })
+        .collect();
+    moves.sort_by_key(|m| m.slot);
+    moves
 }
 
 /// The task filling each slot of `svc`: its newest task meant to run.

@@ -151,3 +151,34 @@ fn a_copy_that_fails_is_given_up_the_old_task_stays_and_no_move_follows_for_a_wh
     let p = plan(&ClusterView::of(&s), &[], LATER + FAILED_MOVE_PAUSE + 1);
     assert_eq!(moves(&p).len(), 1, "{p:?}");
 }
+
+#[test]
+fn rollout_status_lists_a_move_until_its_copy_took_over() {
+    let mut seq = 0;
+    let mut tasks = spread("web", &[3, 3, 0], &mut seq);
+    let mut copy = task("web", 5, seq + 1, Some(3), TaskState::Starting);
+    copy.rebalanced_from = Some(2);
+    copy.message = "rebalance: moving from node 2 (3 tasks of web there, 0 on node 3)".into();
+    tasks.push(copy.clone());
+    let s = three_nodes_with(vec![service("web", 6)], tasks);
+    let svc = &s.services["web"];
+    let r = flotilla_scheduler::rollout_report(svc, s.tasks.values(), LATER);
+    assert_eq!(r.moves.len(), 1, "{r:?}");
+    let m = &r.moves[0];
+    assert_eq!((m.slot, m.from, m.to), (5, 2, Some(3)));
+    assert_eq!((m.task.as_str(), m.state.as_str()), (copy.id.as_str(), "starting"));
+    assert!(m.reason.contains("rebalance: moving from node 2"), "{}", m.reason);
+
+    // The copy is healthy and the task it moved has stopped: the move is over.
+    let mut s = s;
+    for t in s.tasks.values_mut().filter(|t| t.slot == 5) {
+        if t.id == copy.id {
+            t.state = TaskState::Healthy;
+        } else {
+            t.desired = flotilla_types::DesiredState::Shutdown;
+            t.state = TaskState::Stopped;
+        }
+    }
+    let r = flotilla_scheduler::rollout_report(&s.services["web"], s.tasks.values(), LATER);
+    assert!(r.moves.is_empty(), "{r:?}");
+}

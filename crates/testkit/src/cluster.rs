@@ -151,6 +151,10 @@ impl ClusterBuilder {
             "--cluster-name".to_string(),
             name.clone(),
         ];
+        // Published ports stay on this machine's loopback in tests, unless a test says where.
+        if !self.args.iter().any(|a| a.starts_with("--publish-addr")) {
+            args.extend(["--publish-addr".to_string(), "127.0.0.1".to_string()]);
+        }
         args.extend(self.args);
         let root = tempfile::Builder::new()
             .prefix("flotilla-cluster-")
@@ -200,6 +204,7 @@ impl ClusterBuilder {
             creds,
             metrics: self.metrics,
             env: self.env,
+            block: self.distinct_ips.then_some(block),
         };
         for id in 1..=self.size {
             cluster.start_agent(id);
@@ -224,6 +229,8 @@ pub struct Cluster {
     metrics: bool,
     /// Extra environment of every agent.
     env: Vec<(String, String)>,
+    /// With distinct IPs: agent `id` listens on 127.<a>.<b>.<10 + id>.
+    block: Option<(u8, u8)>,
 }
 
 /// Set on every agent (and so inherited by the processes it starts) to find them again.
@@ -431,6 +438,7 @@ impl Cluster {
                 std::env::var("FLOTILLA_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
             )
             .env(MARKER, &self.name)
+            .env(flotilla_node::injected::DELAY_FILE_ENV, self.delay_file(id))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         cmd
@@ -456,7 +464,13 @@ impl Cluster {
         assert!(!self.agents.contains_key(&id), "agent {id} exists already");
         let dir = self.root().join(format!("node{id}"));
         std::fs::create_dir_all(&dir).expect("node dir");
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let ip = match self.block {
+            Some((a, b)) => {
+                assert!(id <= 200, "at most 200 agents with distinct IPs");
+                IpAddr::V4(Ipv4Addr::new(127, a, b, 10 + id as u8))
+            }
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
         self.agents.insert(
             id,
             Agent {
@@ -477,6 +491,32 @@ impl Cluster {
     pub fn set_membership_args(&mut self, id: u64, membership_args: &[&str]) {
         let a = self.agents.get_mut(&id).expect("agent");
         a.membership_args = Some(membership_args.iter().map(|s| s.to_string()).collect());
+    }
+
+    /// Stops agent `id` (SIGKILL) and drops it from the cluster's agents: for a node that
+    /// was removed from the cluster. Its directory stays, with its log.
+    pub fn forget(&mut self, id: u64) {
+        self.kill(id);
+        self.agents.remove(&id);
+    }
+
+    /// The file whose number of milliseconds agent `id` waits before it handles each
+    /// message from a peer (see `flotilla_node::injected`).
+    fn delay_file(&self, id: u64) -> PathBuf {
+        self.agents[&id].data_dir.with_file_name("delay")
+    }
+
+    /// Delays every Raft and agent message agent `id` receives from a peer by `delay`
+    /// (`None`: no more delay), from its next read of the file, within 100 ms.
+    pub fn delay(&self, id: u64, delay: Option<Duration>) -> std::io::Result<()> {
+        let path = self.delay_file(id);
+        match delay {
+            Some(d) => std::fs::write(path, d.as_millis().to_string()),
+            None => match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        }
     }
 
     /// Deletes agent `id`'s data dir (the agent must be stopped).

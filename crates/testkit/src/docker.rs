@@ -185,6 +185,18 @@ pub fn kill_containers(labels: &[(&str, &str)]) -> Vec<String> {
     ids
 }
 
+/// Removes (`rm -f`) every container carrying all of `labels`, running or not; returns
+/// how many there were. For a test that plays a machine that lost its disk and rebooted.
+pub fn remove_containers(labels: &[(&str, &str)]) -> usize {
+    let ids: Vec<String> = containers(labels).into_iter().map(|c| c.id).collect();
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f"];
+        args.extend(ids.iter().map(String::as_str));
+        docker(&args);
+    }
+    ids.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

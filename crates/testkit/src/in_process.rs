@@ -122,6 +122,7 @@ impl InProcessCluster {
         NodeConfig {
             id,
             listen: n.addr,
+            advertise: None,
             data_dir: n.data_dir.clone(),
             peers: self.peers.clone(),
             raft: self.raft.clone(),

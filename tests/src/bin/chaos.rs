@@ -69,6 +69,8 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let (mut runs, mut faults, mut ops, mut violations) = (0, 0, 0, 0);
     let mut worst = Duration::ZERO;
+    let mut kinds = std::collections::BTreeMap::new();
+    let mut samples = 0;
     let mut failed_seeds = Vec::new();
     for seed in seeds {
         let mut cfg = Config::new(seed, driver);
@@ -87,13 +89,15 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| "-".into());
         println!(
             "  seed {seed}: {} faults, {} ops ({} ok, {} unknown, {} failed), converged in {conv} \
-             (bound {:?}), {} violations",
+             (bound {:?}), fence sampled {} times ({} excused: a copy outlived its agent), {} violations",
             r.faults.len(),
             r.ops,
             r.ok,
             r.unknown,
             r.failed,
             cfg.convergence_bound(),
+            r.fence.samples,
+            r.fence.excused,
             r.violations.len()
         );
         for v in &r.violations {
@@ -108,6 +112,11 @@ fn main() -> ExitCode {
         }
         runs += 1;
         faults += r.faults.len();
+        for f in &r.faults {
+            let kind = f.split_whitespace().nth(1).unwrap_or("?").to_string();
+            *kinds.entry(kind).or_insert(0usize) += 1;
+        }
+        samples += r.fence.samples;
         ops += r.ops;
         violations += r.violations.len();
         worst = worst.max(r.convergence.unwrap_or_default());
@@ -121,9 +130,11 @@ fn main() -> ExitCode {
             break;
         }
     }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!(
-        "chaos summary: {runs} runs, {faults} faults, {ops} operations, {violations} violations \
-         (seeds {failed_seeds:?}), worst convergence {:.1}s",
+        "chaos summary: {runs} runs, {faults} faults ({}), {ops} operations, {samples} fence samples, \
+         {violations} violations (seeds {failed_seeds:?}), worst convergence {:.1}s",
+        kinds.join(", "),
         worst.as_secs_f64()
     );
     match (expect_violation, violations > 0) {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use flotilla_proto::v1::{DesiredState, ListTasksRequest};
+use flotilla_proto::v1::{DesiredState, ListTasksRequest, TaskState};
 use flotilla_testkit::{docker, Cluster};
 
 use super::client;
@@ -159,7 +159,18 @@ async fn converged(cluster: &Cluster, finals: &BTreeMap<String, Ret>, with_docke
         return vec!["no node lists tasks".into()];
     };
     let mut p = Vec::new();
-    let wanted: Vec<_> = tasks.iter().filter(|t| t.desired() == DesiredState::Running).collect();
+    // Meant to run: desired running and not ended. A task that failed keeps `desired:
+    // running` as history beside the attempt that replaced it.
+    let ended = |t: &&flotilla_proto::v1::TaskInfo| {
+        matches!(
+            t.state(),
+            TaskState::Exited | TaskState::Failed | TaskState::Lost | TaskState::Stopped
+        )
+    };
+    let wanted: Vec<_> = tasks
+        .iter()
+        .filter(|t| t.desired() == DesiredState::Running && !ended(t))
+        .collect();
     for (service, fin) in finals {
         let mine: Vec<_> = wanted.iter().filter(|t| &t.service == service).collect();
         let want = match fin {

@@ -8,6 +8,7 @@
 pub mod checks;
 pub mod client;
 pub mod faults;
+pub mod fence;
 pub mod history;
 pub mod linearizability;
 pub mod model;
@@ -21,7 +22,7 @@ use flotilla_testkit::Cluster;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use history::{Entry, Outcome};
+use history::{Entry, Outcome, Ret};
 use linearizability::Verdict;
 
 #[derive(Debug, Clone)]
@@ -37,6 +38,9 @@ pub struct Config {
     pub driver: &'static str,
     /// Whether partitions are injected (iptables usable); otherwise they become pauses.
     pub partitions: bool,
+    /// Whether the `fence` service and its sampled check run (default on; `CHAOS_FENCE=0`
+    /// turns them off, e.g. to tell a fence problem from another one).
+    pub fence: bool,
 }
 
 impl Config {
@@ -49,6 +53,7 @@ impl Config {
             node_timeout: flotilla_node::ControlConfig::default().node_timeout,
             driver,
             partitions: true,
+            fence: std::env::var("CHAOS_FENCE").as_deref() != Ok("0"),
         }
     }
 
@@ -68,6 +73,8 @@ pub struct Report {
     pub faults: Vec<String>,
     pub violations: Vec<String>,
     pub convergence: Option<Duration>,
+    /// The `fence` check's samples of the engine while the faults were on (Docker only).
+    pub fence: fence::Sampled,
     pub history: Vec<Entry>,
     /// Where the agents' logs were kept (when there are violations).
     pub kept: Option<String>,
@@ -85,6 +92,11 @@ pub async fn run(cfg: &Config) -> Report {
         .agent_args(&["--node-timeout", &node_timeout, "--cpu", "4", "--memory", "4096"])
         .start();
     cluster.wait_for_leader(Duration::from_secs(30)).await;
+    if cfg.fence {
+        if let Err(e) = apply_fenced(&cluster, Duration::from_secs(30)) {
+            report.violations.push(e);
+        }
+    }
 
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -108,8 +120,24 @@ pub async fn run(cfg: &Config) -> Report {
             ))
         })
         .collect();
+    let downs = fence::Downs::default();
+    let sampling = Arc::new(AtomicBool::new(false));
+    let sampler = (cfg.fence && cfg.driver == "docker").then(|| {
+        tokio::spawn(fence::sample(
+            cluster.name().to_string(),
+            downs.clone(),
+            sampling.clone(),
+        ))
+    });
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    report.faults = faults::run(&mut cluster, &mut rng, start, cfg.duration, cfg.partitions).await;
+    report.faults = faults::run(&mut cluster, &mut rng, start, cfg.duration, cfg.partitions, &downs).await;
+    report.violations.extend(
+        report
+            .faults
+            .iter()
+            .filter(|f| f.contains("VIOLATION"))
+            .map(|f| format!("fault: {f}")),
+    );
     // Healed: every node runs (the schedule restarts what it kills) and no cut remains.
     // Clients go on against the whole cluster until every replica has caught up with the
     // leader, then stop.
@@ -121,6 +149,11 @@ pub async fn run(cfg: &Config) -> Report {
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         report.history.extend(c.await.expect("client task panicked"));
+    }
+    sampling.store(true, Ordering::Relaxed);
+    if let Some(s) = sampler {
+        report.fence = s.await.expect("fence sampler panicked");
+        report.violations.extend(report.fence.violations.iter().cloned());
     }
 
     // Final reads, after every client call returned: the last word of each history.
@@ -165,7 +198,19 @@ pub async fn run(cfg: &Config) -> Report {
     if let Err(e) = checks::verify(&cluster, Duration::from_secs(20)) {
         report.violations.push(e);
     }
-    match checks::converge(&cluster, &finals, cfg.convergence_bound(), cfg.driver == "docker").await {
+    // The fenced service, which no client touches, ends with all its replicas too.
+    let mut wanted = finals.clone();
+    if cfg.fence {
+        wanted.insert(
+            fence::SERVICE.to_string(),
+            Ret::Read {
+                version: 1,
+                value: String::new(),
+                replicas: fence::REPLICAS,
+            },
+        );
+    }
+    match checks::converge(&cluster, &wanted, cfg.convergence_bound(), cfg.driver == "docker").await {
         Ok(t) => report.convergence = Some(t),
         Err(v) => report.violations.extend(v),
     }
@@ -188,6 +233,26 @@ pub async fn run(cfg: &Config) -> Report {
         }
     }
     report
+}
+
+/// Applies the fenced service (see [`fence`]), retried until `deadline`.
+fn apply_fenced(cluster: &Cluster, deadline: Duration) -> Result<(), String> {
+    let file = cluster.write_file("fenced.yaml", &fence::spec());
+    let file = file.to_str().unwrap_or_default();
+    let start = Instant::now();
+    loop {
+        let out = tokio::task::block_in_place(|| cluster.cli(&["apply", "-f", file]));
+        if out.status.success() {
+            return Ok(());
+        }
+        if start.elapsed() > deadline {
+            return Err(format!(
+                "apply of the fenced service failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {

@@ -40,6 +40,21 @@ pub struct RolloutReport {
     pub started_at: u64,
     pub updated_at: u64,
     pub batches: Vec<BatchReport>,
+    /// Rebalancing moves under way.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<MoveView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MoveView {
+    pub slot: u32,
+    pub task: String,
+    pub from: u64,
+    /// Unset while the copy waits for a node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
+    pub state: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,6 +104,18 @@ impl From<&v1::RolloutReport> for RolloutReport {
                     started_at: b.started_at_ms,
                 })
                 .collect(),
+            moves: r
+                .moves
+                .iter()
+                .map(|m| MoveView {
+                    slot: m.slot,
+                    task: m.task.clone(),
+                    from: m.from_node,
+                    to: (m.to_node != 0).then_some(m.to_node),
+                    state: m.state.clone(),
+                    reason: m.reason.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -123,6 +150,7 @@ pub fn describe(r: &RolloutReport) -> String {
             "Rollout:    none yet (every task runs the template of version {})\n",
             r.template_version
         ));
+        text.push_str(&moves(r));
         return text;
     }
     let state = match &r.paused {
@@ -186,6 +214,33 @@ pub fn describe(r: &RolloutReport) -> String {
         for line in table(&["BATCH", "VERSION", "SLOTS", "STATE", "TASKS", "AGE"], &rows).lines() {
             text.push_str(&format!("  {line}\n"));
         }
+    }
+    text.push_str(&moves(r));
+    text
+}
+
+/// The rebalancing moves under way, as a table under `Moves:`; empty when there are none.
+fn moves(r: &RolloutReport) -> String {
+    if r.moves.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = r
+        .moves
+        .iter()
+        .map(|m| {
+            vec![
+                m.slot.to_string(),
+                m.task.clone(),
+                m.from.to_string(),
+                m.to.map_or_else(|| "-".into(), |n| n.to_string()),
+                m.state.clone(),
+                m.reason.clone(),
+            ]
+        })
+        .collect();
+    let mut text = String::from("Moves:\n");
+    for line in table(&["SLOT", "TASK", "FROM", "TO", "STATE", "WHY"], &rows).lines() {
+        text.push_str(&format!("  {line}\n"));
     }
     text
 }

@@ -30,6 +30,12 @@ pub trait DesiredSource: Send + Sync + 'static {
     /// Tasks assigned to this node, each with its service's spec (`None` once the service
     /// is deleted).
     fn assignments(&self) -> Vec<(Task, Option<ServiceSpec>)>;
+
+    /// When the executor must take its next pass at the latest, whatever else it waits
+    /// for (a fence service's task due to stop on a cut-off node); `None`: no such moment.
+    fn act_by(&self) -> Option<std::time::Instant> {
+        None
+    }
 }
 
 /// Where status reports go: the leader.
@@ -159,7 +165,14 @@ impl Executor {
                 self.adopt().await;
             }
             self.pass().await;
-            self.flush().await;
+            // Reports to an unreachable leader must not hold the next pass past a fence
+            // deadline: the flush gives up then (its reports stay pending, sent again).
+            match self.source.act_by() {
+                Some(by) => {
+                    let _ = tokio::time::timeout_at(tokio::time::Instant::from_std(by), self.flush()).await;
+                }
+                None => self.flush().await,
+            }
             tokio::select! {
                 changed = wake.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(self.config.interval) => {}

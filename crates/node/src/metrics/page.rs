@@ -832,6 +832,7 @@ mod tests {
                 started_at: 1,
                 updated_at: 1,
                 batches: vec![],
+                moves: vec![],
             }],
             applied: 7,
         };
