@@ -117,17 +117,7 @@ impl Cutoff {
     /// Whether a fence service's task listed in `assignments` is due to be fenced now
     /// and not yet: the executor should take a pass.
     pub fn due(&self, assignments: &[(Task, Option<ServiceSpec>)]) -> bool {
-        let inner = self.lock();
-        let silent = inner.vouched.elapsed();
-        assignments.iter().any(|(t, spec)| {
-            spec.as_ref().is_some_and(|s| {
-                s.fenced()
-                    && t.desired == DesiredState::Running
-                    && !t.state.is_terminal()
-                    && !inner.fenced.contains(&t.id)
-                    && silent >= s.stop_after_or(self.default_stop_after)
-            })
-        })
+        self.deadline(assignments).is_some_and(|d| d <= Instant::now())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -21,4 +21,4 @@ pub use flotilla_security::config::ClientConfigFile;
 pub use http::http_get;
 pub use in_process::InProcessCluster;
 pub use proxy::Proxy;
-pub use wait::{wait_until, wait_until_async};
+pub use wait::{poll_until_async, wait_until, wait_until_async};

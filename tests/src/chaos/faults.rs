@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use flotilla_testkit::{docker, Cluster};
+use flotilla_testkit::{docker, poll_until_async, Cluster};
 
 use super::fence::Downs;
 use rand::rngs::StdRng;
@@ -226,39 +226,32 @@ async fn wipe(cluster: &mut Cluster, target: u64) -> String {
     }
     cluster.wipe(target);
     cluster.start_agent(target);
-    let refused = cluster.wait_exit(target, WIPE_BOUND).is_some();
+    let refused = tokio::task::block_in_place(|| cluster.wait_exit(target, WIPE_BOUND)).is_some();
     cluster.forget(target);
     if !refused {
         return format!("VIOLATION: wiped node {target} kept running under its old id for {WIPE_BOUND:?}");
     }
-    let until = Instant::now() + WIPE_BOUND;
-    let removed = loop {
-        let out = tokio::task::block_in_place(|| cluster.cli(&["node", "remove", &target.to_string()]));
-        if out.status.success() {
-            break true;
-        }
-        if Instant::now() > until {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
-    if !removed {
+    let id = target.to_string();
+    let removed = poll_until_async(WIPE_BOUND, async || {
+        let out = tokio::task::block_in_place(|| cluster.cli(&["node", "remove", &id]));
+        out.status.success().then_some(())
+    })
+    .await;
+    if removed.is_none() {
         return format!("refused; `node remove {target}` did not succeed within {WIPE_BOUND:?}");
     }
     let new = cluster.ids().into_iter().max().unwrap_or(target).max(target) + 1;
     let core = cluster.addrs();
     cluster.add_agent(new, &["--join", &core]);
     cluster.start_agent(new);
-    let until = Instant::now() + WIPE_BOUND;
-    loop {
-        if let Some(s) = cluster.status(new).await {
-            if s.voter && s.leader_id != 0 {
-                return format!("refused, removed; node {new} joined in its place");
-            }
-        }
-        if Instant::now() > until {
-            return format!("refused, removed; node {new} not a voter within {WIPE_BOUND:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let cluster = &*cluster;
+    let joined = poll_until_async(WIPE_BOUND, async || {
+        let s = cluster.status(new).await?;
+        (s.voter && s.leader_id != 0).then_some(())
+    })
+    .await;
+    match joined {
+        Some(()) => format!("refused, removed; node {new} joined in its place"),
+        None => format!("refused, removed; node {new} not a voter within {WIPE_BOUND:?}"),
     }
 }

@@ -93,7 +93,7 @@ pub async fn run(cfg: &Config) -> Report {
         .start();
     cluster.wait_for_leader(Duration::from_secs(30)).await;
     if cfg.fence {
-        if let Err(e) = apply_fenced(&cluster, Duration::from_secs(30)) {
+        if let Err(e) = apply_fenced(&cluster, Duration::from_secs(30)).await {
             report.violations.push(e);
         }
     }
@@ -236,23 +236,17 @@ pub async fn run(cfg: &Config) -> Report {
 }
 
 /// Applies the fenced service (see [`fence`]), retried until `deadline`.
-fn apply_fenced(cluster: &Cluster, deadline: Duration) -> Result<(), String> {
+async fn apply_fenced(cluster: &Cluster, deadline: Duration) -> Result<(), String> {
     let file = cluster.write_file("fenced.yaml", &fence::spec());
     let file = file.to_str().unwrap_or_default();
-    let start = Instant::now();
-    loop {
+    let mut last = String::new();
+    let applied = flotilla_testkit::poll_until_async(deadline, async || {
         let out = tokio::task::block_in_place(|| cluster.cli(&["apply", "-f", file]));
-        if out.status.success() {
-            return Ok(());
-        }
-        if start.elapsed() > deadline {
-            return Err(format!(
-                "apply of the fenced service failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        out.status.success().then_some(())
+    })
+    .await;
+    applied.ok_or_else(|| format!("apply of the fenced service failed: {last}"))
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
