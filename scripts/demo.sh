@@ -26,6 +26,19 @@ stop() {
   fi
 }
 
+# The page at $1:$2 through bash's /dev/tcp (no curl needed): its body, or a failure.
+fetch() {
+  local body
+  exec 3<>"/dev/tcp/$1/$2" || return 1
+  printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&3
+  body=$(timeout 5 cat <&3) || { exec 3<&-; return 1; }
+  exec 3<&-
+  case "$body" in
+    "HTTP/1."*" 200 "*) printf '%s\n' "${body##*$'\r\n\r\n'}" ;;
+    *) return 1 ;;
+  esac
+}
+
 case "${1:-start}" in
   stop)
     stop
@@ -42,7 +55,7 @@ case "${1:-start}" in
     for i in 1 2 3; do
       "$BIN" agent --id "$i" --listen "127.0.0.1:700$i" --data-dir "$DIR/node$i" --peers "$PEERS" \
         --token-file "$DIR/bootstrap.token" \
-        --cluster-name demo --driver auto --metrics-listen "127.0.0.1:910$i" --publish-addr 127.0.0.1 \
+        --cluster-name demo --driver auto --metrics-listen "127.0.0.1:910$i" --publish-addr "127.0.0.1$i" \
         >"$DIR/node$i.log" 2>&1 &
       echo $! >"$DIR/node$i.pid"
     done
@@ -71,6 +84,20 @@ case "${1:-start}" in
       echo "demo: the service web did not become healthy (3 tasks) within 30 s; see $DIR/node*.log" >&2
       exit 1
     fi
+    # Every node's mesh answers on its own publish address (127.0.0.11-13), each
+    # connection sent to the tasks in turn.
+    echo "fetching the page through every node's routing mesh:"
+    for i in 1 2 3; do
+      for try in 1 2; do
+        page=""
+        for _ in $(seq 50); do page=$(fetch "127.0.0.1$i" 8080 2>/dev/null) && break; sleep 0.2; done
+        if [ -z "$page" ]; then
+          echo "demo: no answer from the mesh at 127.0.0.1$i:8080 within 10 s; see $DIR/node$i.log" >&2
+          exit 1
+        fi
+        echo "  http://127.0.0.1$i:8080/ -> $page"
+      done
+    done
     echo
     "$BIN" cluster status
     echo

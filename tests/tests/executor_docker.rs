@@ -371,7 +371,7 @@ async fn docker_published_ports_bind_on_the_agents_publish_addr() {
 image: {WORKLOAD_IMAGE}
 command: ["sh", "-c", "mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 8080 -h /www"]
 replicas: 1
-ports: [{{container: 8080, host: {port}}}]
+ports: [{{container: 8080, host: {port}, mode: host}}]
 stop_grace: 1s
 "#
     );
@@ -404,7 +404,7 @@ async fn docker_a_container_that_cannot_start_fails_with_the_engine_s_reason() {
 image: {WORKLOAD_IMAGE}
 command: ["httpd", "-f", "-p", "8080"]
 replicas: 1
-ports: [{{container: 8080, host: {port}}}]
+ports: [{{container: 8080, host: {port}, mode: host}}]
 restart: {{condition: on-failure, max_attempts: 2, delay: 100ms}}
 stop_grace: 1s
 "#

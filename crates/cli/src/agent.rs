@@ -130,6 +130,7 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
         token,
         cert_lifetime: args.cert_lifetime,
         request_timeout: args.request_timeout,
+        publish_addr: Some(args.publish_addr),
     };
     let logs = flotilla_executor::LogRotation {
         max_size: args.task_log_max_size,

@@ -505,8 +505,8 @@ pub struct AgentArgs {
     /// entry in --peers, else --listen; give it when --listen is 0.0.0.0 or behind NAT).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
     pub advertise_addr: Option<String>,
-    /// Where the ports of this node's containers are published (`ports:` entries with a
-    /// `host` number). 0.0.0.0 publishes on every interface of the machine.
+    /// Where published ports bind on this node: the routing mesh's listeners for ingress
+    /// ports, and the `mode: host` ports of its containers. 0.0.0.0: every interface.
     #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
     pub publish_addr: std::net::IpAddr,
     /// Where the Raft log, snapshots and node state live.

@@ -355,6 +355,8 @@ impl Control {
                     && n.address == reg.address
                     && n.labels == reg.labels
                     && n.capacity == reg.capacity
+                    && n.publish_addr == reg.publish_addr
+                    && n.mesh_errors == reg.mesh_errors
                     && (n.instance == reg.instance || reg.instance.is_empty())
             })
         };

@@ -93,6 +93,8 @@ fn registration(id: NodeId, zone: &str) -> NodeRegistration {
             memory_mb: 8192,
         },
         instance: format!("{id:032x}"),
+        publish_addr: format!("10.0.0.{id}"),
+        mesh_errors: Default::default(),
     }
 }
 
@@ -121,10 +123,15 @@ pub fn state() -> State {
             node: registration(2, "b"),
             at: 1_000,
         },
-        Command::PutService { spec: web(), at: 1_001 },
+        Command::PutService {
+            spec: web(),
+            at: 1_001,
+            exclusive_ingress: false,
+        },
         Command::PutService {
             spec: full(),
             at: 1_002,
+            exclusive_ingress: false,
         },
         Command::ApplyPlan {
             plan: PlanUpdate {
@@ -202,7 +209,11 @@ pub fn commands() -> Vec<Command> {
     let (sec, _) = security();
     let token = sec.tokens["admin"].clone();
     vec![
-        Command::PutService { spec: full(), at: 5 },
+        Command::PutService {
+            spec: full(),
+            at: 5,
+            exclusive_ingress: false,
+        },
         Command::DeleteService {
             name: "web".into(),
             at: 6,
@@ -586,6 +597,8 @@ fn agent(s: &mut Seeds) {
             memory_mb: 8192,
             epoch: 1,
             instance: "0123456789abcdef0123456789abcdef".into(),
+            publish_addr: "10.0.0.2".into(),
+            mesh_errors: [("8080/tcp".to_string(), "address in use".to_string())].into(),
         },
     );
     s.proto(
@@ -610,6 +623,22 @@ fn agent(s: &mut Seeds) {
     s.proto("0", &v1::InspectTaskRequest { task: "web.0.1".into() });
     exec_inputs(s);
     s.add("TaskStatsRequest", "0", Vec::new());
+    s.proto(
+        "open",
+        &v1::TunnelInput {
+            input: Some(v1::tunnel_input::Input::Open(v1::TunnelOpen {
+                task: "web.0.1".into(),
+                port: 8080,
+                protocol: "tcp".into(),
+            })),
+        },
+    );
+    s.proto(
+        "data",
+        &v1::TunnelInput {
+            input: Some(v1::tunnel_input::Input::Data(b"GET / HTTP/1.0\r\n\r\n".to_vec())),
+        },
+    );
     let (sec, _) = security();
     for (tag, op) in [
         ("init", SecurityOp::Init(sec)),

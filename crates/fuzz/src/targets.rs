@@ -389,6 +389,8 @@ static AGENT_MESSAGES: &[Message] = &[
                 memory_mb: r.memory_mb,
             },
             instance: r.instance.clone(),
+            publish_addr: r.publish_addr.clone(),
+            mesh_errors: r.mesh_errors.clone().into_iter().collect(),
         };
         logged(Command::RegisterNode { node, at: 1 });
     }),
@@ -424,6 +426,7 @@ static AGENT_MESSAGES: &[Message] = &[
     }),
     proto!(ExecInput),
     proto!(TaskStatsRequest),
+    proto!(TunnelInput),
 ];
 
 pub const AGENT_REQUEST: Target = Target {
@@ -451,7 +454,11 @@ fn logged(cmd: Command) {
 fn spec_request(doc: &[u8]) {
     if let Ok(spec) = parse_spec_document(doc) {
         checks::spec(&spec);
-        logged(Command::PutService { spec, at: 1 });
+        logged(Command::PutService {
+            spec,
+            at: 1,
+            exclusive_ingress: false,
+        });
     }
 }
 

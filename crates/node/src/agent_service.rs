@@ -21,11 +21,22 @@ pub struct AgentApi {
     node: Arc<Node>,
     control: Arc<Control>,
     driver: Arc<dyn flotilla_executor::Driver>,
+    mesh: Arc<crate::mesh::Mesh>,
 }
 
 impl AgentApi {
-    pub fn new(node: Arc<Node>, control: Arc<Control>, driver: Arc<dyn flotilla_executor::Driver>) -> Self {
-        AgentApi { node, control, driver }
+    pub fn new(
+        node: Arc<Node>,
+        control: Arc<Control>,
+        driver: Arc<dyn flotilla_executor::Driver>,
+        mesh: Arc<crate::mesh::Mesh>,
+    ) -> Self {
+        AgentApi {
+            node,
+            control,
+            driver,
+            mesh,
+        }
     }
 }
 
@@ -39,6 +50,8 @@ fn registration(req: &HeartbeatRequest) -> NodeRegistration {
             memory_mb: req.memory_mb,
         },
         instance: req.instance.clone(),
+        publish_addr: req.publish_addr.clone(),
+        mesh_errors: req.mesh_errors.clone().into_iter().collect(),
     }
 }
 
@@ -59,6 +72,14 @@ fn leader_only(node: &Node) -> Result<(), ApiError> {
 impl AgentService for AgentApi {
     type TaskLogsStream = crate::logs::LogChunks;
     type ExecStream = crate::exec::ExecStream;
+    type TunnelStream = crate::mesh::tunnel::TunnelStream;
+
+    async fn tunnel(
+        &self,
+        req: Request<tonic::Streaming<flotilla_proto::v1::TunnelInput>>,
+    ) -> Result<Response<Self::TunnelStream>, Status> {
+        Ok(Response::new(crate::mesh::tunnel::serve(&self.mesh, req).await?))
+    }
 
     async fn exec(
         &self,
@@ -221,9 +242,9 @@ pub async fn send_reports(node: &Node, control: &Control, reports: Vec<TaskRepor
 }
 
 /// Every `interval`, tells the leader this node is alive (registering it on first contact).
-pub async fn heartbeat_loop(node: Arc<Node>, control: Arc<Control>) {
+pub async fn heartbeat_loop(node: Arc<Node>, control: Arc<Control>, mesh: Arc<crate::mesh::Mesh>) {
     let cfg = &node.config;
-    let req = HeartbeatRequest {
+    let mut req = HeartbeatRequest {
         node_id: node.id,
         address: cfg.advertised(),
         labels: cfg.labels.clone().into_iter().collect(),
@@ -231,11 +252,14 @@ pub async fn heartbeat_loop(node: Arc<Node>, control: Arc<Control>) {
         memory_mb: cfg.capacity.memory_mb,
         epoch: 0,
         instance: node.epoch.instance.clone(),
+        publish_addr: cfg.publish_addr.map(|a| a.to_string()).unwrap_or_default(),
+        mesh_errors: Default::default(),
     };
     let mut tick = tokio::time::interval(cfg.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        req.mesh_errors = mesh.errors();
         let sent = std::time::Instant::now();
         let result = match leader_client(&node) {
             Err(e) => Err(e.to_string()),

@@ -84,6 +84,7 @@ pub const TABLE: &[(&str, Need)] = &[
     ("AgentService/InspectTask", Need::Node),
     ("AgentService/Exec", Need::Node),
     ("AgentService/TaskStats", Need::Node),
+    ("AgentService/Tunnel", Need::Node),
     ("AgentService/ProposeSecurity", Need::Node),
     ("RaftService/AppendEntries", Need::Node),
     ("RaftService/Vote", Need::Node),
@@ -140,9 +141,10 @@ pub fn spec_document(spec: &flotilla_types::ServiceSpec) -> Vec<u8> {
 }
 
 /// A service as the caller may see it (see [`spec_document`]).
-pub fn service_info(s: &flotilla_types::Service) -> flotilla_proto::v1::ServiceInfo {
+pub fn service_info(state: &flotilla_types::State, s: &flotilla_types::Service) -> flotilla_proto::v1::ServiceInfo {
     flotilla_proto::v1::ServiceInfo {
         spec_document: spec_document(&s.spec),
+        endpoints: state.mesh_view(&s.spec.name).endpoints,
         ..flotilla_proto::v1::ServiceInfo::from(s)
     }
 }

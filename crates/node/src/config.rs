@@ -50,6 +50,9 @@ pub struct NodeConfig {
     pub cert_lifetime: Duration,
     /// How long a request may run on this node's server (`--request-timeout`).
     pub request_timeout: Duration,
+    /// Where the routing mesh listens for the services' ingress ports (`--publish-addr`);
+    /// `None`: no mesh on this node.
+    pub publish_addr: Option<std::net::IpAddr>,
 }
 
 /// Default of `--request-timeout`: longer than the CLI's longest call (two minutes).

@@ -102,7 +102,11 @@ pub fn dry_run(node: &Node, spec: &ServiceSpec) -> DryRunResponse {
         .map(|s| crate::auth::spec_document(&s.spec))
         .unwrap_or_default();
     let at = now_ms();
-    let response = state.apply(&Command::PutService { spec: spec.clone(), at });
+    let response = state.apply(&Command::PutService {
+        spec: spec.clone(),
+        at,
+        exclusive_ingress: true,
+    });
     let (outcome, previous_version) = match response {
         CmdResponse::Service { outcome, .. } => (
             ApplyOutcome::from(outcome),

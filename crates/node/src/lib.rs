@@ -24,6 +24,7 @@ mod inspect;
 mod join;
 mod logs;
 mod membership;
+mod mesh;
 pub mod metrics;
 mod network;
 mod node;
@@ -159,7 +160,9 @@ pub async fn run(
     // Every driver call the node makes is timed for `/metrics`.
     let driver: Arc<dyn flotilla_executor::Driver> =
         Arc::new(metrics::driver::MeteredDriver::new(driver, &node.metrics));
-    let mut loops = spawn_loops(&node, &control, &driver);
+    let mesh = mesh::Mesh::new(node.clone(), driver.clone(), config.publish_addr);
+    let mut loops = spawn_loops(&node, &control, &driver, &mesh);
+    loops.push(tokio::spawn(mesh.clone().run()));
     if let Some(listener) = metrics_listener {
         loops.push(tokio::spawn(metrics::http::serve(listener, node.clone())));
     }
@@ -171,7 +174,7 @@ pub async fn run(
             _ = fenced => {}
         }
     };
-    let result = serve(listener, node, control, driver, shutdown).await;
+    let result = serve(listener, node, control, driver, mesh, shutdown).await;
     loops.iter().for_each(JoinHandle::abort);
     tracing::info!("shutting down raft");
     if let Err(e) = raft.shutdown().await {
@@ -225,6 +228,7 @@ fn spawn_loops(
     node: &Arc<node::Node>,
     control: &Arc<flotilla_control::Control>,
     driver: &Arc<dyn flotilla_executor::Driver>,
+    mesh: &Arc<mesh::Mesh>,
 ) -> Vec<JoinHandle<()>> {
     let config = &node.config;
     tracing::info!(driver = driver.name(), cluster = %config.cluster, "executor started");
@@ -257,7 +261,11 @@ fn spawn_loops(
         tokio::spawn(membership::watch(node.clone())),
         tokio::spawn(events::watch_leader(node.clone())),
         control.spawn(vec![membership::leader_loop(node.clone())]),
-        tokio::spawn(agent_service::heartbeat_loop(node.clone(), control.clone())),
+        tokio::spawn(agent_service::heartbeat_loop(
+            node.clone(),
+            control.clone(),
+            mesh.clone(),
+        )),
         tokio::spawn(source.wake_loop(wake)),
         tokio::spawn(executor.run(wake_rx)),
     ]
@@ -295,6 +303,7 @@ async fn serve(
     node: Arc<node::Node>,
     control: Arc<flotilla_control::Control>,
     driver: Arc<dyn flotilla_executor::Driver>,
+    mesh: Arc<mesh::Mesh>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     let fence = node.fence().clone();
@@ -314,8 +323,13 @@ async fn serve(
                 .max_encoding_message_size(network::MAX_RAFT_MESSAGE),
         )
         .add_service(
-            AgentServiceServer::new(agent_service::AgentApi::new(node.clone(), control, driver.clone()))
-                .max_decoding_message_size(MAX_AGENT_MESSAGE),
+            AgentServiceServer::new(agent_service::AgentApi::new(
+                node.clone(),
+                control,
+                driver.clone(),
+                mesh,
+            ))
+            .max_decoding_message_size(MAX_AGENT_MESSAGE),
         )
         .add_service(
             ClusterServiceServer::new(cluster_service::ClusterApi::new(node.clone(), driver))

@@ -4,10 +4,10 @@
 use flotilla_proto::v1::{
     ApplyOutcome, ApplyRequest, ApplyResponse, DeclareNodeDeadRequest, DeleteServiceRequest, DeleteServiceResponse,
     DryRunRequest, DryRunResponse, GetServiceRequest, JoinRequest, JoinResponse, ListNodesRequest, ListNodesResponse,
-    ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse, NodeInfo, RemoveNodeRequest,
-    RemoveNodeResponse, RolloutControlRequest, RolloutHistoryRequest, RolloutHistoryResponse, RolloutInfo,
-    RolloutRequest, SaveSnapshotRequest, SaveSnapshotResponse, ScaleServiceRequest, ScaleServiceResponse, ServiceInfo,
-    SetNodeAvailabilityRequest, TaskInfo,
+    ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse, MeshBackend, NodeInfo,
+    RemoveNodeRequest, RemoveNodeResponse, RolloutControlRequest, RolloutHistoryRequest, RolloutHistoryResponse,
+    RolloutInfo, RolloutRequest, SaveSnapshotRequest, SaveSnapshotResponse, ScaleServiceRequest, ScaleServiceResponse,
+    ServiceInfo, SetNodeAvailabilityRequest, TaskInfo,
 };
 use flotilla_types::{Availability, Command, NodeId, PutOutcome, Response as CmdResponse, RolloutOp, ServiceSpec};
 
@@ -70,6 +70,7 @@ impl Routed for ApplyRequest {
         let cmd = Command::PutService {
             spec: spec.clone(),
             at: now_ms(),
+            exclusive_ingress: true,
         };
         match node.command(cmd).await? {
             (CmdResponse::Service { name, version, outcome }, index) => Ok(ApplyResponse {
@@ -181,11 +182,32 @@ impl Routed for GetServiceRequest {
     }
     async fn run(api: &ClusterApi, name: &String) -> Result<ServiceInfo, ApiError> {
         let sm = api.node.state.read();
-        sm.state
+        let mut info = sm
+            .state
             .services
             .get(name)
-            .map(crate::auth::service_info)
-            .ok_or_else(|| service_not_found(name))
+            .map(|s| crate::auth::service_info(&sm.state, s))
+            .ok_or_else(|| service_not_found(name))?;
+        let view = sm.state.mesh_view(name);
+        let backend = |port: String, task: String, node: Option<u64>, reason: &str| MeshBackend {
+            port,
+            task,
+            node_id: node.unwrap_or(0),
+            used: reason.is_empty(),
+            reason: reason.to_string(),
+        };
+        info.backends = view
+            .backends
+            .into_iter()
+            .map(|(port, b)| backend(port, b.task, Some(b.node), ""))
+            .chain(
+                view.left_out
+                    .into_iter()
+                    .map(|(port, l)| backend(port, l.task, l.node, l.reason)),
+            )
+            .collect();
+        info.mesh_errors = view.errors;
+        Ok(info)
     }
 }
 
@@ -201,7 +223,12 @@ impl Routed for ListServicesRequest {
     async fn run(api: &ClusterApi, _: &()) -> Result<ListServicesResponse, ApiError> {
         let sm = api.node.state.read();
         Ok(ListServicesResponse {
-            services: sm.state.services.values().map(crate::auth::service_info).collect(),
+            services: sm
+                .state
+                .services
+                .values()
+                .map(|s| crate::auth::service_info(&sm.state, s))
+                .collect(),
             node_id: api.node.id,
             applied_index: sm.last_applied.map_or(0, |l| l.index),
         })

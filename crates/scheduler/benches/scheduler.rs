@@ -26,6 +26,8 @@ fn node(id: u64) -> Node {
         registered_at: 0,
         instance: String::new(),
         declared_dead: false,
+        publish_addr: String::new(),
+        mesh_errors: Default::default(),
         updated_at: 0,
     }
 }

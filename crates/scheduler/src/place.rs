@@ -306,6 +306,8 @@ fn misfit(
 fn host_ports(spec: &flotilla_types::ServiceSpec) -> Vec<(u32, Protocol)> {
     spec.ports
         .iter()
+        // An ingress port binds on no node in particular: the mesh has it on all.
+        .filter(|p| p.ingress().is_none())
         .filter_map(|p| p.host.map(|h| (h, p.protocol)))
         .collect()
 }

@@ -246,6 +246,8 @@ fn a_published_host_port_is_used_once_per_node() {
         container: 80,
         host: Some(8080),
         protocol: flotilla_types::Protocol::Tcp,
+        mode: Some(flotilla_types::PortMode::Host),
+        proxy_protocol: false,
     }];
     state.services.insert("web".into(), web);
     let pending: Vec<PendingTask> = (0..3)

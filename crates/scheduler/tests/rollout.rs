@@ -24,6 +24,7 @@ fn updated(replicas: u32, update: &str) -> State {
     s.apply(&Command::PutService {
         spec: spec("new", replicas, update),
         at: T0 + 1000,
+        exclusive_ingress: false,
     });
     s
 }
@@ -42,6 +43,8 @@ fn created(replicas: u32, update: &str) -> State {
                     memory_mb: 100_000,
                 },
                 instance: String::new(),
+                publish_addr: String::new(),
+                mesh_errors: Default::default(),
             },
             at: 0,
         });
@@ -49,6 +52,7 @@ fn created(replicas: u32, update: &str) -> State {
     s.apply(&Command::PutService {
         spec: spec("old", replicas, update),
         at: 0,
+        exclusive_ingress: false,
     });
     pass(&mut s, T0 - 10_000);
     for t in s.tasks.values_mut() {
@@ -379,6 +383,7 @@ fn undo_goes_back_to_the_previous_template_and_history_is_bounded() {
         s.apply(&Command::PutService {
             spec: spec(&format!("v{i}"), 2, "update: {history: 3}\n"),
             at: T0 + 2000 + i,
+            exclusive_ingress: false,
         });
     }
     let svc = &s.services["web"];
@@ -422,6 +427,7 @@ fn replicas_or_policy_changes_start_no_rollout() {
     s.apply(&Command::PutService {
         spec: spec("new", 5, "update: {parallelism: 3}\n"),
         at: T0 + 5000,
+        exclusive_ingress: false,
     });
     let svc = &s.services["web"];
     assert_eq!(svc.template_version, 2);
@@ -481,6 +487,7 @@ fn a_template_kept_only_under_a_later_version_number_is_still_found() {
     s.apply(&Command::PutService {
         spec: spec("v3", 2, policy),
         at: T0 + 1000,
+        exclusive_ingress: false,
     });
     let mut now = T0 + 1000;
     let settle = |s: &mut State, template: u64, now: &mut u64| {
@@ -501,6 +508,7 @@ fn a_template_kept_only_under_a_later_version_number_is_still_found() {
     s.apply(&Command::PutService {
         spec: spec("v5", 2, policy),
         at: now,
+        exclusive_ingress: false,
     });
     let svc = &s.services["web"];
     assert_eq!((svc.version, svc.template_version), (5, 5));

@@ -13,7 +13,11 @@ fn put(name: &str, index: u64) -> Entry<flotilla_store::TypeConfig> {
     let spec = ServiceSpec::parse(&format!("name: {name}\nimage: busybox\n")).unwrap();
     Entry {
         log_id: log_id(index),
-        payload: EntryPayload::Normal(Command::PutService { spec, at: index }),
+        payload: EntryPayload::Normal(Command::PutService {
+            spec,
+            at: index,
+            exclusive_ingress: false,
+        }),
     }
 }
 

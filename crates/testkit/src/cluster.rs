@@ -151,10 +151,6 @@ impl ClusterBuilder {
             "--cluster-name".to_string(),
             name.clone(),
         ];
-        // Published ports stay on this machine's loopback in tests, unless a test says where.
-        if !self.args.iter().any(|a| a.starts_with("--publish-addr")) {
-            args.extend(["--publish-addr".to_string(), "127.0.0.1".to_string()]);
-        }
         args.extend(self.args);
         let root = tempfile::Builder::new()
             .prefix("flotilla-cluster-")
@@ -432,6 +428,11 @@ impl Cluster {
                 .arg("--token-file")
                 .arg(&self.creds.bootstrap),
         };
+        // Published ports and the mesh stay on this machine's loopback in tests, on the
+        // agent's own address, unless a test says where.
+        if !self.args.iter().any(|a| a.starts_with("--publish-addr")) {
+            cmd.arg("--publish-addr").arg(a.ip.to_string());
+        }
         cmd.args(&self.args)
             .env(
                 "RUST_LOG",

@@ -144,6 +144,8 @@ impl InProcessCluster {
             token: std::fs::read_to_string(&self.creds.bootstrap).ok(),
             cert_lifetime: flotilla_node::security::DEFAULT_CERT_LIFETIME,
             request_timeout: flotilla_node::config::DEFAULT_REQUEST_TIMEOUT,
+            // The routing mesh is tested with real agents, each on its own address.
+            publish_addr: None,
         }
     }
 

@@ -18,6 +18,12 @@ pub enum Command {
     PutService {
         spec: ServiceSpec,
         at: Millis,
+        /// Refuse the spec when a published port of it is an ingress port of another
+        /// service, or an ingress port of it is published by another (the routing mesh
+        /// listens on every node). Set by this version's API; absent from entries written
+        /// before the mesh, which replay as they were applied.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        exclusive_ingress: bool,
     },
     DeleteService {
         name: String,

@@ -105,6 +105,18 @@ fn single_event(index: u64, cmd: &Command, resp: &Response, after: &State) -> Op
             name,
             format!("scaled to {replicas} (version {version})"),
         )),
+        // A node registers again when what it says of itself changed, its mesh's ports too.
+        (Command::RegisterNode { node, at }, Response::Node { .. }) if !node.mesh_errors.is_empty() => Some(ev(
+            index,
+            *at,
+            "mesh.port_failed",
+            format!("node/{}", node.id),
+            node.mesh_errors
+                .iter()
+                .map(|(port, why)| format!("{port}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
         (Command::RegisterNode { node, at }, Response::Node { .. }) => Some(ev(
             index,
             *at,

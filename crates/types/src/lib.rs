@@ -7,6 +7,7 @@ mod document;
 pub mod duration;
 pub mod error;
 pub mod events;
+pub mod ingress;
 pub mod model;
 pub mod requests;
 pub mod rollout;
@@ -30,8 +31,8 @@ pub use rollout::{Batch, Revision, Rollout, RolloutChange, RolloutOp, RolloutPha
 pub use security::{ClientRole, ClientToken, Security, SecurityOp};
 pub use spec::{Constraint, ConstraintOp};
 pub use spec::{
-    HealthCheck, HealthCheckKind, OnDisconnect, Placement, Port, Protocol, Resources, RestartCondition, RestartPolicy,
-    ServiceSpec, FENCE_MARGIN,
+    HealthCheck, HealthCheckKind, OnDisconnect, Placement, Port, PortMode, Protocol, Resources, RestartCondition,
+    RestartPolicy, ServiceSpec, FENCE_MARGIN,
 };
 pub use state::{Service, State};
 pub use update::{FailureAction, Ratio, UpdateOrder, UpdatePolicy};

@@ -249,6 +249,13 @@ pub struct Node {
     /// registered since: its fenced tasks are replaced without waiting.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub declared_dead: bool,
+    /// Where its published ports and routing mesh listen (`--publish-addr`; empty from
+    /// an agent older than the mesh).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub publish_addr: String,
+    /// The ingress ports its mesh cannot listen on (`8080/tcp`), and why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mesh_errors: BTreeMap<String, String>,
 }
 
 /// What an agent says about itself when it registers.
@@ -261,6 +268,10 @@ pub struct NodeRegistration {
     /// Its data dir's instance id (empty from an agent older than instance ids).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub instance: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub publish_addr: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mesh_errors: BTreeMap<String, String>,
 }
 
 /// A task the leader creates in a plan.

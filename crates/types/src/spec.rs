@@ -130,6 +130,10 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 fn default_replicas() -> u32 {
     1
 }
@@ -169,11 +173,56 @@ impl Default for Resources {
 pub struct Port {
     /// Port inside the container.
     pub container: u32,
-    /// Port published on the node; omitted means not published.
+    /// Port published for the service; omitted means not published (the container is
+    /// reached at its own address only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<u32>,
     #[serde(default)]
     pub protocol: Protocol,
+    /// `ingress` (the default with a `host` number): every node's routing mesh listens on
+    /// `host` and forwards to a healthy task anywhere. `host`: bound on the node that runs
+    /// the task only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<PortMode>,
+    /// With `ingress`: each connection to a task starts with a PROXY protocol v2 header
+    /// naming the client's address.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub proxy_protocol: bool,
+}
+
+impl Port {
+    /// The port's mode as it acts: `mode`, else `ingress` with a `host` number.
+    pub fn effective_mode(&self) -> PortMode {
+        match (self.mode, self.host) {
+            (Some(m), _) => m,
+            (None, Some(_)) => PortMode::Ingress,
+            (None, None) => PortMode::Host,
+        }
+    }
+
+    /// The host port the routing mesh listens on for this port, if it is an ingress port.
+    pub fn ingress(&self) -> Option<u16> {
+        match self.effective_mode() {
+            PortMode::Ingress => self.host.and_then(|h| u16::try_from(h).ok()),
+            PortMode::Host => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortMode {
+    Ingress,
+    Host,
+}
+
+impl PortMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortMode::Ingress => "ingress",
+            PortMode::Host => "host",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -182,6 +231,15 @@ pub enum Protocol {
     #[default]
     Tcp,
     Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -71,7 +71,11 @@ impl State {
     /// a refused command returns `Response::Error` and leaves the state untouched.
     pub fn apply(&mut self, cmd: &Command) -> Response {
         match cmd {
-            Command::PutService { spec, at } => self.put_service(spec, *at),
+            Command::PutService {
+                spec,
+                at,
+                exclusive_ingress,
+            } => self.put_service(spec, *at, *exclusive_ingress),
             Command::DeleteService { name, .. } => self.delete_service(name),
             Command::ScaleService { name, replicas, at } => self.scale_service(name, *replicas, *at),
             Command::RegisterNode { node, at } => self.register_node(node, *at),
@@ -166,11 +170,16 @@ impl State {
         Response::Security
     }
 
-    fn put_service(&mut self, spec: &ServiceSpec, at: Millis) -> Response {
+    fn put_service(&mut self, spec: &ServiceSpec, at: Millis, exclusive_ingress: bool) -> Response {
         // Not `validate`: the engine bounds are checked at apply only, so a log entry an
         // earlier binary accepted replays the same (see `validate_replicated`).
         if let Err(e) = spec.validate_replicated() {
             return Response::Error(CommandError::InvalidSpec(e));
+        }
+        if exclusive_ingress {
+            if let Some(e) = self.ingress_conflict(spec) {
+                return Response::Error(CommandError::InvalidSpec(e));
+            }
         }
         let name = spec.name.clone();
         if let Some(existing) = self.services.get_mut(&name) {

@@ -72,6 +72,8 @@ mod tests {
                     memory_mb: 1024,
                 },
                 instance: String::new(),
+                publish_addr: String::new(),
+                mesh_errors: Default::default(),
             },
             at: 1,
         }

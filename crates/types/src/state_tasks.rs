@@ -3,7 +3,7 @@
 //! stale one is skipped, never half-applied: in particular a slot never gets a second
 //! live task.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::command::Response;
 use crate::error::CommandError;
@@ -31,6 +31,8 @@ impl State {
             updated_at: at,
             instance: String::new(),
             declared_dead: false,
+            publish_addr: String::new(),
+            mesh_errors: BTreeMap::new(),
         });
         // Recorded once; a different one is refused before it gets here (the leader checks
         // every heartbeat), and never overwrites the recorded one.
@@ -40,6 +42,8 @@ impl State {
         node.address = reg.address.clone();
         node.labels = reg.labels.clone();
         node.capacity = reg.capacity;
+        node.publish_addr = reg.publish_addr.clone();
+        node.mesh_errors = reg.mesh_errors.clone();
         node.status = NodeStatus::Ready;
         node.declared_dead = false;
         node.updated_at = at;

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::SpecError;
-use crate::spec::{HealthCheck, Placement, ServiceSpec, MAX_REPLICAS};
+use crate::spec::{HealthCheck, Placement, PortMode, ServiceSpec, MAX_REPLICAS};
 
 /// Longest spec (as JSON) the cluster accepts; larger documents are refused before they
 /// reach the Raft log.
@@ -107,6 +107,18 @@ impl ServiceSpec {
                         format!("duplicate port {h}"),
                     ));
                 }
+            }
+            if port.mode == Some(PortMode::Ingress) && port.host.is_none() {
+                return Err(SpecError::invalid(
+                    format!("ports[{i}].host"),
+                    "mode ingress needs a host port: the one every node's routing mesh listens on",
+                ));
+            }
+            if port.proxy_protocol && port.ingress().is_none() {
+                return Err(SpecError::invalid(
+                    format!("ports[{i}].proxy_protocol"),
+                    "only an ingress port (mode ingress, with a host port) goes through the routing mesh that sends it",
+                ));
             }
         }
         Ok(())

@@ -217,7 +217,11 @@ fn replicas_bounds_are_inclusive() {
 }
 
 fn put(state: &mut State, spec: &ServiceSpec, at: u64) -> Response {
-    state.apply(&Command::PutService { spec: spec.clone(), at })
+    state.apply(&Command::PutService {
+        spec: spec.clone(),
+        at,
+        exclusive_ingress: false,
+    })
 }
 
 #[test]
@@ -263,12 +267,17 @@ fn apply_is_deterministic() {
         Command::PutService {
             spec: spec.clone(),
             at: 1,
+            exclusive_ingress: false,
         },
         Command::DeleteService {
             name: "web".into(),
             at: 2,
         },
-        Command::PutService { spec, at: 3 },
+        Command::PutService {
+            spec,
+            at: 3,
+            exclusive_ingress: false,
+        },
     ];
     let run = || {
         let mut s = State::default();
@@ -307,12 +316,17 @@ fn a_batch_applies_each_command_and_answers_each() {
         Command::PutService {
             spec: spec.clone(),
             at: 1,
+            exclusive_ingress: false,
         },
         Command::DeleteService {
             name: "ghost".into(),
             at: 1,
         },
-        Command::PutService { spec, at: 1 },
+        Command::PutService {
+            spec,
+            at: 1,
+            exclusive_ingress: false,
+        },
     ]));
     let Response::Batch(rs) = r else { panic!("{r:?}") };
     assert!(matches!(
@@ -391,7 +405,11 @@ fn a_node_stopping_a_fenced_task_ends_it_for_good() {
     use flotilla_types::{DesiredState, StopReason, TaskReport, TaskState};
     let mut state = State::default();
     let spec = ServiceSpec::parse("name: db\nimage: x\non_disconnect: fence\n").unwrap();
-    state.apply(&Command::PutService { spec, at: 1 });
+    state.apply(&Command::PutService {
+        spec,
+        at: 1,
+        exclusive_ingress: false,
+    });
     state.apply(&Command::RegisterNode {
         node: flotilla_types::NodeRegistration {
             id: 1,
@@ -402,6 +420,8 @@ fn a_node_stopping_a_fenced_task_ends_it_for_good() {
                 memory_mb: 1000,
             },
             instance: String::new(),
+            publish_addr: String::new(),
+            mesh_errors: Default::default(),
         },
         at: 1,
     });

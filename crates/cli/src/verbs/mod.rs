@@ -267,6 +267,7 @@ async fn get_services(
                         replicas(s, spec, &tasks),
                         s.image.clone(),
                         age(s.updated_at_ms, now),
+                        endpoints(&s.endpoints, wide),
                     ];
                     if wide {
                         row.push(age(s.created_at_ms, now));
@@ -281,7 +282,7 @@ async fn get_services(
             if rows.is_empty() {
                 return "No services.\n".into();
             }
-            let mut header = vec!["NAME", "VERSION", "REPLICAS", "IMAGE", "UPDATED"];
+            let mut header = vec!["NAME", "VERSION", "REPLICAS", "IMAGE", "UPDATED", "ENDPOINTS"];
             if wide {
                 header.extend(["CREATED", "PORTS", "COMMAND"]);
             }
@@ -291,6 +292,19 @@ async fn get_services(
 }
 
 /// A spec's ports as `8080->80` (published) or `80`, with `/udp` for UDP.
+/// A service's mesh endpoints for the table: all of them wide, else the first two and
+/// how many more.
+fn endpoints(all: &[String], wide: bool) -> String {
+    const SHOWN: usize = 2;
+    if all.is_empty() {
+        return "-".into();
+    }
+    if wide || all.len() <= SHOWN {
+        return all.join(",");
+    }
+    format!("{} (+{} more)", all[..SHOWN].join(","), all.len() - SHOWN)
+}
+
 pub(crate) fn ports(spec: &serde_json::Value) -> Vec<String> {
     spec["ports"]
         .as_array()
@@ -298,8 +312,10 @@ pub(crate) fn ports(spec: &serde_json::Value) -> Vec<String> {
             ps.iter()
                 .map(|p| {
                     let udp = if p["protocol"] == "udp" { "/udp" } else { "" };
+                    // `*:` marks an ingress port: the mesh has it on every node.
+                    let ingress = if p["mode"] == "host" { "" } else { "*:" };
                     match p["host"].as_u64() {
-                        Some(h) => format!("{h}->{}{udp}", p["container"]),
+                        Some(h) => format!("{ingress}{h}->{}{udp}", p["container"]),
                         None => format!("{}{udp}", p["container"]),
                     }
                 })

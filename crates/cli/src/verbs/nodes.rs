@@ -24,6 +24,12 @@ struct NodeView {
     memory_mb: u64,
     allocated_memory_mb: u64,
     labels: std::collections::BTreeMap<String, String>,
+    /// Where its published ports and routing mesh listen.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    publish_addr: String,
+    /// The ingress ports its mesh cannot listen on, and why.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    mesh_errors: std::collections::BTreeMap<String, String>,
 }
 
 impl From<&NodeInfo> for NodeView {
@@ -39,6 +45,8 @@ impl From<&NodeInfo> for NodeView {
             memory_mb: n.memory_mb,
             allocated_memory_mb: n.allocated_memory_mb,
             labels: n.labels.clone().into_iter().collect(),
+            publish_addr: n.publish_addr.clone(),
+            mesh_errors: n.mesh_errors.clone().into_iter().collect(),
         }
     }
 }

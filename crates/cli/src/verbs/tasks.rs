@@ -307,6 +307,81 @@ struct Described {
     tasks: Vec<TaskView>,
     /// The service's and its tasks' newest events, oldest first.
     events: Vec<super::events::EventView>,
+    /// The routing mesh's view of its ingress ports; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mesh: Option<MeshView>,
+}
+
+#[derive(Serialize)]
+struct MeshView {
+    endpoints: Vec<String>,
+    backends: Vec<BackendView>,
+    errors: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct BackendView {
+    port: String,
+    task: String,
+    node: u64,
+    used: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    reason: String,
+}
+
+fn mesh_view(svc: &ServiceInfo) -> Option<MeshView> {
+    if svc.endpoints.is_empty() && svc.backends.is_empty() && svc.mesh_errors.is_empty() {
+        return None;
+    }
+    Some(MeshView {
+        endpoints: svc.endpoints.clone(),
+        backends: svc
+            .backends
+            .iter()
+            .map(|b| BackendView {
+                port: b.port.clone(),
+                task: b.task.clone(),
+                node: b.node_id,
+                used: b.used,
+                reason: b.reason.clone(),
+            })
+            .collect(),
+        errors: svc.mesh_errors.clone(),
+    })
+}
+
+/// The `Mesh:` section of `describe service`.
+fn mesh_text(mesh: &MeshView) -> String {
+    let mut text = String::from("\nMesh:\n");
+    let rows: Vec<Vec<String>> = mesh
+        .backends
+        .iter()
+        .map(|b| {
+            vec![
+                b.port.clone(),
+                b.task.clone(),
+                if b.node == 0 { "-".into() } else { b.node.to_string() },
+                if b.used {
+                    "yes".into()
+                } else {
+                    format!("no: {}", b.reason)
+                },
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        text.push_str("  no tasks yet\n");
+    } else {
+        for line in table(&["PORT", "TASK", "NODE", "TAKES CONNECTIONS"], &rows).lines() {
+            text.push_str("  ");
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    for e in &mesh.errors {
+        text.push_str(&format!("  not listening: {e}\n"));
+    }
+    text
 }
 
 /// How many of a service's events `describe service` shows.
@@ -387,6 +462,7 @@ pub async fn describe_service(client: &Client, out: Format, name: &str, stale: b
         service: super::view(&svc)?,
         tasks: tasks.iter().map(TaskView::from).collect(),
         events,
+        mesh: mesh_view(&svc),
     };
     print(out, &described, || {
         let current: Vec<&TaskInfo> = tasks.iter().filter(|t| t.desired() == DesiredState::Running).collect();
@@ -411,6 +487,9 @@ pub async fn describe_service(client: &Client, out: Format, name: &str, stale: b
                 ports.join(", ")
             }
         ));
+        if !svc.endpoints.is_empty() {
+            text.push_str(&format!("Endpoints: {}\n", svc.endpoints.join(", ")));
+        }
         text.push_str(&format!(
             "Health:    {}\n",
             health_check(spec).unwrap_or_else(|| "no check".into())
@@ -445,6 +524,9 @@ pub async fn describe_service(client: &Client, out: Format, name: &str, stale: b
                 text.push_str(line);
                 text.push('\n');
             }
+        }
+        if let Some(mesh) = &described.mesh {
+            text.push_str(&mesh_text(mesh));
         }
         text.push_str("\nEvents:\n");
         if described.events.is_empty() {

@@ -73,9 +73,12 @@ pub fn container_spec(cluster: &str, node: NodeId, task: &Task, spec: &ServiceSp
         labels,
         cpu_millis: task.cpu_millis,
         memory_mb: task.memory_mb,
+        // An ingress port is the routing mesh's to listen on, on every node: the
+        // container is reached at its own address, so only `host` ports are bound here.
         ports: spec
             .ports
             .iter()
+            .filter(|p| p.ingress().is_none())
             .map(|p| PortMapping {
                 container: p.container as u16,
                 host: p.host.map(|h| h as u16),

@@ -26,6 +26,8 @@ impl NodeInfo {
             tasks,
             registered_at_ms: n.registered_at,
             updated_at_ms: n.updated_at,
+            publish_addr: n.publish_addr.clone(),
+            mesh_errors: n.mesh_errors.clone().into_iter().collect(),
         }
     }
 }

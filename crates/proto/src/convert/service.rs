@@ -13,6 +13,7 @@ impl From<&Service> for ServiceInfo {
             image: s.spec.image.clone(),
             replicas: s.spec.replicas,
             template_version: s.template_version,
+            ..Default::default()
         }
     }
 }

@@ -46,6 +46,8 @@ pub fn node(id: u64, cpu: u64, mem: u64) -> Node {
         instance: String::new(),
         updated_at: 0,
         declared_dead: false,
+        publish_addr: String::new(),
+        mesh_errors: Default::default(),
     }
 }
 
