@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/flotilla/target
 BIN := $(CARGO_TARGET_DIR)/debug/flotilla
 export FLOTILLA_BIN ?= $(BIN)
 
-.PHONY: deps build test demo demo-stop bench bench-fence images lint fmt docs release
+.PHONY: deps build test demo demo-stop bench bench-fence bench-mesh images lint fmt docs release
 
 deps:
 	@bash scripts/deps.sh
@@ -47,7 +47,13 @@ bench: build images
 	cargo bench -p flotilla-scheduler --bench scheduler
 	cargo bench --profile dev -p flotilla-tests --bench cluster
 	cargo bench --profile dev -p flotilla-tests --bench executor
+	$(MAKE) bench-mesh
 	$(MAKE) bench-fence
+
+# The routing mesh against a direct connection to the container: latency of a new
+# connection and a small GET, and throughput of an 8 MiB GET (real agents, Docker).
+bench-mesh: build images
+	cargo bench --profile dev -p flotilla-tests --bench mesh
 
 # How long a cut-off node's slot takes to run again elsewhere, on_disconnect fence against
 # replace, over FENCE_CUTS cuts (default 10; real agents, Docker, iptables).

@@ -26,11 +26,12 @@ stop() {
   fi
 }
 
-# The page at $1:$2 through bash's /dev/tcp (no curl needed): its body, or a failure.
+# The page at $1:$2, path $3 (default /), through bash's /dev/tcp (no curl needed): its
+# body, or a failure.
 fetch() {
   local body
   exec 3<>"/dev/tcp/$1/$2" || return 1
-  printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&3
+  printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "${3:-/}" "$1" >&3
   body=$(timeout 5 cat <&3) || { exec 3<&-; return 1; }
   exec 3<&-
   case "$body" in
@@ -98,6 +99,28 @@ case "${1:-start}" in
         echo "  http://127.0.0.1$i:8080/ -> $page"
       done
     done
+    # The second example: a frontend that calls its backend by name, through the agents'
+    # DNS server on the engine's bridge gateway (port 53: it needs root and Docker).
+    if docker info >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+      "$BIN" apply -f examples/two-tier.yaml
+      echo "fetching the frontend, which calls http://backend:9090/ by name, through every node:"
+      for i in 1 2 3; do
+        page=""
+        for _ in $(seq 100); do
+          page=$(fetch "127.0.0.1$i" 8081 /cgi-bin/page 2>/dev/null) && case "$page" in *"backend task"*) break ;; esac
+          page=""
+          sleep 0.2
+        done
+        if [ -z "$page" ]; then
+          "$BIN" get tasks >&2 || true
+          echo "demo: the frontend at 127.0.0.1$i:8081 did not reach its backend by name within 20 s; see $DIR/node*.log" >&2
+          exit 1
+        fi
+        echo "  http://127.0.0.1$i:8081/cgi-bin/page -> $(printf '%s' "$page" | tr '\n' ' ')"
+      done
+    else
+      echo "(examples/two-tier.yaml skipped: discovery by name serves DNS on the Docker bridge's port 53, which needs root and Docker)"
+    fi
     echo
     "$BIN" cluster status
     echo

@@ -75,3 +75,23 @@ pub fn node_status(cluster: &flotilla_testkit::Cluster) -> Option<std::collectio
             .collect(),
     )
 }
+
+/// A port free on every agent's address, for TCP and UDP.
+pub fn free_port(cluster: &flotilla_testkit::Cluster) -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind((cluster.ip(1), 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if cluster
+            .ids()
+            .iter()
+            .all(|id| {
+                std::net::TcpListener::bind((cluster.ip(*id), port)).is_ok()
+                    && std::net::UdpSocket::bind((cluster.ip(*id), port)).is_ok()
+            })
+        {
+            return port;
+        }
+    }
+}

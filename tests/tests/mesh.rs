@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use flotilla_testkit::docker::{self, WORKLOAD_IMAGE};
 use flotilla_testkit::{wait_until_async, Cluster};
-use flotilla_tests::{json, node_status, ok, stderr};
+use flotilla_tests::{free_port, json, node_status, ok, stderr};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(40);
@@ -40,23 +40,6 @@ fn page(addr: SocketAddr) -> Option<String> {
     match flotilla_testkit::http_get(&addr.to_string(), "/") {
         Some((200, body)) => Some(body.trim().to_string()),
         _ => None,
-    }
-}
-
-/// A port free on every agent's address.
-fn free_port(cluster: &Cluster) -> u16 {
-    loop {
-        let port = std::net::TcpListener::bind((cluster.ip(1), 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        if cluster
-            .ids()
-            .iter()
-            .all(|id| std::net::TcpListener::bind((cluster.ip(*id), port)).is_ok())
-        {
-            return port;
-        }
     }
 }
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use flotilla_executor::{Driver, ProcessDriver};
 
-use crate::args::{AgentArgs, DriverKind, LogFormat};
+use flotilla_node::config::DnsConfig;
+
+use crate::args::{AgentArgs, DnsListen, DnsUpstreams, DriverKind, LogFormat};
 use crate::error::CliError;
 
 /// The agent's log filter: RUST_LOG when set, else `--log-level`. A bare level more verbose
@@ -98,6 +100,11 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
         (None, Some(t)) => Some(t.trim().to_string()),
         (None, None) => None,
     };
+    let dns_flags = DnsFlags {
+        listen: args.dns_listen,
+        upstream: args.dns_upstream.clone(),
+        cluster: args.cluster_name.clone(),
+    };
     let config = NodeConfig {
         id: args.id,
         listen: args.listen,
@@ -131,54 +138,72 @@ pub async fn run(args: AgentArgs) -> Result<(), CliError> {
         cert_lifetime: args.cert_lifetime,
         request_timeout: args.request_timeout,
         publish_addr: Some(args.publish_addr),
+        dns: None,
     };
     let logs = flotilla_executor::LogRotation {
         max_size: args.task_log_max_size,
         max_files: args.task_log_max_files,
     };
-    let driver = driver(
+    let (driver, dns) = driver(
         args.driver,
         &config.data_dir,
         args.pull_deadline,
         logs,
         args.publish_addr,
+        &dns_flags,
     )
     .await?;
+    let config = NodeConfig { dns, ..config };
     flotilla_node::run(config, driver, shutdown_signal())
         .await
         .map_err(|e| CliError::Failed(e.to_string()))
 }
 
-/// The task driver: with `docker` and no engine the agent stops here, at once.
+type Chosen = (Arc<dyn Driver>, Option<DnsConfig>);
+
+/// The task driver, and the DNS server's settings (which depend on the engine's bridge):
+/// with `docker` and no engine the agent stops here, at once.
 async fn driver(
     kind: DriverKind,
     data_dir: &std::path::Path,
     pull_deadline: std::time::Duration,
     logs: flotilla_executor::LogRotation,
     publish: std::net::IpAddr,
-) -> Result<Arc<dyn Driver>, CliError> {
-    let process = || -> Result<Arc<dyn Driver>, CliError> {
-        Ok(Arc::new(
-            ProcessDriver::new(data_dir.join("process")).with_log_rotation(logs),
-        ))
+    args: &DnsFlags,
+) -> Result<Chosen, CliError> {
+    let process = || -> Result<Chosen, CliError> {
+        let driver = Arc::new(ProcessDriver::new(data_dir.join("process")).with_log_rotation(logs));
+        Ok((driver, dns_config(args, None)?))
     };
-    let docker = |d: flotilla_docker::DockerDriver| -> Arc<dyn Driver> {
-        Arc::new(
-            d.with_pull_deadline(pull_deadline)
-                .with_log_rotation(logs)
-                .with_publish_addr(publish),
-        )
+    let docker = |d: flotilla_docker::DockerDriver| async move {
+        let bridge = match d.bridge().await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!(error = %e, "no bridge network: containers cannot reach services by name");
+                None
+            }
+        };
+        let dns = dns_config(args, bridge)?;
+        let mut d = d
+            .with_pull_deadline(pull_deadline)
+            .with_log_rotation(logs)
+            .with_publish_addr(publish);
+        if let Some(server) = dns.as_ref().and_then(container_resolver) {
+            d = d.with_dns(server, dns.as_ref().map(|c| c.zone.clone()).unwrap_or_default());
+        }
+        let driver: Arc<dyn Driver> = Arc::new(d);
+        Ok::<Chosen, CliError>((driver, dns))
     };
     match kind {
         DriverKind::Process => process(),
-        DriverKind::Docker => flotilla_docker::DockerDriver::connect()
-            .await
-            .map(docker)
-            .map_err(|e| CliError::Failed(format!("--driver docker: {e}"))),
+        DriverKind::Docker => match flotilla_docker::DockerDriver::connect().await {
+            Ok(d) => docker(d).await,
+            Err(e) => Err(CliError::Failed(format!("--driver docker: {e}"))),
+        },
         DriverKind::Auto => match flotilla_docker::DockerDriver::connect().await {
             Ok(d) => {
                 tracing::info!("driver auto: the Docker engine answers; using docker");
-                Ok(docker(d))
+                docker(d).await
             }
             Err(e) => {
                 tracing::info!(reason = %e, "driver auto: no Docker engine; using plain processes");
@@ -186,6 +211,78 @@ async fn driver(
             }
         },
     }
+}
+
+/// The agent's flags the DNS server's settings come from.
+struct DnsFlags {
+    listen: Option<DnsListen>,
+    upstream: Option<DnsUpstreams>,
+    cluster: String,
+}
+
+/// The DNS server's settings from `--dns-listen` and `--dns-upstream`; `None` when off, or
+/// by default without a bridge (plain processes) to serve.
+fn dns_config(args: &DnsFlags, bridge: Option<flotilla_executor::Bridge>) -> Result<Option<DnsConfig>, CliError> {
+    let listen = match (args.listen, bridge) {
+        (Some(DnsListen::Off), _) => return Ok(None),
+        (Some(DnsListen::At(addr)), _) => addr,
+        (None, Some(b)) => std::net::SocketAddr::new(b.gateway, 53),
+        (None, None) => {
+            tracing::info!("dns: no engine bridge to serve; give --dns-listen to serve names elsewhere");
+            return Ok(None);
+        }
+    };
+    let label_ok = !args.cluster.is_empty()
+        && args.cluster.len() <= 63
+        && args
+            .cluster
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !label_ok {
+        return Err(CliError::Usage(format!(
+            "--cluster-name {:?} is not a DNS label (letters, digits, '-'; at most 63), as the names              <service>.<cluster>.flotilla need; give another, or --dns-listen off",
+            args.cluster
+        )));
+    }
+    let upstreams = match &args.upstream {
+        Some(DnsUpstreams(list)) => list.clone(),
+        None => resolv_conf_nameservers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
+    };
+    // Never forward to itself.
+    let upstreams = upstreams.into_iter().filter(|u| *u != listen).collect();
+    Ok(Some(DnsConfig {
+        listen,
+        zone: flotilla_node::config::dns_zone(&args.cluster),
+        bridge,
+        upstreams,
+    }))
+}
+
+/// The address containers are given as their resolver: the server's, when containers can
+/// reach it there on port 53 (the engine takes an address only).
+fn container_resolver(dns: &DnsConfig) -> Option<std::net::IpAddr> {
+    let ip = dns.listen.ip();
+    if dns.listen.port() != 53 {
+        tracing::warn!(listen = %dns.listen, "dns: not on port 53, so containers keep the engine's resolver");
+        return None;
+    }
+    if ip.is_unspecified() {
+        return dns.bridge.map(|b| b.gateway);
+    }
+    if ip.is_loopback() {
+        tracing::warn!(listen = %dns.listen, "dns: on loopback, which containers cannot reach; they keep the engine's resolver");
+        return None;
+    }
+    Some(ip)
+}
+
+/// The `nameserver` lines of a resolv.conf.
+fn resolv_conf_nameservers(text: &str) -> Vec<std::net::SocketAddr> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .collect()
 }
 
 async fn shutdown_signal() {

@@ -493,6 +493,51 @@ pub struct AgentCli {
     pub args: AgentArgs,
 }
 
+/// `--dns-listen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsListen {
+    Off,
+    At(SocketAddr),
+}
+
+fn parse_dns_listen(s: &str) -> Result<DnsListen, String> {
+    let s = s.trim();
+    if s == "off" {
+        return Ok(DnsListen::Off);
+    }
+    parse_ip_port(s, 53)
+        .map(DnsListen::At)
+        .map_err(|e| format!("{e}, or `off`"))
+}
+
+/// `--dns-upstream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsUpstreams(pub Vec<SocketAddr>);
+
+fn parse_dns_upstreams(s: &str) -> Result<DnsUpstreams, String> {
+    if s.trim() == "none" {
+        return Ok(DnsUpstreams(Vec::new()));
+    }
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| parse_ip_port(p, 53))
+        .collect::<Result<Vec<_>, _>>()
+        .map(DnsUpstreams)
+}
+
+/// `IP`, `IP:PORT`, `[IPv6]:PORT`: the port is `default` when not given.
+pub fn parse_ip_port(s: &str, default: u16) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    s.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, default))
+        .map_err(|_| format!("{s:?} is not IP or IP:PORT"))
+}
+
 #[derive(Args, Debug)]
 pub struct AgentArgs {
     /// This node's id (a positive integer, never reused).
@@ -509,6 +554,16 @@ pub struct AgentArgs {
     /// ports, and the `mode: host` ports of its containers. 0.0.0.0: every interface.
     #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
     pub publish_addr: std::net::IpAddr,
+    /// Where this node serves DNS for the cluster's names (`<service>.<cluster>.flotilla`),
+    /// over UDP and TCP: IP or IP:PORT (port 53 by default), or `off`. Default: the Docker
+    /// engine's bridge gateway, port 53, which the containers use as their resolver; where
+    /// agents share an engine, one of them answers for the cluster.
+    #[arg(long, value_name = "IP[:PORT]|off", value_parser = parse_dns_listen)]
+    pub dns_listen: Option<DnsListen>,
+    /// Where the DNS server asks for names outside the cluster: IP[:PORT],… or `none`
+    /// (refused). Default: the nameservers in /etc/resolv.conf.
+    #[arg(long, value_name = "IP[:PORT],…|none", value_parser = parse_dns_upstreams)]
+    pub dns_upstream: Option<DnsUpstreams>,
     /// Where the Raft log, snapshots and node state live.
     #[arg(long)]
     pub data_dir: PathBuf,

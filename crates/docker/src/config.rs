@@ -11,8 +11,20 @@ use flotilla_executor::{ContainerSpec, LogRotation};
 /// exposed on the machine's interfaces by a library user's accident.
 pub(crate) const DEFAULT_PUBLISH_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
+/// The containers' resolver: the agent's DNS server, and the cluster's search domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Dns {
+    pub server: IpAddr,
+    pub search: String,
+}
+
 /// The create request of `spec`, its ports published on `publish`.
-pub(crate) fn create_body(spec: &ContainerSpec, logs: &LogRotation, publish: IpAddr) -> ContainerCreateBody {
+pub(crate) fn create_body(
+    spec: &ContainerSpec,
+    logs: &LogRotation,
+    publish: IpAddr,
+    dns: Option<&Dns>,
+) -> ContainerCreateBody {
     let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for port in &spec.ports {
@@ -33,6 +45,8 @@ pub(crate) fn create_body(spec: &ContainerSpec, logs: &LogRotation, publish: IpA
         nano_cpus: (spec.cpu_millis > 0).then(|| i64::from(spec.cpu_millis) * 1_000_000),
         memory: (spec.memory_mb > 0).then(|| i64::from(spec.memory_mb) * 1024 * 1024),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
+        dns: dns.map(|d| vec![d.server.to_string()]),
+        dns_search: dns.map(|d| vec![d.search.clone()]),
         // Rotated, whatever the engine's default driver is: `json-file` is the one the
         // logs API reads back on every engine.
         log_config: Some(HostConfigLogConfig {
@@ -88,7 +102,7 @@ mod tests {
                 },
             ],
         };
-        let body = create_body(&spec, &LogRotation::default(), DEFAULT_PUBLISH_ADDRESS);
+        let body = create_body(&spec, &LogRotation::default(), DEFAULT_PUBLISH_ADDRESS, None);
         assert_eq!(body.entrypoint, Some(vec!["httpd".to_string()]));
         assert_eq!(body.cmd, Some(vec!["-f".to_string()]));
         assert_eq!(body.env, Some(vec!["A=1".to_string()]));
@@ -108,11 +122,24 @@ mod tests {
         assert_eq!((log["max-size"].as_str(), log["max-file"].as_str()), ("10485760", "3"));
 
         // `--publish-addr`: every published port binds there.
-        let body = create_body(&spec, &LogRotation::default(), "0.0.0.0".parse().unwrap());
-        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let body = create_body(&spec, &LogRotation::default(), "0.0.0.0".parse().unwrap(), None);
+        let host = body.host_config.unwrap();
+        let bindings = host.port_bindings.unwrap();
         for key in ["80/tcp", "53/udp"] {
             assert_eq!(bindings[key].as_ref().unwrap()[0].host_ip.as_deref(), Some("0.0.0.0"));
         }
+        assert_eq!((host.dns, host.dns_search), (None, None), "the engine's resolver by default");
+
+        // The agent's DNS server: the containers resolve names there, in the cluster's domain.
+        let dns = Dns {
+            server: "172.17.0.1".parse().unwrap(),
+            search: "prod.flotilla".into(),
+        };
+        let host = create_body(&spec, &LogRotation::default(), DEFAULT_PUBLISH_ADDRESS, Some(&dns))
+            .host_config
+            .unwrap();
+        assert_eq!(host.dns, Some(vec!["172.17.0.1".to_string()]));
+        assert_eq!(host.dns_search, Some(vec!["prod.flotilla".to_string()]));
     }
 
     #[test]
@@ -124,6 +151,7 @@ mod tests {
             },
             &LogRotation::default(),
             DEFAULT_PUBLISH_ADDRESS,
+            None,
         );
         assert_eq!((body.entrypoint, body.cmd), (None, None));
         let host = body.host_config.unwrap();

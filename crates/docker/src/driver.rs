@@ -8,7 +8,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use flotilla_executor::{
-    ContainerId, ContainerSpec, ContainerStatus, Driver, DriverError, ExecOutput, ExecRequest, ExecSession, LogOptions,
+    Bridge,     ContainerId, ContainerSpec, ContainerStatus, Driver, DriverError, ExecOutput, ExecRequest, ExecSession, LogOptions,
     LogRotation, Logs, TaskStats,
 };
 use futures::StreamExt;
@@ -35,6 +35,9 @@ pub struct DockerDriver {
     logs: LogRotation,
     /// Where published ports bind.
     publish: std::net::IpAddr,
+    /// The containers' resolver and search domain (`with_dns`); the engine's default when
+    /// unset.
+    dns: Option<crate::config::Dns>,
 }
 
 impl DockerDriver {
@@ -68,6 +71,7 @@ impl DockerDriver {
             pull_deadline: crate::image::DEFAULT_PULL_DEADLINE,
             logs: LogRotation::default(),
             publish: crate::config::DEFAULT_PUBLISH_ADDRESS,
+            dns: None,
         })
     }
 
@@ -89,6 +93,38 @@ impl DockerDriver {
         self
     }
 
+    /// The containers this driver creates resolve names at `server` (port 53: the engine
+    /// takes an address only), trying `search` for a bare name.
+    pub fn with_dns(mut self, server: std::net::IpAddr, search: String) -> Self {
+        self.dns = Some(crate::config::Dns { server, search });
+        self
+    }
+
+    /// The engine's default bridge network: its gateway (an address of this machine the
+    /// containers reach) and its subnet as (network, prefix length).
+    pub async fn bridge(&self) -> Result<Bridge, DriverError> {
+        let net = self.docker.inspect_network("bridge", None).await.map_err(generic)?;
+        let config = net.ipam.and_then(|i| i.config).unwrap_or_default();
+        config
+            .iter()
+            .find_map(|c| {
+                let (network, prefix) = c.subnet.as_deref()?.split_once('/')?;
+                let network: std::net::IpAddr = network.parse().ok()?;
+                // Engines that chose the gateway themselves may not list it: it is then
+                // the subnet's first address.
+                let gateway = match c.gateway.as_deref().filter(|g| !g.is_empty()) {
+                    Some(g) => g.parse().ok()?,
+                    None => first_address(network)?,
+                };
+                Some(Bridge {
+                    gateway,
+                    network,
+                    prefix: prefix.parse().ok()?,
+                })
+            })
+            .ok_or_else(|| DriverError::Unavailable("the engine's bridge network has no gateway and subnet".into()))
+    }
+
     /// The address this driver talks to.
     pub fn host(&self) -> &str {
         &self.host
@@ -107,9 +143,20 @@ impl DockerDriver {
         let options = (!spec.name.is_empty()).then(|| CreateContainerOptionsBuilder::new().name(&spec.name).build());
         let created = self
             .docker
-            .create_container(options, crate::config::create_body(spec, &self.logs, self.publish))
+            .create_container(
+                options,
+                crate::config::create_body(spec, &self.logs, self.publish, self.dns.as_ref()),
+            )
             .await?;
         Ok(ContainerId(created.id))
+    }
+}
+
+/// The first host address of a subnet (`172.17.0.0` → `172.17.0.1`).
+fn first_address(network: std::net::IpAddr) -> Option<std::net::IpAddr> {
+    match network {
+        std::net::IpAddr::V4(n) => u32::from(n).checked_add(1).map(|a| std::net::Ipv4Addr::from(a).into()),
+        std::net::IpAddr::V6(n) => u128::from(n).checked_add(1).map(|a| std::net::Ipv6Addr::from(a).into()),
     }
 }
 

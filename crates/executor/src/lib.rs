@@ -3,6 +3,7 @@
 //! the wall clock (`now_ms`) the control loop and the node read too.
 //! It must never depend on bollard or any engine client: those live in driver crates.
 
+mod bridge;
 mod clock;
 mod driver;
 mod error;
@@ -16,6 +17,7 @@ pub mod task_loop;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use bridge::Bridge;
 pub use clock::now_ms;
 pub use driver::{
     Driver, ExecChunk, ExecInput, ExecOutput, ExecRequest, ExecSession, LogLine, LogOptions, LogStream, Logs, TaskStats,

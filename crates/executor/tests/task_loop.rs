@@ -59,6 +59,7 @@ fn task(id: &str) -> Task {
         attempt: 0,
         stop_reason: None,
         container_id: None,
+        address: None,
         exit_code: None,
         message: String::new(),
         created_at: 0,

@@ -198,6 +198,7 @@ fn report(task: &str, state: TaskState) -> TaskReport {
         task: task.into(),
         state,
         container_id: Some("c0ntainer".into()),
+        address: None,
         exit_code: Some(137),
         message: "killed".into(),
         stop_reason: None,

@@ -53,6 +53,27 @@ pub struct NodeConfig {
     /// Where the routing mesh listens for the services' ingress ports (`--publish-addr`);
     /// `None`: no mesh on this node.
     pub publish_addr: Option<std::net::IpAddr>,
+    /// Discovery by name (`--dns-listen`); `None`: off.
+    pub dns: Option<DnsConfig>,
+}
+
+/// The agent's DNS server, and where its tasks reach the mesh by name.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// Where it listens (UDP and TCP).
+    pub listen: SocketAddr,
+    /// The names it answers for: `<cluster>.flotilla`.
+    pub zone: String,
+    /// The engine's bridge, for tasks in containers on it: the mesh listens on its gateway
+    /// for names, and a query from its subnet is answered with the gateway.
+    pub bridge: Option<flotilla_executor::Bridge>,
+    /// Where names outside the zone are asked (the machine's resolvers); none: refused.
+    pub upstreams: Vec<SocketAddr>,
+}
+
+/// The zone the DNS server answers for in the cluster `cluster`.
+pub fn dns_zone(cluster: &str) -> String {
+    format!("{}.flotilla", cluster.to_ascii_lowercase())
 }
 
 /// Default of `--request-timeout`: longer than the CLI's longest call (two minutes).

@@ -13,6 +13,7 @@ mod bootstrap;
 mod cluster_service;
 pub mod config;
 mod cutoff;
+mod dns;
 mod epoch;
 pub mod error;
 mod events;
@@ -160,9 +161,13 @@ pub async fn run(
     // Every driver call the node makes is timed for `/metrics`.
     let driver: Arc<dyn flotilla_executor::Driver> =
         Arc::new(metrics::driver::MeteredDriver::new(driver, &node.metrics));
-    let mesh = mesh::Mesh::new(node.clone(), driver.clone(), config.publish_addr);
+    let gateway = config.dns.as_ref().and_then(|d| d.bridge).map(|b| b.gateway);
+    let mesh = mesh::Mesh::new(node.clone(), driver.clone(), config.publish_addr, gateway);
     let mut loops = spawn_loops(&node, &control, &driver, &mesh);
     loops.push(tokio::spawn(mesh.clone().run()));
+    if let Some(dns) = config.dns.clone() {
+        loops.push(tokio::spawn(dns::Server::new(node.clone(), mesh.clone(), dns).run()));
+    }
     if let Some(listener) = metrics_listener {
         loops.push(tokio::spawn(metrics::http::serve(listener, node.clone())));
     }

@@ -106,6 +106,7 @@ fn bench_reconcile(c: &mut Criterion) {
                     attempt: 0,
                     stop_reason: None,
                     container_id: None,
+                    address: None,
                     exit_code: None,
                     message: String::new(),
                     created_at: 0,

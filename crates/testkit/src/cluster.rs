@@ -433,6 +433,11 @@ impl Cluster {
         if !self.args.iter().any(|a| a.starts_with("--publish-addr")) {
             cmd.arg("--publish-addr").arg(a.ip.to_string());
         }
+        // Tests run side by side on one engine, whose bridge gateway has one port 53 and
+        // one of each container port: discovery by name is on only where a test asks.
+        if !self.args.iter().any(|a| a.starts_with("--dns-listen")) {
+            cmd.arg("--dns-listen").arg("off");
+        }
         cmd.args(&self.args)
             .env(
                 "RUST_LOG",

@@ -146,6 +146,7 @@ impl InProcessCluster {
             request_timeout: flotilla_node::config::DEFAULT_REQUEST_TIMEOUT,
             // The routing mesh is tested with real agents, each on its own address.
             publish_addr: None,
+            dns: None,
         }
     }
 

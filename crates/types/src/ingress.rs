@@ -5,14 +5,45 @@
 use std::collections::BTreeMap;
 
 use crate::error::SpecError;
-use crate::model::{DesiredState, NodeStatus, TaskState};
+use crate::model::{DesiredState, NodeStatus, Task, TaskState};
 use crate::spec::{PortMode, Protocol, ServiceSpec};
 use crate::state::State;
 use crate::NodeId;
 
-/// One ingress port of a service, as the service's current spec has it.
+/// Where a mesh listener is, which decides the spec ports it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Via {
+    /// On the node's publish address, on an ingress port's `host` number: clients
+    /// outside the cluster.
+    Publish,
+    /// On the engine's bridge gateway, on a port's `container` number: the containers on
+    /// this node, which reach a service by name (its DNS answer is the gateway).
+    Gateway,
+}
+
+impl Via {
+    /// Whether the spec port `p` is served by a listener on `port` here.
+    pub fn serves(self, p: &crate::spec::Port, port: u16) -> bool {
+        match self {
+            Via::Publish => p.ingress() == Some(port),
+            Via::Gateway => p.container == u32::from(port),
+        }
+    }
+
+    /// The port a listener here takes for the spec port `p`.
+    pub fn port_of(self, p: &crate::spec::Port) -> Option<u16> {
+        match self {
+            Via::Publish => p.ingress(),
+            Via::Gateway => u16::try_from(p.container).ok(),
+        }
+    }
+}
+
+/// One port of a service the mesh listens on, as the service's current spec has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngressPort {
+    pub via: Via,
+    /// The port listened on: the `host` number (publish) or the `container` one (gateway).
     pub port: u16,
     pub protocol: Protocol,
     pub service: String,
@@ -43,14 +74,22 @@ pub struct LeftOut {
 /// written before ports were exclusive) belongs to the oldest of them; the others are in
 /// the second list with the owner's name.
 pub fn ingress_ports(state: &State) -> (Vec<IngressPort>, Vec<(IngressPort, String)>) {
+    mesh_ports(state, Via::Publish)
+}
+
+/// The ports the mesh listens on `via`, each with its service, and the ports claimed by
+/// a younger service too (with the owner's name): on the gateway, two services with the
+/// same container port cannot both be reached by name on it.
+pub fn mesh_ports(state: &State, via: Via) -> (Vec<IngressPort>, Vec<(IngressPort, String)>) {
     let mut services: Vec<_> = state.services.values().collect();
     services.sort_by(|a, b| (a.created_at, &a.spec.name).cmp(&(b.created_at, &b.spec.name)));
     let mut owners: BTreeMap<(u16, Protocol), IngressPort> = BTreeMap::new();
     let mut conflicts = Vec::new();
     for svc in services {
         for p in &svc.spec.ports {
-            let Some(port) = p.ingress() else { continue };
+            let Some(port) = via.port_of(p) else { continue };
             let ingress = IngressPort {
+                via,
                 port,
                 protocol: p.protocol,
                 service: svc.spec.name.clone(),
@@ -103,6 +142,18 @@ impl State {
     /// left out with the reason: a backend is desired running on a ready node, and
     /// healthy (running, for a service without a health check).
     pub fn ingress_backends(&self, service: &str, port: u16, protocol: Protocol) -> (Vec<Backend>, Vec<LeftOut>) {
+        self.mesh_backends(Via::Publish, service, port, protocol)
+    }
+
+    /// The tasks of `service` that take connections for a mesh listener on `port` `via`
+    /// the publish address or the gateway, and those left out with the reason.
+    pub fn mesh_backends(
+        &self,
+        via: Via,
+        service: &str,
+        port: u16,
+        protocol: Protocol,
+    ) -> (Vec<Backend>, Vec<LeftOut>) {
         let mut backends = Vec::new();
         let mut left_out = Vec::new();
         let Some(svc) = self.services.get(service) else {
@@ -117,33 +168,9 @@ impl State {
             let container = spec
                 .ports
                 .iter()
-                .find(|p| p.ingress() == Some(port) && p.protocol == protocol)
+                .find(|p| via.serves(p, port) && p.protocol == protocol)
                 .map(|p| p.container as u16);
-            let ready = match task.state {
-                TaskState::Healthy => true,
-                TaskState::Running => spec.health_check.is_none(),
-                _ => false,
-            };
-            let node_ready = task
-                .node
-                .and_then(|n| self.nodes.get(&n))
-                .is_some_and(|n| n.status == NodeStatus::Ready);
-            let reason = if task.desired != DesiredState::Running {
-                Some("draining")
-            } else if !node_ready {
-                Some("node not ready")
-            } else if container.is_none() {
-                Some("its version does not publish this port")
-            } else if task.state == TaskState::Unhealthy {
-                Some("unhealthy")
-            } else if !ready {
-                Some(match task.state {
-                    TaskState::Running => "not healthy yet",
-                    _ => "not running",
-                })
-            } else {
-                None
-            };
+            let reason = self.why_no_traffic(task, spec, container.is_some());
             match (reason, task.node, container) {
                 (None, Some(node), Some(container)) => backends.push(Backend {
                     task: task.id.clone(),
@@ -158,6 +185,51 @@ impl State {
             }
         }
         (backends, left_out)
+    }
+}
+
+impl State {
+    /// Why `task` (running `spec`) takes no traffic, if it does not: it must be desired
+    /// running on a ready node, serve the port asked for (`serves`), and be healthy
+    /// (running, for a service without a health check).
+    fn why_no_traffic(&self, task: &Task, spec: &ServiceSpec, serves: bool) -> Option<&'static str> {
+        let node_ready = task
+            .node
+            .and_then(|n| self.nodes.get(&n))
+            .is_some_and(|n| n.status == NodeStatus::Ready);
+        let ready = match task.state {
+            TaskState::Healthy => true,
+            TaskState::Running => spec.health_check.is_none(),
+            _ => false,
+        };
+        if task.desired != DesiredState::Running {
+            Some("draining")
+        } else if !node_ready {
+            Some("node not ready")
+        } else if !serves {
+            Some("its version does not publish this port")
+        } else if task.state == TaskState::Unhealthy {
+            Some("unhealthy")
+        } else if !ready {
+            Some(match task.state {
+                TaskState::Running => "not healthy yet",
+                _ => "not running",
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The tasks of `service` that take traffic now (what its `tasks.` DNS name lists).
+    pub fn ready_tasks(&self, service: &str) -> Vec<&Task> {
+        let Some(svc) = self.services.get(service) else {
+            return Vec::new();
+        };
+        self.tasks
+            .values()
+            .filter(|t| t.service == service && !t.state.is_terminal() && t.node.is_some())
+            .filter(|t| self.why_no_traffic(t, svc.spec_at(t.spec_version), true).is_none())
+            .collect()
     }
 }
 
@@ -203,13 +275,23 @@ impl State {
             view.backends.extend(backends.into_iter().map(|b| (key.clone(), b)));
             view.left_out.extend(left_out.into_iter().map(|l| (key.clone(), l)));
         }
+        for (port, owner) in mesh_ports(self, Via::Gateway).1 {
+            if port.service == service {
+                view.errors.push(format!(
+                    "by name: {}/{} on the bridge gateway is service {owner:?}'s (applied first): \
+                     reach this service at tasks.{service} instead",
+                    port.port,
+                    port.protocol.as_str()
+                ));
+            }
+        }
         view
     }
 }
 
 /// The address clients reach a node's mesh at: its publish address, or with an
 /// unspecified one (0.0.0.0) the host of its API address.
-fn reach(node: &crate::model::Node) -> Option<String> {
+pub fn reach(node: &crate::model::Node) -> Option<String> {
     let publish = node.publish_addr.parse::<std::net::IpAddr>().ok()?;
     if !publish.is_unspecified() {
         return Some(publish.to_string());

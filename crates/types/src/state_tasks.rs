@@ -275,6 +275,7 @@ impl State {
             state_since: at,
             stop_reason: None,
             container_id: None,
+            address: None,
             exit_code: None,
             // A placed task has no message, but a rebalancing copy says why it exists.
             message: if node.is_some() && new.rebalanced_from.is_none() {
@@ -314,6 +315,9 @@ impl State {
             };
             if r.container_id.is_some() {
                 t.container_id = r.container_id.clone();
+            }
+            if r.address.is_some() {
+                t.address = r.address.clone();
             }
             if t.state.is_terminal() {
                 // A lost task whose node came back and stopped it is now really stopped;

@@ -199,6 +199,7 @@ fn backends_are_the_healthy_running_tasks_and_the_rest_say_why_not() {
         task: task.into(),
         state: s,
         container_id: Some("c".into()),
+        address: None,
         exit_code: None,
         message: String::new(),
         stop_reason: None,

@@ -444,6 +444,7 @@ fn a_node_stopping_a_fenced_task_ends_it_for_good() {
         task: id.clone(),
         state: TaskState::Stopped,
         container_id: None,
+        address: None,
         exit_code: None,
         message: "fenced: node cut off".into(),
         stop_reason: Some(StopReason::Fenced),

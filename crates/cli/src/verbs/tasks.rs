@@ -32,7 +32,8 @@ pub struct TaskView {
     message: String,
     created_at_ms: u64,
     updated_at_ms: u64,
-    /// Filled in by `describe task`: where the workload listens (from its node's driver).
+    /// Where the workload listens: as last reported running, and by `describe task` from
+    /// its node's driver.
     #[serde(skip_serializing_if = "String::is_empty")]
     address: String,
     /// Filled in by `describe task`: why the slot's newest attempt that failed to start did.
@@ -57,7 +58,7 @@ impl From<&TaskInfo> for TaskView {
             message: t.message.clone(),
             created_at_ms: t.created_at_ms,
             updated_at_ms: t.updated_at_ms,
-            address: String::new(),
+            address: t.address.clone(),
             last_start_error: String::new(),
         }
     }
@@ -257,7 +258,9 @@ pub async fn describe_task(client: &Client, out: Format, id: &str, stale: bool) 
     let t = &t;
     let container = container(client, t).await;
     let mut v = TaskView::from(t);
-    v.address = container.as_ref().map(|c| c.ip.clone()).unwrap_or_default();
+    if let Some(ip) = container.as_ref().map(|c| c.ip.clone()).filter(|ip| !ip.is_empty()) {
+        v.address = ip;
+    }
     v.last_start_error = last_start_error(&tasks, t).unwrap_or_default();
     print(out, &v, || {
         let now = now_ms();

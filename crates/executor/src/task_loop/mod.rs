@@ -83,6 +83,10 @@ pub struct Tracked {
     pub health: HealthTracker,
     /// The last state queued for the leader, so one change is reported once.
     pub last_report: Option<flotilla_types::TaskState>,
+    /// The running container's address, as last inspected: reported with its states.
+    pub ip: Option<std::net::IpAddr>,
+    /// The address last sent on its own (see `step::running_step`), so it is sent once.
+    pub address_sent: Option<String>,
 }
 
 pub struct Executor {

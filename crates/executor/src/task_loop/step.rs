@@ -42,6 +42,10 @@ fn report(task: &Task, tracked: &Tracked, state: TaskState, exit_code: Option<i6
         task: task.id.clone(),
         state,
         container_id: tracked.container.as_ref().map(|c| c.as_str().to_string()),
+        address: tracked
+            .ip
+            .filter(|_| matches!(state, TaskState::Running | TaskState::Healthy | TaskState::Unhealthy))
+            .map(|ip| ip.to_string()),
         exit_code,
         message,
         stop_reason: None,
@@ -206,8 +210,16 @@ async fn running_step(
     id: &ContainerId,
     ip: Option<IpAddr>,
 ) -> Outcome {
+    tracked.ip = ip;
     if matches!(task.state, TaskState::Assigned | TaskState::Starting) {
         return Outcome::Done(change(task, tracked, TaskState::Running, String::new()));
+    }
+    // Running with no address known yet (it was reported before the engine gave one, or
+    // by an older agent): report the address, in the state the task is in.
+    let address = ip.map(|ip| ip.to_string());
+    if address.is_some() && task.address != address && tracked.address_sent != address {
+        tracked.address_sent = address;
+        return Outcome::Done(Some(report(task, tracked, task.state, None, String::new())));
     }
     let Some(hc) = spec.health_check.as_ref() else {
         return Outcome::Idle;

@@ -20,7 +20,7 @@ pub struct Backends {
     node: Arc<Node>,
     driver: Arc<dyn Driver>,
     /// Round-robin position per ingress port.
-    next: Mutex<std::collections::BTreeMap<(u16, Protocol), usize>>,
+    next: Mutex<std::collections::BTreeMap<(flotilla_types::ingress::Via, u16, Protocol), usize>>,
     /// Tasks that refused or timed out, passed over until the instant.
     avoid: Mutex<HashMap<String, Instant>>,
     /// Container addresses of tasks on this node (a task keeps one container for life).
@@ -46,13 +46,13 @@ impl Backends {
             .state
             .read()
             .state
-            .ingress_backends(&port.service, port.port, port.protocol);
+            .mesh_backends(port.via, &port.service, port.port, port.protocol);
         if list.is_empty() {
             return list;
         }
         let start = {
             let mut next = self.next.lock().expect("mesh cursor lock");
-            let n = next.entry((port.port, port.protocol)).or_insert(0);
+            let n = next.entry((port.via, port.port, port.protocol)).or_insert(0);
             *n = n.wrapping_add(1);
             *n % list.len()
         };

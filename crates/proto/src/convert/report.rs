@@ -8,6 +8,7 @@ impl From<&TaskReport> for TaskStatusReport {
             task: r.task.clone(),
             state: crate::v1::TaskState::from(r.state).into(),
             container_id: r.container_id.clone().unwrap_or_default(),
+            address: r.address.clone().unwrap_or_default(),
             exit_code: r.exit_code,
             message: r.message.clone(),
             stop_reason: r.stop_reason.map(|s| crate::v1::StopReason::from(s).into()),
@@ -23,6 +24,7 @@ impl TryFrom<&TaskStatusReport> for TaskReport {
             task: r.task.clone(),
             state: TaskState::try_from(r.state()).map_err(|e| e.to_string())?,
             container_id: (!r.container_id.is_empty()).then(|| r.container_id.clone()),
+            address: (!r.address.is_empty()).then(|| r.address.clone()),
             exit_code: r.exit_code,
             message: r.message.clone(),
             stop_reason: match r.stop_reason {

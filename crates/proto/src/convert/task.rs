@@ -13,6 +13,7 @@ impl From<&Task> for TaskInfo {
             desired: v1::DesiredState::from(t.desired).into(),
             state: v1::TaskState::from(t.state).into(),
             container_id: t.container_id.clone().unwrap_or_default(),
+            address: t.address.clone().unwrap_or_default(),
             exit_code: t.exit_code,
             message: t.message.clone(),
             attempt: t.attempt,

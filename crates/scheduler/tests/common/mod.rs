@@ -68,6 +68,7 @@ pub fn task(svc: &str, slot: u32, seq: u64, node: Option<u64>, state: TaskState)
         attempt: 0,
         stop_reason: None,
         container_id: None,
+        address: None,
         exit_code: None,
         message: String::new(),
         created_at: 0,
