@@ -83,14 +83,10 @@ pub fn free_port(cluster: &flotilla_testkit::Cluster) -> u16 {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        if cluster
-            .ids()
-            .iter()
-            .all(|id| {
-                std::net::TcpListener::bind((cluster.ip(*id), port)).is_ok()
-                    && std::net::UdpSocket::bind((cluster.ip(*id), port)).is_ok()
-            })
-        {
+        if cluster.ids().iter().all(|id| {
+            std::net::TcpListener::bind((cluster.ip(*id), port)).is_ok()
+                && std::net::UdpSocket::bind((cluster.ip(*id), port)).is_ok()
+        }) {
             return port;
         }
     }

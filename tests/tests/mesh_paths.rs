@@ -47,7 +47,11 @@ while True:
     s.sendto(b'echo:' + d, a)
 "#
     );
-    python("echo", &program, &format!("{{container: {inside}, host: {host}, protocol: udp}}"))
+    python(
+        "echo",
+        &program,
+        &format!("{{container: {inside}, host: {host}, protocol: udp}}"),
+    )
 }
 
 /// A TCP backend on 127.0.0.1:`inside` that reads the PROXY v2 header each connection
@@ -76,7 +80,11 @@ while True:
     c.close()
 "#
     );
-    python("whoami", &program, &format!("{{container: {inside}, host: {host}, proxy_protocol: true}}"))
+    python(
+        "whoami",
+        &program,
+        &format!("{{container: {inside}, host: {host}, proxy_protocol: true}}"),
+    )
 }
 
 /// A service publishing TCP port `host` through the mesh (its task need not listen).
@@ -149,7 +157,10 @@ async fn udp_flows_proxy_headers_and_a_held_port_through_the_mesh() {
     let udp_port = free_port(&cluster);
     let file = cluster.write_file("echo.yaml", &udp_echo(udp_port, free_local_port()));
     ok(cluster.cli(&["apply", "-f", file.to_str().expect("utf-8 path")]));
-    wait_until_async("the echo running", T, || async { running(&cluster, "echo").then_some(()) }).await;
+    wait_until_async("the echo running", T, || async {
+        running(&cluster, "echo").then_some(())
+    })
+    .await;
     for id in cluster.ids() {
         let flows: Vec<UdpSocket> = (0..2)
             .map(|_| {
@@ -229,7 +240,12 @@ async fn udp_flows_proxy_headers_and_a_held_port_through_the_mesh() {
     let status: BTreeMap<u64, bool> = cluster
         .ids()
         .into_iter()
-        .map(|id| (id, TcpStream::connect_timeout(&at(id, held_port), Duration::from_secs(2)).is_ok()))
+        .map(|id| {
+            (
+                id,
+                TcpStream::connect_timeout(&at(id, held_port), Duration::from_secs(2)).is_ok(),
+            )
+        })
         .collect();
     assert!(status.values().all(|up| *up), "every node listens now: {status:?}");
 }

@@ -234,10 +234,7 @@ fn dns_config(args: &DnsFlags, bridge: Option<flotilla_executor::Bridge>) -> Res
     };
     let label_ok = !args.cluster.is_empty()
         && args.cluster.len() <= 63
-        && args
-            .cluster
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        && args.cluster.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if !label_ok {
         return Err(CliError::Usage(format!(
             "--cluster-name {:?} is not a DNS label (letters, digits, '-'; at most 63), as the names              <service>.<cluster>.flotilla need; give another, or --dns-listen off",

@@ -278,7 +278,11 @@ impl Writer {
 
     fn name(&mut self, name: &str) {
         let name = name.trim_end_matches('.');
-        let labels: Vec<&str> = if name.is_empty() { Vec::new() } else { name.split('.').collect() };
+        let labels: Vec<&str> = if name.is_empty() {
+            Vec::new()
+        } else {
+            name.split('.').collect()
+        };
         for i in 0..labels.len() {
             let suffix = labels[i..].join(".").to_ascii_lowercase();
             if let Some(&at) = self.names.get(&suffix) {
@@ -368,12 +372,7 @@ fn header(id: u16, q: Option<&Query>, rcode: Rcode, aa: bool, tc: bool, counts: 
 
 fn encode(q: &Query, r: &Response, answers: usize, authority: usize, additional: usize, tc: bool) -> Vec<u8> {
     let opt = q.edns_udp_size.is_some();
-    let counts = [
-        1,
-        answers as u16,
-        authority as u16,
-        additional as u16 + u16::from(opt),
-    ];
+    let counts = [1, answers as u16, authority as u16, additional as u16 + u16::from(opt)];
     let mut w = Writer {
         out: header(q.id, Some(q), r.rcode, r.authoritative, tc, counts),
         names: HashMap::new(),

@@ -106,7 +106,10 @@ fn answers_round_trip_through_the_decoder() {
     assert_eq!(parsed.id, 0x1234);
     assert_eq!((parsed.rcode, parsed.truncated, parsed.authoritative), (0, false, true));
     assert_eq!(parsed.answers, r.answers);
-    assert_eq!(parsed.additional, r.additional, "the OPT record is not a record of the answer");
+    assert_eq!(
+        parsed.additional, r.additional,
+        "the OPT record is not a record of the answer"
+    );
     // The OPT record is there: the answer parses as a query would (11 bytes at the end).
     assert_eq!(&out[out.len() - 11..out.len() - 8], &[0, 0, 41]);
 
@@ -187,7 +190,10 @@ fn compressed_pointer_loops_and_oversized_names_are_refused() {
     m.push(64);
     m.extend_from_slice(long_label.as_bytes());
     m.extend_from_slice(&[0, 0, 1, 0, 1]);
-    assert!(parse_query(&m).is_err(), "a 64-byte label (its length byte is a reserved type)");
+    assert!(
+        parse_query(&m).is_err(),
+        "a 64-byte label (its length byte is a reserved type)"
+    );
     let long_name = vec!["a".repeat(63); 5].join(".");
     let mut m = header(1);
     for label in long_name.split('.') {

@@ -128,7 +128,11 @@ mod tests {
         for key in ["80/tcp", "53/udp"] {
             assert_eq!(bindings[key].as_ref().unwrap()[0].host_ip.as_deref(), Some("0.0.0.0"));
         }
-        assert_eq!((host.dns, host.dns_search), (None, None), "the engine's resolver by default");
+        assert_eq!(
+            (host.dns, host.dns_search),
+            (None, None),
+            "the engine's resolver by default"
+        );
 
         // The agent's DNS server: the containers resolve names there, in the cluster's domain.
         let dns = Dns {

@@ -8,8 +8,8 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use flotilla_executor::{
-    Bridge,     ContainerId, ContainerSpec, ContainerStatus, Driver, DriverError, ExecOutput, ExecRequest, ExecSession, LogOptions,
-    LogRotation, Logs, TaskStats,
+    Bridge, ContainerId, ContainerSpec, ContainerStatus, Driver, DriverError, ExecOutput, ExecRequest, ExecSession,
+    LogOptions, LogRotation, Logs, TaskStats,
 };
 use futures::StreamExt;
 

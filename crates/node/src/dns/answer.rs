@@ -48,7 +48,11 @@ pub fn answer(state: &State, zone: &str, asker: Asker, q: &Query) -> Option<Resp
         r.rcode = Rcode::Refused;
         return Some(r);
     }
-    let labels: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('.').collect() };
+    let labels: Vec<&str> = if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split('.').collect()
+    };
     let found: Option<Vec<Record>> = match labels.as_slice() {
         [] => Some(Vec::new()),
         [service] => state
@@ -224,7 +228,9 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use flotilla_dns::{TYPE_A, TYPE_AAAA, TYPE_SRV};
-    use flotilla_types::{Capacity, Command, NewTask, NodeRegistration, PlanUpdate, ServiceSpec, TaskReport, TaskState};
+    use flotilla_types::{
+        Capacity, Command, NewTask, NodeRegistration, PlanUpdate, ServiceSpec, TaskReport, TaskState,
+    };
 
     use super::*;
 
@@ -353,12 +359,19 @@ mod tests {
     fn tasks_and_srv_list_the_healthy_tasks_only() {
         let (state, ids) = state();
         let r = ask(&state, GATEWAY, "tasks.backend.prod.flotilla", TYPE_A).unwrap();
-        assert_eq!(ips(&r), ["172.17.0.5"], "the unhealthy and not-yet-healthy tasks are left out");
+        assert_eq!(
+            ips(&r),
+            ["172.17.0.5"],
+            "the unhealthy and not-yet-healthy tasks are left out"
+        );
         let name = format!("{}.tasks.backend.prod.flotilla", ids[0].replace('.', "-"));
         let r = ask(&state, Asker::Outside, &name, TYPE_A).unwrap();
         assert_eq!(ips(&r), ["172.17.0.5"]);
         let unhealthy = format!("{}.tasks.backend.prod.flotilla", ids[1].replace('.', "-"));
-        assert_eq!(ask(&state, Asker::Outside, &unhealthy, TYPE_A).unwrap().rcode, Rcode::NxDomain);
+        assert_eq!(
+            ask(&state, Asker::Outside, &unhealthy, TYPE_A).unwrap().rcode,
+            Rcode::NxDomain
+        );
 
         let r = ask(&state, GATEWAY, "_8080._tcp.backend.prod.flotilla", TYPE_SRV).unwrap();
         assert_eq!(

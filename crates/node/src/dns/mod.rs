@@ -64,7 +64,9 @@ impl Server {
             return;
         }
         match result {
-            Ok(()) => tracing::info!(listen = %self.config.listen, zone = %self.config.zone, "dns: serving over {protocol}"),
+            Ok(()) => {
+                tracing::info!(listen = %self.config.listen, zone = %self.config.zone, "dns: serving over {protocol}")
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => tracing::info!(
                 listen = %self.config.listen,
                 "dns: {protocol} port taken (another agent sharing this engine answers for the cluster, or another \
@@ -129,7 +131,9 @@ impl Server {
                 }
                 Reply::Forward => {
                     // Past the bound a query is dropped: the client asks again.
-                    let Ok(permit) = self.busy.clone().try_acquire_owned() else { continue };
+                    let Ok(permit) = self.busy.clone().try_acquire_owned() else {
+                        continue;
+                    };
                     let (server, socket) = (self.clone(), socket.clone());
                     tokio::spawn(async move {
                         let _permit = permit;
@@ -209,7 +213,11 @@ impl Server {
         };
         match answered {
             Some(r) => {
-                let limit = if udp { flotilla_dns::udp_limit(&q) } else { MAX_TCP_MESSAGE };
+                let limit = if udp {
+                    flotilla_dns::udp_limit(&q)
+                } else {
+                    MAX_TCP_MESSAGE
+                };
                 Reply::Ready(flotilla_dns::encode_response(&q, &r, limit))
             }
             None if self.config.upstreams.is_empty() => {
@@ -227,7 +235,9 @@ impl Server {
             } else {
                 (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
             };
-            let Ok(socket) = UdpSocket::bind(any).await else { continue };
+            let Ok(socket) = UdpSocket::bind(any).await else {
+                continue;
+            };
             if socket.connect(upstream).await.is_err() || socket.send(msg).await.is_err() {
                 continue;
             }

@@ -41,12 +41,12 @@ impl Backends {
     /// The backends to try for one new connection to `port`, in order: from the next
     /// in turn, those that failed within [`AVOID_FOR`] last; at most [`TRIES`].
     pub fn order(&self, port: &IngressPort) -> Vec<Backend> {
-        let (mut list, _) = self
-            .node
-            .state
-            .read()
-            .state
-            .mesh_backends(port.via, &port.service, port.port, port.protocol);
+        let (mut list, _) =
+            self.node
+                .state
+                .read()
+                .state
+                .mesh_backends(port.via, &port.service, port.port, port.protocol);
         if list.is_empty() {
             return list;
         }
