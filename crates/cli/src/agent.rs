@@ -300,7 +300,70 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::log_filter;
+    use super::*;
+
+    fn flags(listen: Option<DnsListen>, upstream: Option<Vec<&str>>, cluster: &str) -> DnsFlags {
+        DnsFlags {
+            listen,
+            upstream: upstream.map(|u| DnsUpstreams(u.iter().map(|a| a.parse().unwrap()).collect())),
+            cluster: cluster.into(),
+        }
+    }
+
+    const BRIDGE: flotilla_executor::Bridge = flotilla_executor::Bridge {
+        gateway: std::net::IpAddr::V4(std::net::Ipv4Addr::new(172, 17, 0, 1)),
+        network: std::net::IpAddr::V4(std::net::Ipv4Addr::new(172, 17, 0, 0)),
+        prefix: 16,
+    };
+
+    #[test]
+    fn dns_serves_on_the_bridge_gateway_by_default_and_where_told_or_not_at_all() {
+        let on = dns_config(&flags(None, Some(vec![]), "prod"), Some(BRIDGE))
+            .unwrap()
+            .unwrap();
+        assert_eq!(on.listen.to_string(), "172.17.0.1:53");
+        assert_eq!(on.zone, "prod.flotilla");
+        assert_eq!(container_resolver(&on), Some(BRIDGE.gateway));
+        // No bridge (plain processes) and nothing asked: off.
+        assert!(dns_config(&flags(None, None, "prod"), None).unwrap().is_none());
+        assert!(dns_config(&flags(Some(DnsListen::Off), None, "prod"), Some(BRIDGE))
+            .unwrap()
+            .is_none());
+        // Elsewhere: served there; containers keep the engine's resolver unless they can
+        // reach it on port 53.
+        let at = |s: &str| Some(DnsListen::At(s.parse().unwrap()));
+        let local = dns_config(&flags(at("127.0.0.1:5353"), Some(vec![]), "prod"), Some(BRIDGE))
+            .unwrap()
+            .unwrap();
+        assert_eq!(container_resolver(&local), None);
+        let loopback = dns_config(&flags(at("127.0.0.1:53"), Some(vec![]), "prod"), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(container_resolver(&loopback), None);
+        let every = dns_config(&flags(at("0.0.0.0:53"), Some(vec![]), "prod"), Some(BRIDGE))
+            .unwrap()
+            .unwrap();
+        assert_eq!(container_resolver(&every), Some(BRIDGE.gateway));
+        // Never its own upstream.
+        let own = dns_config(
+            &flags(None, Some(vec!["172.17.0.1:53", "10.0.0.53:53"]), "prod"),
+            Some(BRIDGE),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(own.upstreams, vec!["10.0.0.53:53".parse().unwrap()]);
+        // A cluster name that cannot be a DNS label is refused, naming the flags.
+        let refused = dns_config(&flags(None, None, "my_cluster"), Some(BRIDGE)).unwrap_err();
+        assert!(refused.to_string().contains("--cluster-name"), "{refused}");
+        assert!(dns_config(&flags(Some(DnsListen::Off), None, "my_cluster"), Some(BRIDGE)).is_ok());
+    }
+
+    #[test]
+    fn resolv_conf_gives_the_upstreams() {
+        let text = "# generated\nsearch example.org\nnameserver 10.0.0.2\nnameserver  fd00::1 \nnameserver bogus\noptions ndots:2\n";
+        let got: Vec<String> = resolv_conf_nameservers(text).iter().map(|a| a.to_string()).collect();
+        assert_eq!(got, ["10.0.0.2:53", "[fd00::1]:53"]);
+    }
 
     #[test]
     fn log_level_sets_the_filter_unless_rust_log_is_set() {

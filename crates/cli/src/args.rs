@@ -694,7 +694,34 @@ pub enum DriverKind {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_host_port, parse_size};
+    use super::{parse_dns_listen, parse_dns_upstreams, parse_host_port, parse_size, DnsListen, DnsUpstreams};
+
+    #[test]
+    fn dns_flags_parse() {
+        assert_eq!(parse_dns_listen("off"), Ok(DnsListen::Off));
+        assert_eq!(
+            parse_dns_listen("172.17.0.1"),
+            Ok(DnsListen::At("172.17.0.1:53".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_dns_listen("127.0.0.1:5353"),
+            Ok(DnsListen::At("127.0.0.1:5353".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_dns_listen("[::1]"),
+            Ok(DnsListen::At("[::1]:53".parse().unwrap()))
+        );
+        assert!(parse_dns_listen("gateway").unwrap_err().contains("`off`"));
+        assert_eq!(parse_dns_upstreams("none"), Ok(DnsUpstreams(vec![])));
+        assert_eq!(
+            parse_dns_upstreams("10.0.0.2, 10.0.0.3:5353"),
+            Ok(DnsUpstreams(vec![
+                "10.0.0.2:53".parse().unwrap(),
+                "10.0.0.3:5353".parse().unwrap()
+            ]))
+        );
+        assert!(parse_dns_upstreams("10.0.0.2,nope").is_err());
+    }
 
     #[test]
     fn an_advertised_address_is_host_and_port_that_others_can_reach() {

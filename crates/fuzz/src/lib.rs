@@ -1,6 +1,6 @@
 //! Fuzz targets for what a flotilla node accepts: the service spec an operator writes, and
 //! every message a node decodes from the network (Raft payloads, snapshot headers and
-//! bodies, agent and client requests, credentials). Each target is a function of bytes
+//! bodies, agent and client requests, credentials, the DNS queries an agent answers). Each target is a function of bytes
 //! that must not panic on any input; where it decodes something, it also checks that the
 //! value survives encoding and decoding again.
 //!
@@ -17,7 +17,7 @@ pub mod harness;
 pub mod seeds;
 mod targets;
 
-pub use targets::{agent_request, client_request, credentials, raft, snapshot_header, spec};
+pub use targets::{agent_request, client_request, credentials, dns, raft, snapshot_header, spec};
 
 /// One message a target decodes: `name` is its proto message name (`HeartbeatRequest`)
 /// or, for JSON carried inside one, `json:` and the type (`json:VoteRequest`).
@@ -65,6 +65,7 @@ pub static TARGETS: &[Target] = &[
     targets::AGENT_REQUEST,
     targets::CLIENT_REQUEST,
     targets::CREDENTIALS,
+    targets::DNS,
 ];
 
 pub fn target(name: &str) -> Option<&'static Target> {

@@ -400,6 +400,7 @@ pub fn seeds(target: &Target) -> Vec<Seed> {
         "agent_request" => agent(&mut s),
         "client_request" => client(&mut s),
         "credentials" => credentials(&mut s),
+        "dns" => dns(&mut s),
         other => panic!("no seeds for target {other}"),
     }
     s.out
@@ -893,4 +894,37 @@ fn credentials(s: &mut Seeds) {
     s.add("CertificateSigningRequest", "0", csr);
     s.add("PrivateKeyPem", "p256", key.serialize_pem().into_bytes());
     s.add("CaPem", "0", pair(&ca.cert_pem, &ca.key_pem()));
+}
+
+fn dns(s: &mut Seeds) {
+    use flotilla_dns::{build_query, encode_response, parse_query, RData, Record, Response};
+    let names = [
+        ("a", "web.prod.flotilla", flotilla_dns::TYPE_A, None),
+        ("tasks", "tasks.web.prod.flotilla", flotilla_dns::TYPE_A, Some(1232)),
+        ("srv", "_8080._tcp.web.prod.flotilla", flotilla_dns::TYPE_SRV, None),
+        ("root", "", flotilla_dns::TYPE_SOA, Some(4096)),
+    ];
+    for (tag, name, qtype, edns) in names {
+        let query = build_query(7, name, qtype, edns);
+        s.add("Query", tag, query.clone());
+        let q = parse_query(&query).expect("a seed query");
+        let answer = Response {
+            authoritative: true,
+            answers: vec![Record {
+                name: name.to_string(),
+                ttl: 5,
+                data: match qtype {
+                    flotilla_dns::TYPE_SRV => RData::Srv {
+                        priority: 0,
+                        weight: 1,
+                        port: 8080,
+                        target: format!("web-1-3.tasks.{name}"),
+                    },
+                    _ => RData::A([172, 17, 0, 5].into()),
+                },
+            }],
+            ..Response::default()
+        };
+        s.add("Response", tag, encode_response(&q, &answer, 512));
+    }
 }

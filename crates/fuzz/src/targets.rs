@@ -724,3 +724,82 @@ pub const CREDENTIALS: Target = Target {
 pub fn credentials(data: &[u8]) {
     select(CREDENTIAL_MESSAGES, data)
 }
+
+// dns
+
+static DNS_MESSAGES: &[Message] = &[
+    Message {
+        name: "Query",
+        decode: |d| {
+            if let Ok(q) = flotilla_dns::parse_query(d) {
+                dns_answer(&q);
+            }
+        },
+    },
+    Message {
+        name: "Response",
+        decode: |d| {
+            let _ = flotilla_dns::parse_response(d);
+        },
+    },
+];
+
+pub const DNS: Target = Target {
+    name: "dns",
+    messages: DNS_MESSAGES,
+    tokens: &[
+        "\u{c0}\u{c}",
+        "\u{0}",
+        "\u{3}www",
+        "\u{8}flotilla",
+        "\u{0}\u{1}",
+        "\u{0}\u{21}",
+        "\u{0})",
+    ],
+    run: dns,
+};
+
+/// What an agent's DNS server reads from any container or client: a query, which an
+/// answer must echo so that a client reads it back as asked (id, name, type); and the
+/// answers of upstream resolvers it passes on (read by tests and clients).
+pub fn dns(data: &[u8]) {
+    select(DNS_MESSAGES, data)
+}
+
+/// An answer to `q` with one record of each kind, truncated to what UDP allows, must
+/// decode with the query's id and the records that fit, in order.
+fn dns_answer(q: &flotilla_dns::Query) {
+    use flotilla_dns::{RData, Record, Response};
+    let name = if q.name.is_empty() {
+        "flotilla".to_string()
+    } else {
+        q.name.clone()
+    };
+    let record = |data| Record {
+        name: name.clone(),
+        ttl: 5,
+        data,
+    };
+    let r = Response {
+        authoritative: true,
+        answers: vec![
+            record(RData::A([10, 0, 0, 1].into())),
+            record(RData::Srv {
+                priority: 0,
+                weight: 1,
+                port: 80,
+                target: format!("t.{name}"),
+            }),
+        ],
+        ..Response::default()
+    };
+    let limit = flotilla_dns::udp_limit(q);
+    let out = flotilla_dns::encode_response(q, &r, limit);
+    assert!(out.len() <= limit.max(512), "an answer over its limit");
+    let back = flotilla_dns::parse_response(&out).expect("an answer this crate wrote decodes");
+    assert_eq!(back.id, q.id);
+    assert!(back.answers.len() <= 2);
+    let echoed = flotilla_dns::parse_response(&flotilla_dns::encode_error(q.id, Some(q), flotilla_dns::Rcode::Refused))
+        .expect("an error answer decodes");
+    assert_eq!((echoed.id, echoed.rcode), (q.id, 5));
+}

@@ -106,6 +106,11 @@ fn credentials() {
 }
 
 #[test]
+fn dns() {
+    check("dns");
+}
+
+#[test]
 fn every_target_has_a_test_here() {
     let tested = [
         "spec",
@@ -114,6 +119,7 @@ fn every_target_has_a_test_here() {
         "agent_request",
         "client_request",
         "credentials",
+        "dns",
     ];
     let all: Vec<&str> = flotilla_fuzz::TARGETS.iter().map(|t| t.name).collect();
     assert_eq!(all, tested);
