@@ -270,28 +270,43 @@ async fn names_resolve_to_the_healthy_tasks_and_a_frontend_calls_its_backend_by_
         .output()
         .expect("docker exec");
     assert!(rm.status.success(), "{}", String::from_utf8_lossy(&rm.stderr));
+    // Both watched together until both changed: when the state stopped saying healthy
+    // (as `get tasks` shows it) and when the answer dropped the task.
     let broken = Instant::now();
-    wait_until_async("the unhealthy task out of tasks.backend", T, || async {
-        query(dns, &tasks_name, TYPE_A, false).filter(|r| !addresses(r).contains(&sick_ip))
+    let state_of = || {
+        json(cluster.cli(&["get", "tasks", "--service", "backend", "--all", "-o", "json"]))
+            .as_array()
+            .and_then(|tasks| tasks.iter().find(|t| t["id"] == sick_id.as_str()).cloned())
+            .map(|t| t["state"].as_str().unwrap_or_default().to_string())
+            .expect("the task is still listed")
+    };
+    let (mut unhealthy_at, mut dropped_at) = (None, None);
+    let (unhealthy_at, dropped_at, state) = wait_until_async("the unhealthy task out of tasks.backend", T, || {
+        let dropped = query(dns, &tasks_name, TYPE_A, false).is_some_and(|r| !addresses(&r).contains(&sick_ip));
+        let state = state_of();
+        let now = broken.elapsed();
+        if dropped && dropped_at.is_none() {
+            dropped_at = Some(now);
+        }
+        if state != "healthy" && unhealthy_at.is_none() {
+            unhealthy_at = Some(now);
+        }
+        let done = unhealthy_at.zip(dropped_at).map(|(u, d)| (u, d, state));
+        async move { done }
     })
     .await;
-    let left = broken.elapsed();
-    let all = json(cluster.cli(&["get", "tasks", "--service", "backend", "--all", "-o", "json"]));
-    let state = all
-        .as_array()
-        .and_then(|tasks| tasks.iter().find(|t| t["id"] == sick_id.as_str()))
-        .map(|t| t["state"].as_str().unwrap_or_default().to_string())
-        .expect("the task is still listed");
     eprintln!(
-        "an unhealthy backend left the DNS answer {left:?} after its check began to fail (probe interval \
-         {PROBE:?}, {RETRIES} failures to be unhealthy); its state: {state}"
+        "a backend whose check began to fail: its state said {state} after {unhealthy_at:?}, the DNS answer \
+         dropped it after {dropped_at:?} (probe interval {PROBE:?}, {RETRIES} failures to be unhealthy)"
     );
-    assert_ne!(state, "healthy", "out of the answer only once not healthy");
-    // RETRIES failed probes make it unhealthy, then one interval at most for the report to
-    // reach the state; the answer is read from the state on every query.
     assert!(
-        left <= PROBE * (RETRIES + 1) + Duration::from_secs(2),
-        "left the answer {left:?} after the check failed"
+        dropped_at <= unhealthy_at + PROBE,
+        "the task left the answer within one probe interval of turning unhealthy ({dropped_at:?} against \
+         {unhealthy_at:?})"
+    );
+    assert!(
+        dropped_at + Duration::from_millis(500) >= unhealthy_at,
+        "not before its state changed: {dropped_at:?} against {unhealthy_at:?}"
     );
     let r = query(dns, &tasks_name, TYPE_A, true).expect("an answer");
     assert!(!addresses(&r).contains(&sick_ip) && !addresses(&r).is_empty(), "{r:?}");
