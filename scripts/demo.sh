@@ -102,7 +102,7 @@ case "${1:-start}" in
     # The second example: a frontend that calls its backend by name, through the agents'
     # DNS server on the engine's bridge gateway (port 53: it needs root and Docker).
     if docker info >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
-      "$BIN" apply -f examples/two-tier.yaml
+      "$BIN" apply --wait -f examples/two-tier.yaml
       echo "fetching the frontend, which calls http://backend:9090/ by name, through every node:"
       for i in 1 2 3; do
         page=""
