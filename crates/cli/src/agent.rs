@@ -232,13 +232,10 @@ fn dns_config(args: &DnsFlags, bridge: Option<flotilla_executor::Bridge>) -> Res
             return Ok(None);
         }
     };
-    let label_ok = !args.cluster.is_empty()
-        && args.cluster.len() <= 63
-        && args.cluster.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if !label_ok {
+    // The zone is lowercase: a cluster name differing only in case is the same label.
+    if let Err(e) = flotilla_types::validate_dns_label("--cluster-name", &args.cluster.to_ascii_lowercase()) {
         return Err(CliError::Usage(format!(
-            "--cluster-name {:?} is not a DNS label (letters, digits, '-'; at most 63), as the names              <service>.<cluster>.flotilla need; give another, or --dns-listen off",
-            args.cluster
+            "{e}; the names <service>.<cluster>.flotilla need it: give another, or --dns-listen off"
         )));
     }
     let upstreams = match &args.upstream {
